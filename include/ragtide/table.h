@@ -1,0 +1,126 @@
+/* ragtide/table.h — the ragtide transition table: open, look up, build.
+ *
+ * libragtide is what an online-serving binary links to read the table that
+ * `ragtide refresh` publishes. It depends on msgpack-c, zstd and xxhash only:
+ * no MPI, no curl. The file format is specified in docs/formats.md.
+ *
+ * Stable API: everything above the "Experimental" marker. Functions return
+ * RAGTIDE_OK (0) or a negative ragtide_status; ragtide_strerror() names it.
+ * Thread safety: after ragtide_table_open() returns, any number of threads
+ * may call the const lookup functions on the same table concurrently.
+ * Ownership: pointers returned by accessors belong to the table and live
+ * until ragtide_table_close(). */
+#ifndef RAGTIDE_TABLE_H
+#define RAGTIDE_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RAGTIDE_FORMAT_MAJOR 1 /* readers refuse files of another major version */
+
+typedef enum ragtide_status {
+  RAGTIDE_OK = 0,
+  RAGTIDE_E_IO = -1,        /* open/read/write/rename failed (errno in the message) */
+  RAGTIDE_E_NOMEM = -2,
+  RAGTIDE_E_MAGIC = -3,     /* not a ragtide table */
+  RAGTIDE_E_VERSION = -4,   /* unknown major format version */
+  RAGTIDE_E_CHECKSUM = -5,  /* checksum mismatch: the file was altered or truncated */
+  RAGTIDE_E_CORRUPT = -6,   /* structure invalid (truncated section, bad field) */
+  RAGTIDE_E_NOTFOUND = -7,  /* cluster id not in the table's catalog */
+  RAGTIDE_E_ARG = -8,       /* invalid argument */
+  RAGTIDE_E_MISMATCH = -9,  /* two tables with different catalogs (merge) */
+} ragtide_status;
+
+typedef enum ragtide_provenance {
+  RAGTIDE_PROV_NONE = 0,     /* no prediction for this pair */
+  RAGTIDE_PROV_BASE = 1,     /* from the base (fine-tuned, monthly) table */
+  RAGTIDE_PROV_RAG = 2,      /* from a RAG refresh answer */
+  RAGTIDE_PROV_FALLBACK = 3, /* endpoint failed: base answer or top retrieved successor */
+} ragtide_provenance;
+
+/* Header fields. Strings are NUL-terminated, never NULL (may be ""). */
+typedef struct ragtide_table_info {
+  uint32_t version_major, version_minor;
+  uint32_t n_clusters;      /* catalog size */
+  uint32_t k;               /* history length; always 2 */
+  uint32_t candidates;      /* predictions stored per pair */
+  int64_t created_at;       /* unix seconds */
+  int64_t window_start;     /* refresh data window [start, end), unix seconds; 0 if none */
+  int64_t window_end;
+  uint64_t catalog_hash;    /* hash of cluster ids and normalised descriptions */
+  uint64_t template_hash;   /* hash of the prompt template */
+  uint64_t config_hash;     /* hash of the effective configuration */
+  const char *model;        /* model id */
+  const char *run_id;       /* the run that produced the table */
+  const char *base_run_id;  /* run id of the base table overlaid, "" if none */
+  uint64_t count_by_prov[4]; /* pairs whose first candidate has provenance i */
+} ragtide_table_info;
+
+typedef struct ragtide_candidate {
+  uint32_t next;            /* external cluster id */
+  ragtide_provenance prov;
+  uint32_t day;             /* day produced, days since 1970-01-01 UTC */
+} ragtide_candidate;
+
+typedef struct ragtide_table ragtide_table;
+
+/* Open and fully verify a table (magic, version, checksum, structure).
+ * On failure returns a negative status and, if errbuf, a message naming the
+ * file and what is wrong. */
+int ragtide_table_open(const char *path, ragtide_table **out, char *errbuf, size_t errcap);
+void ragtide_table_close(ragtide_table *t);
+
+const ragtide_table_info *ragtide_table_get_info(const ragtide_table *t);
+/* The catalog's cluster ids in dense-index order (ascending). */
+const uint32_t *ragtide_table_cluster_ids(const ragtide_table *t, uint32_t *n);
+
+/* Top prediction for the history (c1, c2), by external cluster ids. O(1).
+ * RAGTIDE_OK with *prov = RAGTIDE_PROV_NONE (and *next untouched) when the
+ * pair has no prediction; RAGTIDE_E_NOTFOUND when c1 or c2 is unknown. */
+int ragtide_table_lookup(const ragtide_table *t, uint32_t c1, uint32_t c2, uint32_t *next,
+                         ragtide_provenance *prov);
+
+/* All candidates of (c1, c2) in rank order; returns how many (0..candidates)
+ * were written to out (at most cap), or a negative status. */
+int ragtide_table_candidates(const ragtide_table *t, uint32_t c1, uint32_t c2,
+                             ragtide_candidate *out, size_t cap);
+
+/* Candidate j of the pair of dense indices (i1, i2): next as a dense index,
+ * or UINT32_MAX when none. For tools that walk every pair. */
+int ragtide_table_get_idx(const ragtide_table *t, uint32_t i1, uint32_t i2, uint32_t j,
+                          uint32_t *next_idx, ragtide_provenance *prov, uint32_t *day);
+
+const char *ragtide_strerror(int status);
+
+/* ---- Experimental: building tables (used by `ragtide refresh`, `merge`). --
+ * May change between minor versions. */
+
+typedef struct ragtide_table_builder ragtide_table_builder;
+
+/* A builder for n clusters (ids ascending, unique), `candidates` per pair,
+ * every pair initially RAGTIDE_PROV_NONE. NULL on bad arguments or OOM. */
+ragtide_table_builder *ragtide_builder_new(const uint32_t *cluster_ids, uint32_t n, uint32_t candidates);
+
+/* Set candidate j of pair (i1, i2) (dense indices) to next_idx. */
+int ragtide_builder_set(ragtide_table_builder *b, uint32_t i1, uint32_t i2, uint32_t j, uint32_t next_idx,
+                        ragtide_provenance prov, uint32_t day);
+
+/* Header fields to write (n_clusters, candidates, counts are filled by the
+ * builder; strings are copied). */
+int ragtide_builder_set_info(ragtide_table_builder *b, const ragtide_table_info *info);
+
+/* Serialize and publish atomically: write path.tmp.PID, fsync, rename over
+ * path, fsync the directory. A failed write leaves any existing file at path
+ * untouched. */
+int ragtide_builder_write(ragtide_table_builder *b, const char *path, char *errbuf, size_t errcap);
+
+void ragtide_builder_free(ragtide_table_builder *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

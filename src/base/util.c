@@ -1,0 +1,163 @@
+/* util.c — allocation, hashing, time, files. */
+#include "base/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void oom(size_t n) {
+  fprintf(stderr, "ragtide: out of memory allocating %zu bytes; lower memory use "
+                  "(fewer clusters per rank, more ranks) or raise the limit\n", n);
+  exit(RT_ERR_NOMEM);
+}
+
+void *rt_xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) oom(n);
+  return p;
+}
+void *rt_xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) oom(n * size);
+  return p;
+}
+void *rt_xrealloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q) oom(n);
+  return q;
+}
+char *rt_xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = rt_xmalloc(n);
+  memcpy(d, s, n);
+  return d;
+}
+
+uint64_t rt_hash_bytes(const void *p, size_t n) {
+  const unsigned char *b = p;
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+double rt_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int rt_parse_utc(const char *s, int64_t *out) {
+  int y, mo, d, h = 0, mi = 0, se = 0, n = 0;
+  if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3) return -1;
+  const char *rest = s + n;
+  if (*rest == 'T' || *rest == ' ') {
+    int m = 0;
+    if (sscanf(rest + 1, "%2d:%2d:%2d%n", &h, &mi, &se, &m) != 3) return -1;
+    rest += 1 + m;
+    if (*rest == 'Z') rest++;
+  }
+  if (*rest != '\0') return -1;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return -1;
+  struct tm tm = {0};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = se;
+  time_t t = timegm(&tm);
+  struct tm back;
+  gmtime_r(&t, &back);
+  if (back.tm_mday != d) return -1; /* 2026-02-31 and the like */
+  *out = (int64_t)t;
+  return 0;
+}
+
+void rt_format_utc(int64_t t, char *buf, size_t cap) {
+  time_t tt = (time_t)t;
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int rt_read_file(const char *path, char **out, size_t *len, rt_err *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return rt_err_set(err, RT_ERR_INPUT, "cannot open %s: %s", path, strerror(errno));
+  size_t cap = 4096, n = 0;
+  char *buf = rt_xmalloc(cap);
+  size_t r;
+  while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+    n += r;
+    if (cap - n - 1 == 0) buf = rt_xrealloc(buf, cap *= 2);
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return rt_err_set(err, RT_ERR_INPUT, "cannot read %s: I/O error", path);
+  }
+  buf[n] = '\0';
+  *out = buf;
+  if (len) *len = n;
+  return RT_OK;
+}
+
+int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err *err) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s: %s (check that the directory "
+                      "exists and is writable)", tmp, strerror(errno));
+  const char *p = data;
+  size_t left = len;
+  while (left) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s: %s", tmp, strerror(e));
+    }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", tmp, strerror(e));
+  }
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+  }
+  /* fsync the directory so the rename itself survives a crash. */
+  char dcopy[4096];
+  snprintf(dcopy, sizeof dcopy, "%s", path);
+  int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return RT_OK;
+}
+
+long rt_peak_rss_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  long kb = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+  fclose(f);
+  return kb;
+}

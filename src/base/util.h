@@ -1,0 +1,67 @@
+/* util.h — small helpers shared by every layer: checked allocation, a growable
+ * array, hashing, time and file utilities. Nothing here knows about MPI. */
+#ifndef RT_BASE_UTIL_H
+#define RT_BASE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base/err.h"
+
+/* Allocation that never returns NULL: on failure prints what was asked for and
+ * exits with RT_ERR_NOMEM (an OOM is not recoverable mid-stage). */
+void *rt_xmalloc(size_t n);
+void *rt_xcalloc(size_t n, size_t size);
+void *rt_xrealloc(void *p, size_t n);
+char *rt_xstrdup(const char *s);
+
+/* Growable array of elements of one type: RT_VEC(uint64_t) v = {0};
+ * rt_vec_push(&v, x); v.data[i]; v.len; free(v.data). */
+#define RT_VEC(T) struct { T *data; size_t len, cap; }
+#define rt_vec_reserve(v, n)                                                    \
+  do {                                                                         \
+    if ((n) > (v)->cap) {                                                      \
+      size_t nc_ = (v)->cap ? (v)->cap : 16;                                   \
+      while (nc_ < (n)) nc_ *= 2;                                              \
+      (v)->data = rt_xrealloc((v)->data, nc_ * sizeof *(v)->data);             \
+      (v)->cap = nc_;                                                          \
+    }                                                                          \
+  } while (0)
+#define rt_vec_push(v, x)                                                       \
+  do {                                                                         \
+    rt_vec_reserve((v), (v)->len + 1);                                         \
+    (v)->data[(v)->len++] = (x);                                               \
+  } while (0)
+
+/* Hashing: splitmix64 finalizer (fast, well mixed; used for ownership maps,
+ * so it must never change without a format/plan version bump). */
+static inline uint64_t rt_mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+/* 64-bit FNV-1a over bytes, for stable string hashes (template, config). */
+uint64_t rt_hash_bytes(const void *p, size_t n);
+
+/* Seconds on a monotonic clock, for stage timings. */
+double rt_now(void);
+
+/* Parse a UTC date "YYYY-MM-DD" or timestamp "YYYY-MM-DDTHH:MM:SSZ" into unix
+ * seconds. Returns 0 on success, -1 if malformed. */
+int rt_parse_utc(const char *s, int64_t *out);
+/* Format unix seconds as "YYYY-MM-DDTHH:MM:SSZ" into buf (>= 21 bytes). */
+void rt_format_utc(int64_t t, char *buf, size_t cap);
+
+/* Read a whole file into a NUL-terminated malloc'ed buffer. */
+int rt_read_file(const char *path, char **out, size_t *len, rt_err *err);
+
+/* Write data to path atomically: path.tmp.<pid>, fsync, rename over path,
+ * fsync the directory. A reader that has the old file open keeps it. */
+int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err *err);
+
+/* Peak resident set size of this process in kilobytes (VmHWM). */
+long rt_peak_rss_kb(void);
+
+#endif

@@ -1,0 +1,35 @@
+/* commands.h — the `ragtide` subcommands. Each lives in its own file
+ * (cmd_<name>.c), parses its own flags, answers --help, and returns an exit
+ * status (rt_status). main.c only dispatches. */
+#ifndef RT_CMD_COMMANDS_H
+#define RT_CMD_COMMANDS_H
+
+typedef int (*rt_cmd_fn)(int argc, char **argv);
+
+typedef struct rt_command {
+  const char *name;
+  rt_cmd_fn fn;
+  const char *summary;
+  const char *usage; /* full help text */
+} rt_command;
+
+int rt_cmd_refresh(int argc, char **argv);
+int rt_cmd_aggregate(int argc, char **argv);
+int rt_cmd_lookup(int argc, char **argv);
+int rt_cmd_inspect(int argc, char **argv);
+int rt_cmd_validate(int argc, char **argv);
+int rt_cmd_diff(int argc, char **argv);
+int rt_cmd_export(int argc, char **argv);
+int rt_cmd_merge(int argc, char **argv);
+int rt_cmd_rollback(int argc, char **argv);
+int rt_cmd_drift(int argc, char **argv);
+int rt_cmd_export_finetune(int argc, char **argv);
+
+/* Look a command up by name; NULL if unknown. */
+const rt_command *rt_command_find(const char *name);
+/* Print a command's help (usage text) to stdout. */
+void rt_command_help(const rt_command *c);
+/* True if argv[1..] contains -h or --help. */
+int rt_wants_help(int argc, char **argv);
+
+#endif

@@ -1,0 +1,132 @@
+/* main.c — `ragtide COMMAND ...`: dispatch to the subcommands. */
+#include "cmd/commands.h"
+#include "base/err.h"
+#include "format/config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef RAGTIDE_VERSION
+#define RAGTIDE_VERSION "0.0.0"
+#endif
+
+/* Commands land one file at a time; a weak reference lets the binary build
+ * while one is missing and say so instead of failing to link. */
+#define W __attribute__((weak))
+W int rt_cmd_refresh(int, char **);
+W int rt_cmd_aggregate(int, char **);
+W int rt_cmd_lookup(int, char **);
+W int rt_cmd_inspect(int, char **);
+W int rt_cmd_validate(int, char **);
+W int rt_cmd_diff(int, char **);
+W int rt_cmd_export(int, char **);
+W int rt_cmd_merge(int, char **);
+W int rt_cmd_rollback(int, char **);
+W int rt_cmd_drift(int, char **);
+W int rt_cmd_export_finetune(int, char **);
+
+static const rt_command COMMANDS[] = {
+    {"refresh", rt_cmd_refresh, "run the refresh job (MPI): logs -> RAG prompts -> LLM -> table",
+     "usage: mpirun -n N ragtide refresh --config FILE [--set section.key=value ...] [--no-cache]\n"
+     "\n"
+     "Reads the event shards in the refresh window, counts (c1, c2, c_next) triples, builds a RAG\n"
+     "prompt for every pair with recent data, asks the LLM endpoint, matches the answers to the\n"
+     "catalog and publishes the transition table atomically, with a JSON run summary.\n"
+     "  --config FILE        INI configuration (see `ragtide help config`)\n"
+     "  --set S.K=V          override one key (repeatable)\n"
+     "  --no-cache           ignore cached answers from earlier runs; call the endpoint for every pair\n"},
+    {"aggregate", rt_cmd_aggregate, "count triples per pair and day into a counts file (MPI)",
+     "usage: mpirun -n N ragtide aggregate --config FILE --out COUNTS [--set section.key=value ...]\n"},
+    {"lookup", rt_cmd_lookup, "print the prediction for a pair of cluster ids",
+     "usage: ragtide lookup [--json] TABLE C1 C2\n"},
+    {"inspect", rt_cmd_inspect, "print a table's header and pairs per provenance",
+     "usage: ragtide inspect [--json] TABLE\n"},
+    {"validate", rt_cmd_validate, "check a table's checksum and structure",
+     "usage: ragtide validate [--json] TABLE\n"},
+    {"diff", rt_cmd_diff, "compare two tables pair by pair", "usage: ragtide diff [--json] A B\n"},
+    {"export", rt_cmd_export, "write every pair of a table as TSV or JSONL",
+     "usage: ragtide export [--format tsv|jsonl] TABLE [OUT]\n"},
+    {"merge", rt_cmd_merge, "overlay a RAG table on a base table", "usage: ragtide merge BASE OVERLAY OUT\n"},
+    {"rollback", rt_cmd_rollback, "restore the previously published table",
+     "usage: ragtide rollback TABLE\n"},
+    {"drift", rt_cmd_drift, "month-over-month stability of top-5 successors (Jaccard)",
+     "usage: ragtide drift --counts COUNTS [--json]\n"},
+    {"export-finetune", rt_cmd_export_finetune, "write a fine-tuning set (OpenAI and Gemini JSONL)",
+     "usage: ragtide export-finetune --config FILE --out DIR\n"},
+};
+#define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+const rt_command *rt_command_find(const char *name) {
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (strcmp(COMMANDS[i].name, name) == 0) return &COMMANDS[i];
+  return NULL;
+}
+
+void rt_command_help(const rt_command *c) { fputs(c->usage, stdout); }
+
+int rt_wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) break;
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+  }
+  return 0;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "ragtide %s — keeps an LLM interest-transition table fresh with RAG refreshes\n\n"
+             "usage: ragtide COMMAND [ARGS]   (ragtide help COMMAND for details)\n\ncommands:\n",
+          RAGTIDE_VERSION);
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (COMMANDS[i].fn) fprintf(f, "  %-16s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+  fprintf(f, "  %-16s %s\n", "help", "help on a command, or `help config` for every config key");
+  fprintf(f, "\nexit status: 0 ok, 1 internal, 2 usage/config, 3 input data, 4 endpoint,\n"
+             "             5 quality gate, 6 output, 7 table invalid, 8 out of memory\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return RT_ERR_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+    printf("ragtide %s (table format %d)\n", RAGTIDE_VERSION, 1);
+    return RT_OK;
+  }
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    usage(stdout);
+    return RT_OK;
+  }
+  if (!strcmp(cmd, "help")) {
+    if (argc < 3) {
+      usage(stdout);
+      return RT_OK;
+    }
+    if (!strcmp(argv[2], "config")) {
+      printf("Configuration keys (INI sections; override any with --set section.key=value):\n");
+      rt_config_print_keys(stdout);
+      return RT_OK;
+    }
+    const rt_command *c = rt_command_find(argv[2]);
+    if (!c) {
+      fprintf(stderr, "ragtide: no command \"%s\"; `ragtide help` lists them\n", argv[2]);
+      return RT_ERR_USAGE;
+    }
+    rt_command_help(c);
+    return RT_OK;
+  }
+  const rt_command *c = rt_command_find(cmd);
+  if (!c) {
+    fprintf(stderr, "ragtide: unknown command \"%s\"; `ragtide help` lists the commands\n", cmd);
+    return RT_ERR_USAGE;
+  }
+  if (!c->fn) {
+    fprintf(stderr, "ragtide: command \"%s\" is not part of this build\n", cmd);
+    return RT_ERR_INTERNAL;
+  }
+  if (rt_wants_help(argc - 1, argv + 1)) {
+    rt_command_help(c);
+    return RT_OK;
+  }
+  return c->fn(argc - 1, argv + 1);
+}

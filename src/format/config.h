@@ -1,0 +1,94 @@
+/* config.h — the job configuration: an INI file plus `--set section.key=value`
+ * overrides, checked against one table of known keys (config.c), so an
+ * unknown or mistyped key is an error naming the file and line, never a
+ * silently ignored setting. README "Configuration" lists the same table
+ * (`ragtide help config` prints it from the code).
+ *
+ * Relative paths are taken relative to the current working directory. */
+#ifndef RT_FORMAT_CONFIG_H
+#define RT_FORMAT_CONFIG_H
+
+#include <stdint.h>
+
+#include "base/err.h"
+
+typedef struct rt_config {
+  /* [input] */
+  char *catalog;           /* cluster catalog TSV */
+  char *logs;              /* shard glob ("dir/\*.msgpack.zst") or manifest ("@file" / *.txt) */
+  int64_t window_start;    /* unix seconds, inclusive */
+  int64_t window_end;      /* unix seconds, exclusive */
+  double min_engagement;   /* keep events with engagement >= this */
+  char *dedup;             /* "consecutive" | "unique" */
+  int64_t min_seq_len;     /* drop deduplicated sequences shorter than this */
+  int64_t max_gap_s;       /* 0: none; else a gap > this starts a new sequence */
+  int partitioned_by_user; /* shards already split by user: skip the shuffle */
+  char *on_bad_event;      /* "fail" | "skip" */
+  /* [retrieval] */
+  char *retrieval_mode;    /* "frequency" | "trend" */
+  int64_t top_n;           /* successors per pair in the prompt */
+  char *granularity;       /* "instance" | "global" */
+  int64_t popular_n;       /* size of the "top popular clusters" block */
+  /* [prompt] */
+  char *prompt_mode;       /* "rag" | "base" */
+  char *template_path;     /* prompt template file */
+  /* [llm] */
+  char *api;               /* "openai" | "gemini" | "retrieval" */
+  char *base_url;
+  char *model;
+  int64_t concurrency;     /* requests in flight per rank */
+  char *api_key_env;
+  char *api_key_file;
+  int insecure;
+  double temperature;
+  int64_t max_tokens;
+  int64_t seed;
+  int64_t timeout_ms;
+  int64_t connect_timeout_ms;
+  int64_t max_attempts;
+  int64_t rpm;             /* global requests/minute, 0 = unlimited */
+  int64_t tpm;             /* global tokens/minute, 0 = unlimited */
+  char *constrain;         /* "off" | "json_schema" | "guided_choice" */
+  int64_t samples;
+  double max_failed_fraction;
+  char *headers;           /* extra headers, "Name: value; Name2: value2" */
+  /* [match] */
+  int fuzzy;
+  double fuzzy_threshold;
+  /* [gates] */
+  double min_exact_match;
+  /* [output] */
+  char *table;
+  char *base_table;
+  char *summary;
+  int64_t created_at;      /* unix seconds; 0 = now */
+  int64_t candidates;
+  int64_t keep;
+  char *run_dir;
+  /* [memory] */
+  int64_t per_rank_mb;
+} rt_config;
+
+/* Fill cfg with every key's default. */
+void rt_config_defaults(rt_config *cfg);
+
+/* Parse an INI file over the current values. Unknown section or key, bad
+ * value: RT_ERR_USAGE naming path:line and the key. */
+int rt_config_load(rt_config *cfg, const char *path, rt_err *err);
+
+/* Apply one "section.key=value" override (from --set). */
+int rt_config_set(rt_config *cfg, const char *assignment, rt_err *err);
+
+/* Cross-key checks after everything is applied (window order, required keys,
+ * ranges). */
+int rt_config_validate(const rt_config *cfg, rt_err *err);
+
+/* Stable hash of the effective configuration (for the table header). */
+uint64_t rt_config_hash(const rt_config *cfg);
+
+/* Print the key table (key, type, default, description) for `help config`. */
+void rt_config_print_keys(void *file);
+
+void rt_config_free(rt_config *cfg);
+
+#endif

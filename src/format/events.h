@@ -1,0 +1,63 @@
+/* events.h — event log shards: streaming reader and writer.
+ *
+ * An event is one watch: (user_id, ts, cluster_id, engagement). Shard files
+ * (docs/formats.md §2):
+ *   *.msgpack.zst  a zstd stream (one or more frames) of back-to-back msgpack
+ *                  arrays [user_id (uint64), ts (int64, unix seconds),
+ *                  cluster_id (uint32), engagement (float32/float64; integers
+ *                  accepted)]
+ *   *.msgpack      the same, uncompressed
+ *   *.tsv[.zst]    text, one event per line: user_id<TAB>ts<TAB>cluster_id<TAB>engagement
+ * The format is chosen by the file name's ending. Layer 0: no MPI, no curl.
+ *
+ * Errors name the file and the byte offset in the decompressed stream
+ * (msgpack) or the line (TSV): "logs/d1.msgpack.zst: byte 4711: ...". */
+#ifndef RT_FORMAT_EVENTS_H
+#define RT_FORMAT_EVENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+typedef struct rt_event {
+  uint64_t user;
+  int64_t ts;          /* unix seconds, UTC */
+  uint32_t cluster;    /* external cluster id as in the catalog */
+  float engagement;
+} rt_event;
+
+typedef enum { RT_EVFMT_MSGPACK_ZST, RT_EVFMT_MSGPACK, RT_EVFMT_TSV, RT_EVFMT_TSV_ZST } rt_event_format;
+
+/* Format implied by a path's ending; -1 if none of the above. */
+int rt_events_format_of(const char *path);
+
+typedef struct rt_event_reader rt_event_reader;
+
+/* Open a shard for streaming. RT_ERR_INPUT if missing/unreadable/unknown ending. */
+int rt_events_open(const char *path, rt_event_reader **out, rt_err *err);
+
+/* Read up to `max` events into buf. Returns the number read (> 0), 0 at a
+ * clean end of stream, or -1 on error with err filled (RT_ERR_INPUT: corrupt
+ * zstd frame, truncated or mistyped msgpack record, malformed TSV line), the
+ * message naming the file and byte offset or line. Memory use is bounded by
+ * the decompression window and `max`, whatever the shard size. */
+long rt_events_read(rt_event_reader *r, rt_event *buf, size_t max, rt_err *err);
+
+/* Compressed bytes consumed so far (for progress reporting). */
+uint64_t rt_events_bytes_in(const rt_event_reader *r);
+
+void rt_events_close(rt_event_reader *r);
+
+typedef struct rt_event_writer rt_event_writer;
+
+/* Create a shard; format by the path's ending; zstd `level` (1..19) for
+ * compressed formats. Written to path.tmp and renamed on finish. */
+int rt_events_create(const char *path, int level, rt_event_writer **out, rt_err *err);
+int rt_events_write(rt_event_writer *w, const rt_event *ev, size_t n, rt_err *err);
+/* Flush, fsync, rename into place and free the writer (also on error). */
+int rt_events_finish(rt_event_writer *w, rt_err *err);
+/* Abandon: remove the temporary file and free. */
+void rt_events_abort(rt_event_writer *w);
+
+#endif

@@ -1,0 +1,1 @@
+/* infer.c — placeholder until the endpoint client lands. */

@@ -1,0 +1,68 @@
+/* infer.h — stage 8: the LLM endpoint client.
+ *
+ * Owns: turning prompts into answers through an endpoint (llm.api = openai:
+ * POST {base_url}/v1/chat/completions; gemini: models/{model}:generateContent),
+ * with up to llm.concurrency requests in flight on libcurl's multi interface,
+ * retries with backoff, rate limits, timeouts, API-key handling and redaction,
+ * and constrained output (llm.constrain). It does not match answers to the
+ * catalog (rag/match.h does) and does not decide what a failed pair gets
+ * (the refresh command does).
+ *
+ * Layer: beside the MPI stages; uses MPI only to share global rate limits. */
+#ifndef RT_LLM_INFER_H
+#define RT_LLM_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "format/catalog.h"
+#include "format/config.h"
+
+typedef struct rt_llm_call {
+  const char *system;  /* system message, or NULL */
+  const char *user;    /* the rendered prompt */
+  uint64_t tag;        /* caller's id (the pair), echoed in logs */
+} rt_llm_call;
+
+typedef struct rt_llm_answer {
+  int ok;              /* 1: answered; 0: every attempt failed */
+  char *text;          /* malloc'ed answer text (content of the first choice), NULL if !ok */
+  int attempts;
+  int http_status;     /* last HTTP status, 0 if none */
+  char *error;         /* malloc'ed reason of the last failure, NULL if ok */
+} rt_llm_answer;
+
+typedef struct rt_llm_stats {
+  uint64_t calls;          /* calls given to rt_llm_run */
+  uint64_t requests;       /* HTTP requests sent, retries included */
+  uint64_t retries;
+  uint64_t http_429, http_5xx, timeouts, conn_errors, bad_responses;
+  uint64_t failed;         /* calls with ok = 0 */
+  uint64_t prompt_tokens, completion_tokens; /* as reported by the endpoint (usage) */
+  double seconds;
+} rt_llm_stats;
+
+typedef struct rt_llm_client rt_llm_client;
+
+/* Create a client from the [llm] config. The catalog supplies the enum for
+ * constrained output. Reads the API key (llm.api_key_env / llm.api_key_file),
+ * registers it with rt_secret_add(). RT_ERR_USAGE on bad config. */
+int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client **out, rt_err *err);
+
+/* Answer n calls; answers[i] corresponds to calls[i]. Returns RT_OK when every
+ * call has an answer or a per-call failure recorded; RT_ERR_ENDPOINT (with
+ * the URL in err) when the endpoint is unusable (e.g. the failures already
+ * exceed llm.max_failed_fraction of n, or every connection is refused) so a
+ * dead endpoint fails fast. */
+int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answer *answers, rt_err *err);
+
+/* 64-bit hash of the exact request a call produces (model id + body), the key
+ * of the response cache: same key, same request. */
+uint64_t rt_llm_request_key(const rt_llm_client *c, const rt_llm_call *call);
+
+const rt_llm_stats *rt_llm_get_stats(const rt_llm_client *c);
+void rt_llm_answer_free(rt_llm_answer *a);
+void rt_llm_client_free(rt_llm_client *c);
+
+#endif

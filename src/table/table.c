@@ -1,0 +1,1 @@
+/* table.c — placeholder until the table format lands. */
