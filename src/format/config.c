@@ -89,6 +89,8 @@ static const keydef KEYS[] = {
    "pin the header's created-at time (unix seconds or UTC date) for byte-identical reruns"},
   {"output.candidates", K_INT, O(candidates), "1", NULL, "predicted clusters stored per pair"},
   {"output.keep", K_INT, O(keep), "3", NULL, "previous tables kept for rollback"},
+  {"output.cache", K_STR, O(cache), "", NULL,
+   "answer journal reused by later runs (incremental refresh); default TABLE.answers; \"off\" disables"},
   {"output.run_dir", K_STR, O(run_dir), "", NULL,
    "run directory for answer records and checkpoints; default TABLE.run/"},
   {"memory.per_rank_mb", K_INT, O(per_rank_mb), "0", NULL, "memory cap per rank in MiB; 0 = none"},

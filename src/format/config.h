@@ -64,6 +64,7 @@ typedef struct rt_config {
   int64_t created_at;      /* unix seconds; 0 = now */
   int64_t candidates;
   int64_t keep;
+  char *cache;             /* answer journal; "" = TABLE.answers, "off" = none */
   char *run_dir;
   /* [memory] */
   int64_t per_rank_mb;

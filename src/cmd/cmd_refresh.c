@@ -1,0 +1,458 @@
+/* cmd_refresh.c — `ragtide refresh`: the whole job, stages 1–11.
+ *
+ * Data flow (one rank's view):
+ *   plan -> read -> shuffle -> sequence -> count     (cmd/job.c)
+ *   -> retrieve -> [per batch: prompt -> cache/infer -> match]
+ *   -> gather -> (rank 0) overlay on base -> gates -> publish -> summary
+ * Nothing is published unless every rank finished and both gates passed. */
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/util.h"
+#include "cmd/commands.h"
+#include "cmd/job.h"
+#include "format/answers.h"
+#include "format/publish.h"
+#include "llm/infer.h"
+#include "pipeline/collective.h"
+#include "pipeline/gather.h"
+#include "pipeline/summary.h"
+#include "pipeline/table.h"
+#include "rag/match.h"
+#include "rag/prompt.h"
+#include "rag/retrieve.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct refresh {
+  rt_job *job;
+  const rt_config *cfg;
+  rt_template tmpl;
+  ragtide_table *base;      /* NULL without output.base_table */
+  rt_llm_client *client;    /* NULL for llm.api = retrieval */
+  rt_answers *cache;        /* NULL when output.cache = off */
+  rt_matcher matcher;
+  uint32_t popular[64];
+  size_t n_popular;
+  char *examples;           /* global granularity block, or "" */
+  uint32_t day;             /* day the answers are produced */
+  RT_VEC(rt_result) results;
+  RT_VEC(char) fresh;       /* new answers for the cache: [key u64][day u32][len u32][text] ... */
+} refresh;
+
+static char *path_or(const char *v, const char *table, const char *suffix) {
+  if (v && *v) return rt_xstrdup(v);
+  size_t n = strlen(table) + strlen(suffix) + 1;
+  char *p = rt_xmalloc(n);
+  snprintf(p, n, "%s%s", table, suffix);
+  return p;
+}
+
+/* What a pair gets when the endpoint failed or the answer is unusable: the
+ * base answer if there is one, else the top retrieved successor. */
+static void fallback(refresh *r, uint64_t pair, const uint32_t *ret, uint32_t nret, rt_result *out) {
+  uint32_t c1 = rt_pair_c1(pair), c2 = rt_pair_c2(pair);
+  int32_t b = rt_base_next(r->base, c1, c2);
+  out->n = 0;
+  if (b >= 0) out->next[out->n++] = (uint32_t)b;
+  for (uint32_t k = 0; k < nret && out->n < (uint32_t)r->cfg->candidates; k++)
+    if (out->n == 0 || ret[k] != out->next[0]) out->next[out->n++] = ret[k];
+  if (b >= 0 && out->n > 1) out->n = 1; /* a base answer stands alone, as in the base table */
+  out->prov = RAGTIDE_PROV_FALLBACK;
+}
+
+static void add_result(refresh *r, uint64_t pair, uint32_t answer, const uint32_t *ret, uint32_t nret,
+                       uint32_t prov) {
+  rt_result res = {.pair = pair, .prov = prov, .n = 0};
+  res.next[res.n++] = answer;
+  for (uint32_t k = 0; k < nret && res.n < (uint32_t)r->cfg->candidates; k++)
+    if (ret[k] != answer) res.next[res.n++] = ret[k];
+  rt_vec_push(&r->results, res);
+}
+
+static void remember(refresh *r, uint64_t key, const char *text) {
+  uint32_t len = (uint32_t)strlen(text);
+  size_t need = 16 + len;
+  rt_vec_reserve(&r->fresh, r->fresh.len + need);
+  char *p = r->fresh.data + r->fresh.len;
+  memcpy(p, &key, 8);
+  memcpy(p + 8, &r->day, 4);
+  memcpy(p + 12, &len, 4);
+  memcpy(p + 16, text, len);
+  r->fresh.len += need;
+}
+
+/* One batch of pairs: prompts, cache, endpoint, match. */
+static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retrieval *ret, rt_err *err) {
+  const rt_catalog *cat = &r->job->cat;
+  if (!r->client) { /* llm.api = retrieval: the prediction is the top retrieved successor */
+    for (size_t i = 0; i < n; i++)
+      if (ctx[i].n) add_result(r, ctx[i].pair, ret->next.data[ctx[i].off], &ret->next.data[ctx[i].off], ctx[i].n,
+                               RAGTIDE_PROV_RAG);
+    return RT_OK;
+  }
+  double t0 = rt_stage_begin();
+  rt_llm_call *calls = rt_xcalloc(n, sizeof *calls);
+  char **sys = rt_xcalloc(n, sizeof *sys), **usr = rt_xcalloc(n, sizeof *usr);
+  const char **cached = rt_xcalloc(n, sizeof *cached);
+  uint64_t *keys = rt_xcalloc(n, sizeof *keys);
+  size_t *miss = rt_xmalloc(n * sizeof *miss), nmiss = 0;
+  for (size_t i = 0; i < n; i++) {
+    const uint32_t *rn = ret ? &ret->next.data[ctx[i].off] : NULL;
+    rt_prompt_vars v = {cat, rt_pair_c1(ctx[i].pair), rt_pair_c2(ctx[i].pair), rn, ctx[i].n, r->popular,
+                        r->n_popular, r->examples};
+    rt_prompt_render(&r->tmpl, &v, &sys[i], &usr[i]);
+    calls[i] = (rt_llm_call){*sys[i] ? sys[i] : NULL, usr[i], ctx[i].pair};
+    rt_metric_add(RT_M_prompt_bytes, strlen(sys[i]) + strlen(usr[i]));
+  }
+  rt_metric_add(RT_M_prompt_rendered, n);
+  rt_stage_end(RT_M_prompt_us, t0);
+  t0 = rt_stage_begin();
+  for (size_t i = 0; i < n; i++) {
+    keys[i] = rt_llm_request_key(r->client, &calls[i]);
+    uint32_t d;
+    if (r->cache && !r->job->no_cache && rt_answers_get(r->cache, keys[i], &cached[i], &d) == 1) {
+      rt_metric_add(RT_M_infer_cache_hits, 1);
+      continue;
+    }
+    miss[nmiss++] = i;
+  }
+  rt_llm_call *mcalls = rt_xmalloc((nmiss ? nmiss : 1) * sizeof *mcalls);
+  rt_llm_answer *ans = rt_xcalloc(nmiss ? nmiss : 1, sizeof *ans);
+  for (size_t k = 0; k < nmiss; k++) mcalls[k] = calls[miss[k]];
+  rt_metric_add(RT_M_infer_calls, n);
+  int rc = nmiss ? rt_llm_run(r->client, mcalls, nmiss, ans, err) : RT_OK;
+  rt_stage_end(RT_M_infer_us, t0);
+  t0 = rt_stage_begin();
+  const char **text = rt_xcalloc(n, sizeof *text);
+  for (size_t i = 0; i < n; i++) text[i] = cached[i];
+  for (size_t k = 0; k < nmiss && rc == RT_OK; k++) {
+    if (ans[k].ok) {
+      text[miss[k]] = ans[k].text;
+      remember(r, keys[miss[k]], ans[k].text);
+    } else {
+      rt_debug("pair (%u, %u): no answer after %d attempts: %s", cat->ids[rt_pair_c1(ctx[miss[k]].pair)],
+               cat->ids[rt_pair_c2(ctx[miss[k]].pair)], ans[k].attempts, ans[k].error ? ans[k].error : "?");
+    }
+  }
+  for (size_t i = 0; i < n && rc == RT_OK; i++) {
+    const uint32_t *rn = ret ? &ret->next.data[ctx[i].off] : NULL;
+    rt_result fb = {.pair = ctx[i].pair};
+    if (!text[i]) { /* the endpoint failed for this pair */
+      fallback(r, ctx[i].pair, rn, ctx[i].n, &fb);
+      if (fb.n) rt_vec_push(&r->results, fb);
+      continue;
+    }
+    rt_metric_add(RT_M_match_answers, 1);
+    rt_match_result m = rt_match(&r->matcher, text[i], rt_pair_c1(ctx[i].pair), rt_pair_c2(ctx[i].pair));
+    if (m.kind == RT_MATCH_EXACT) rt_metric_add(RT_M_match_exact, 1);
+    else if (m.kind == RT_MATCH_FUZZY) rt_metric_add(RT_M_match_fuzzy, 1);
+    else rt_metric_add(RT_M_match_unmatched, 1);
+    if (m.idx >= 0 && !m.novel) rt_metric_add(RT_M_match_not_novel, 1);
+    if (m.idx >= 0 && m.novel) {
+      add_result(r, ctx[i].pair, (uint32_t)m.idx, rn, ctx[i].n, RAGTIDE_PROV_RAG);
+    } else {
+      fallback(r, ctx[i].pair, rn, ctx[i].n, &fb);
+      if (fb.n) rt_vec_push(&r->results, fb);
+    }
+  }
+  rt_stage_end(RT_M_match_us, t0);
+  for (size_t i = 0; i < n; i++) {
+    free(sys[i]);
+    free(usr[i]);
+  }
+  for (size_t k = 0; k < nmiss; k++) rt_llm_answer_free(&ans[k]);
+  free(ans);
+  free(mcalls);
+  free(sys);
+  free(usr);
+  free(cached);
+  free(keys);
+  free(miss);
+  free(calls);
+  free(text);
+  return rc;
+}
+
+static void copy_llm_stats(const rt_llm_client *c) {
+  if (!c) return;
+  const rt_llm_stats *s = rt_llm_get_stats(c);
+  rt_metrics[RT_M_infer_requests] = s->requests;
+  rt_metrics[RT_M_infer_retries] = s->retries;
+  rt_metrics[RT_M_infer_http_429] = s->http_429;
+  rt_metrics[RT_M_infer_http_5xx] = s->http_5xx;
+  rt_metrics[RT_M_infer_timeouts] = s->timeouts;
+  rt_metrics[RT_M_infer_conn_errors] = s->conn_errors;
+  rt_metrics[RT_M_infer_bad_responses] = s->bad_responses;
+  rt_metrics[RT_M_infer_failed] = s->failed;
+  rt_metrics[RT_M_infer_prompt_tokens] = s->prompt_tokens;
+  rt_metrics[RT_M_infer_completion_tokens] = s->completion_tokens;
+}
+
+/* Contexts for prompt.mode = base: every ordered pair of distinct clusters
+ * this rank owns, with no retrieved context. */
+static void base_contexts(const rt_job *job, rt_retrieval *ret) {
+  memset(ret, 0, sizeof *ret);
+  for (uint32_t a = 0; a < job->cat.n; a++)
+    for (uint32_t b = 0; b < job->cat.n; b++) {
+      if (a == b) continue;
+      uint64_t pair = ((uint64_t)a << RT_KEY_BITS) | b;
+      if (rt_pair_owner(&job->plan, pair) != job->rank) continue;
+      rt_vec_push(&ret->ctx, ((rt_context){pair, 0, 0, 0}));
+    }
+}
+
+static char *render_examples(const rt_catalog *cat, const rt_triple_count *t, size_t n) {
+  RT_VEC(char) b = {0};
+  for (size_t i = 0; i < n; i++) {
+    char line[4096];
+    uint64_t k = t[i].key;
+    int len = snprintf(line, sizeof line, "%s- %s | %s -> %s", i ? "\n" : "",
+                       cat->desc[rt_pair_c1(rt_key_pair(k))], cat->desc[rt_pair_c2(rt_key_pair(k))],
+                       cat->desc[rt_key_next(k)]);
+    rt_vec_reserve(&b, b.len + (size_t)len + 1);
+    memcpy(b.data + b.len, line, (size_t)len + 1);
+    b.len += (size_t)len;
+  }
+  if (!b.data) return rt_xstrdup("");
+  return b.data;
+}
+
+static json_t *summary_json(refresh *r, const uint64_t *total, int rc, const rt_err *err, const char *status,
+                            const char *table_path, const ragtide_table_info *info, double exact_rate,
+                            double failed_frac) {
+  const rt_job *job = r->job;
+  const rt_config *cfg = r->cfg;
+  json_t *o = json_object();
+  char ts[32];
+  json_object_set_new(o, "run_id", json_string(job->run_id));
+  json_object_set_new(o, "status", json_string(status));
+  json_object_set_new(o, "exit_code", json_integer(rc));
+  json_object_set_new(o, "error", rc ? json_string(err->msg) : json_null());
+  rt_format_utc(job->created_at, ts, sizeof ts);
+  json_object_set_new(o, "created_at", json_string(ts));
+  json_object_set_new(o, "ranks", json_integer(job->size));
+  json_t *w = json_object();
+  rt_format_utc(cfg->window_start, ts, sizeof ts);
+  json_object_set_new(w, "start", json_string(ts));
+  rt_format_utc(cfg->window_end, ts, sizeof ts);
+  json_object_set_new(w, "end", json_string(ts));
+  json_object_set_new(o, "window", w);
+  json_t *l = json_object();
+  json_object_set_new(l, "api", json_string(cfg->api));
+  json_object_set_new(l, "model", json_string(cfg->model));
+  json_object_set_new(l, "prompt_mode", json_string(cfg->prompt_mode));
+  json_object_set_new(l, "template", json_string(cfg->template_path));
+  json_object_set_new(o, "llm", l);
+  json_t *q = json_object();
+  json_object_set_new(q, "answers", json_integer((json_int_t)total[RT_M_match_answers]));
+  json_object_set_new(q, "exact_match_rate", exact_rate >= 0 ? json_real(exact_rate) : json_null());
+  json_object_set_new(q, "min_exact_match", json_real(cfg->min_exact_match));
+  json_object_set_new(q, "failed_fraction", failed_frac >= 0 ? json_real(failed_frac) : json_null());
+  json_object_set_new(q, "max_failed_fraction", json_real(cfg->max_failed_fraction));
+  uint64_t pairs_ctx = total[RT_M_retrieve_pairs];
+  json_object_set_new(q, "pairs_with_context", json_integer((json_int_t)pairs_ctx));
+  json_object_set_new(o, "quality", q);
+  json_t *t = json_object();
+  json_object_set_new(t, "path", json_string(table_path));
+  json_object_set_new(t, "published", json_boolean(strcmp(status, "published") == 0));
+  if (info) {
+    json_t *p = json_object();
+    static const char *names[] = {"none", "base", "rag", "fallback"};
+    for (int i = 0; i < 4; i++) json_object_set_new(p, names[i], json_integer((json_int_t)info->count_by_prov[i]));
+    json_object_set_new(t, "pairs", p);
+    struct stat st;
+    if (stat(table_path, &st) == 0) json_object_set_new(t, "bytes", json_integer((json_int_t)st.st_size));
+  }
+  json_object_set_new(o, "table", t);
+  json_object_set_new(o, "stages", rt_summary_stages(total));
+  json_object_set_new(o, "wall_seconds", json_real(rt_now() - job->t_start));
+  return o;
+}
+
+int rt_cmd_refresh(int argc, char **argv) {
+  rt_job job;
+  rt_err err = {0};
+  rt_metrics_reset();
+  int rc = rt_job_start(argc, argv, "refresh", &job, &err);
+  if (rc) return rt_job_end(&job, rc, &err);
+  refresh r = {.job = &job, .cfg = &job.cfg};
+  const rt_config *cfg = &job.cfg;
+  r.day = (uint32_t)(job.created_at / 86400);
+  char *summary_path = path_or(cfg->summary, cfg->table, ".summary.json");
+  char *cache_path = strcmp(cfg->cache, "off") ? path_or(cfg->cache, cfg->table, ".answers") : NULL;
+  int base_mode = strcmp(cfg->prompt_mode, "base") == 0;
+  rt_count_vec counts = {0};
+  rt_retrieval ret = {0};
+  rt_result *all = NULL;
+  size_t nall = 0;
+  const char *status = "failed";
+
+  /* Set-up every rank does; each may fail alone, so agree after each. */
+  rc = rt_template_load(cfg->template_path, &r.tmpl, &err);
+  if (rc == RT_OK && *cfg->base_table) rc = rt_base_open(cfg->base_table, &job.cat, &r.base, &err);
+  if (rc == RT_OK && strcmp(cfg->api, "retrieval") != 0) rc = rt_llm_client_new(cfg, &job.cat, &r.client, &err);
+  rc = rt_agree(job.comm, rc, &err);
+  if (rc) goto out;
+  rt_matcher_init(&r.matcher, &job.cat, cfg->fuzzy, cfg->fuzzy_threshold);
+  /* The cache: rank 0 opens it first (it repairs a torn tail), then the
+   * others open it to read. Only rank 0 appends, after the gather. */
+  if (cache_path && r.client) {
+    if (job.rank == 0) rc = rt_answers_open(cache_path, &r.cache, &err);
+    rc = rt_agree(job.comm, rc, &err);
+    if (rc == RT_OK && job.rank != 0) rc = rt_answers_open(cache_path, &r.cache, &err);
+    rc = rt_agree(job.comm, rc, &err);
+    if (rc) goto out;
+  }
+
+  /* Stages 1–6: counts and retrieval (not needed for the base prompt). */
+  if (!base_mode) {
+    rc = rt_job_aggregate(&job, &counts, &err);
+    if (rc) goto out;
+    rt_retrieve(counts.data, counts.len, cfg, &ret);
+    r.n_popular = rt_retrieve_popular(job.watch, job.cat.n, (size_t)(cfg->popular_n < 64 ? cfg->popular_n : 64),
+                                      job.comm, r.popular);
+    if (strcmp(cfg->granularity, "global") == 0) {
+      rt_triple_count *top;
+      size_t ntop;
+      rt_retrieve_global(counts.data, counts.len, 100, job.comm, &top, &ntop);
+      r.examples = render_examples(&job.cat, top, ntop);
+      free(top);
+      /* Global granularity: one shared context block, none per pair. */
+      for (size_t i = 0; i < ret.ctx.len; i++) ret.ctx.data[i].n = 0;
+    }
+  } else {
+    rt_plan_pairs_only(job.size, &job.plan);
+    base_contexts(&job, &ret);
+  }
+  if (!r.examples) r.examples = rt_xstrdup("");
+  free(counts.data);
+  counts.data = NULL;
+
+  /* Stages 7–9 in batches, so prompts and answers in memory stay bounded. */
+  size_t batch = (size_t)cfg->concurrency * 16;
+  if (batch < 1024) batch = 1024;
+  for (size_t off = 0; off < ret.ctx.len && rc == RT_OK; off += batch) {
+    size_t n = ret.ctx.len - off < batch ? ret.ctx.len - off : batch;
+    rc = run_batch(&r, ret.ctx.data + off, n, base_mode ? NULL : &ret, &err);
+  }
+  copy_llm_stats(r.client);
+  rc = rt_agree(job.comm, rc, &err);
+  if (rc) goto out;
+
+  /* Stage 10: gather results and fresh answers to rank 0. */
+  rt_gather_results(job.comm, r.results.data, r.results.len, &all, &nall);
+  void *fresh;
+  size_t nfresh;
+  rt_gather_bytes(job.comm, 0, r.fresh.data, r.fresh.len, &fresh, &nfresh);
+  uint64_t total[RT_M_COUNT];
+  rt_metrics_reduce(job.comm, total);
+
+  /* Stage 11 (rank 0): gates, overlay, publish, summary. */
+  if (job.rank == 0) {
+    if (r.cache) { /* answers are paid for: keep them even if a gate fails */
+      for (size_t off = 0; off < nfresh && rc == RT_OK;) {
+        uint64_t key;
+        uint32_t day, len;
+        memcpy(&key, (char *)fresh + off, 8);
+        memcpy(&day, (char *)fresh + off + 8, 4);
+        memcpy(&len, (char *)fresh + off + 12, 4);
+        char *text = rt_xmalloc(len + 1);
+        memcpy(text, (char *)fresh + off + 16, len);
+        text[len] = '\0';
+        rc = rt_answers_put(r.cache, key, day, text, &err);
+        free(text);
+        off += 16 + len;
+      }
+      if (rc == RT_OK) rc = rt_answers_flush(r.cache, &err);
+      /* Compact when superseded records outnumber live ones: the journal
+       * then stays within about twice its live size. */
+      rt_answers_stats js = rt_answers_get_stats(r.cache);
+      if (rc == RT_OK && js.records_loaded + js.appended > 2 * js.keys + 1024) rc = rt_answers_compact(r.cache, &err);
+      if (rc) rt_warn("answer cache %s not updated: %s", cache_path, err.msg), rc = RT_OK;
+    }
+    double exact = total[RT_M_match_answers] ? (double)total[RT_M_match_exact] / (double)total[RT_M_match_answers] : -1;
+    double failed = total[RT_M_infer_calls] - total[RT_M_infer_cache_hits]
+                        ? (double)total[RT_M_infer_failed] /
+                              (double)(total[RT_M_infer_calls] - total[RT_M_infer_cache_hits])
+                        : -1;
+    ragtide_table *pub = NULL;
+    if (failed > cfg->max_failed_fraction) {
+      status = "halted";
+      rc = rt_err_set(&err, RT_ERR_ENDPOINT,
+                      "%llu of %llu endpoint calls failed (%.1f%% > llm.max_failed_fraction %.1f%%) against %s; "
+                      "nothing published — check the endpoint, then rerun",
+                      (unsigned long long)total[RT_M_infer_failed],
+                      (unsigned long long)(total[RT_M_infer_calls] - total[RT_M_infer_cache_hits]), failed * 100,
+                      cfg->max_failed_fraction * 100, cfg->base_url);
+    } else if (exact >= 0 && exact < cfg->min_exact_match) {
+      status = "halted";
+      rc = rt_err_set(&err, RT_ERR_GATE,
+                      "quality gate: exact-match rate %.2f%% is below gates.min_exact_match %.2f%% (%llu of %llu "
+                      "answers name a catalog cluster); nothing published — review the model and prompt, or "
+                      "constrain its output (llm.constrain)",
+                      exact * 100, cfg->min_exact_match * 100, (unsigned long long)total[RT_M_match_exact],
+                      (unsigned long long)total[RT_M_match_answers]);
+    } else {
+      ragtide_table_info info = {0};
+      info.k = 2;
+      info.created_at = job.created_at;
+      info.window_start = base_mode ? 0 : cfg->window_start;
+      info.window_end = base_mode ? 0 : cfg->window_end;
+      info.catalog_hash = job.cat.hash;
+      info.template_hash = r.tmpl.hash;
+      info.config_hash = rt_config_hash(cfg);
+      info.model = r.client ? cfg->model : "retrieval";
+      info.run_id = job.run_id;
+      info.base_run_id = r.base ? ragtide_table_get_info(r.base)->run_id : "";
+      ragtide_table_builder *b = NULL;
+      rc = rt_table_assemble(&job.cat, (int)cfg->candidates, r.base, all, nall, r.day, &info, &b, &err);
+      if (rc == RT_OK) {
+        rc = rt_table_publish(b, cfg->table, (int)cfg->keep, &err);
+        ragtide_builder_free(b);
+      }
+      if (rc == RT_OK) {
+        char msg[512];
+        if (ragtide_table_open(cfg->table, &pub, msg, sizeof msg) != RAGTIDE_OK)
+          rc = rt_err_set(&err, RT_ERR_OUTPUT, "published table does not read back: %s", msg);
+        else status = "published";
+      }
+    }
+    json_t *s = summary_json(&r, total, rc, &err, status, cfg->table, pub ? ragtide_table_get_info(pub) : NULL,
+                             exact, failed);
+    rt_err serr = {0};
+    if (rt_summary_write(s, summary_path, &serr)) rt_warn("%s", serr.msg);
+    json_decref(s);
+    if (pub) {
+      const ragtide_table_info *ti = ragtide_table_get_info(pub);
+      char rate[32] = "n/a";
+      if (exact >= 0) snprintf(rate, sizeof rate, "%.2f%%", exact * 100);
+      rt_info("published %s: %llu rag, %llu base, %llu fallback, %llu none; exact match %s; summary %s", cfg->table,
+              (unsigned long long)ti->count_by_prov[RAGTIDE_PROV_RAG],
+              (unsigned long long)ti->count_by_prov[RAGTIDE_PROV_BASE],
+              (unsigned long long)ti->count_by_prov[RAGTIDE_PROV_FALLBACK],
+              (unsigned long long)ti->count_by_prov[RAGTIDE_PROV_NONE], rate, summary_path);
+      ragtide_table_close(pub);
+    }
+  }
+  free(fresh);
+  rc = rt_agree(job.comm, rc, &err);
+
+out:
+  free(all);
+  free(counts.data);
+  rt_retrieval_free(&ret);
+  free(r.results.data);
+  free(r.fresh.data);
+  free(r.examples);
+  rt_template_free(&r.tmpl);
+  rt_matcher_free(&r.matcher);
+  if (r.cache) rt_answers_close(r.cache, NULL);
+  if (r.client) rt_llm_client_free(r.client);
+  if (r.base) ragtide_table_close(r.base);
+  free(summary_path);
+  free(cache_path);
+  (void)status;
+  return rt_job_end(&job, rc, &err);
+}

@@ -1,0 +1,127 @@
+/* job.c — start-up, stages 1–5 and shutdown shared by the MPI commands. */
+#include "cmd/job.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/util.h"
+#include "pipeline/collective.h"
+#include "pipeline/read.h"
+#include "pipeline/sequence.h"
+#include "pipeline/shuffle.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Bytes one rank sends per all-to-all round: bounds the round's buffers. */
+#define ROUND_BYTES (64u << 20)
+
+int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *err) {
+  memset(job, 0, sizeof *job);
+  job->t_start = rt_now();
+  MPI_Init(&argc, &argv);
+  job->comm = MPI_COMM_WORLD;
+  MPI_Comm_rank(job->comm, &job->rank);
+  MPI_Comm_size(job->comm, &job->size);
+  rt_log_set_rank(job->rank);
+  rt_config_defaults(&job->cfg);
+  const char *config = NULL;
+  int rc = RT_OK;
+  /* Two passes: the file first, then --set overrides in order. */
+  for (int i = 1; i < argc && rc == RT_OK; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--config") && i + 1 < argc) config = argv[++i];
+    else if (!strcmp(a, "--set") && i + 1 < argc) i++;
+    else if (!strcmp(a, "--no-cache")) job->no_cache = 1;
+    else if (!strcmp(a, "--out") && i + 1 < argc) job->out = argv[++i];
+    else if (!strcmp(a, "--format") && i + 1 < argc) job->out_format = argv[++i];
+    else rc = rt_err_set(err, RT_ERR_USAGE, "%s: unexpected argument \"%s\" (see `ragtide help %s`)", cmd, a, cmd);
+  }
+  if (rc == RT_OK && !config)
+    rc = rt_err_set(err, RT_ERR_USAGE, "%s: --config FILE is required (see `ragtide help %s`)", cmd, cmd);
+  if (rc == RT_OK) rc = rt_config_load(&job->cfg, config, err);
+  for (int i = 1; i < argc && rc == RT_OK; i++)
+    if (!strcmp(argv[i], "--set") && i + 1 < argc) rc = rt_config_set(&job->cfg, argv[++i], err);
+  if (rc == RT_OK) rc = rt_config_validate(&job->cfg, err);
+  rc = rt_agree(job->comm, rc, err);
+  if (rc) return rc;
+  /* Every rank loads the catalog: it is small (10k clusters ~ 1 MB) and every
+   * stage needs id -> index. */
+  rc = rt_catalog_load(job->cfg.catalog, &job->cat, err);
+  rc = rt_agree(job->comm, rc, err);
+  if (rc) return rc;
+  job->created_at = job->cfg.created_at ? job->cfg.created_at : (int64_t)time(NULL);
+  MPI_Bcast(&job->created_at, 1, MPI_INT64_T, 0, job->comm);
+  char ts[32];
+  rt_format_utc(job->created_at, ts, sizeof ts);
+  /* Deterministic for a pinned created_at: the same inputs give the same id,
+   * which keeps reruns byte-identical. */
+  uint64_t h = rt_config_hash(&job->cfg) ^ rt_mix64(job->cat.hash);
+  snprintf(job->run_id, sizeof job->run_id, "%.4s%.2s%.2sT%.2s%.2s%.2sZ-%08x", ts, ts + 5, ts + 8, ts + 11,
+           ts + 14, ts + 17, (unsigned)(h & 0xffffffffu));
+  job->watch = rt_xcalloc(job->cat.n, sizeof *job->watch);
+  return RT_OK;
+}
+
+typedef struct {
+  rt_counter *h;
+} count_ctx;
+
+static void on_triple(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t day, uint32_t win) {
+  rt_counter_add(((count_ctx *)ctx)->h, rt_triple_key(c1, c2, c3), day, win, 1);
+}
+
+int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
+  int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
+  if (rc) return rc;
+  if (job->rank == 0)
+    rt_info("run %s: %zu shards over %d ranks", job->run_id, job->plan.nshards, job->size);
+  rt_ev_vec ev = {0};
+  rc = rt_read_shards(&job->plan, job->rank, &job->cfg, &job->cat, &ev, job->watch, err);
+  rc = rt_agree(job->comm, rc, err);
+  if (rc) {
+    free(ev.data);
+    return rc;
+  }
+  if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &ev, ROUND_BYTES, err);
+  double t0 = rt_stage_begin();
+  rt_seq_opts o;
+  rt_seq_opts_from_config(&job->cfg, &o);
+  rt_seq_stats st = {0};
+  count_ctx cc = {rt_counter_new()};
+  rt_sequence_all(ev.data, ev.len, &o, on_triple, &cc, &st);
+  free(ev.data);
+  rt_metric_add(RT_M_sequence_users, st.users);
+  rt_metric_add(RT_M_sequence_sequences, st.sequences);
+  rt_metric_add(RT_M_sequence_short_sequences, st.short_sequences);
+  rt_metric_add(RT_M_sequence_triples, st.triples);
+  rt_stage_end(RT_M_sequence_us, t0);
+  t0 = rt_stage_begin();
+  memset(counts, 0, sizeof *counts);
+  rt_counter_finish(cc.h, counts);
+  rc = rt_counts_exchange(&job->plan, job->comm, counts, ROUND_BYTES, err);
+  rt_metric_add(RT_M_count_triples_distinct, counts->len);
+  uint64_t last = UINT64_MAX, pairs = 0;
+  for (size_t i = 0; i < counts->len; i++)
+    if (counts->data[i].win == 0 && rt_key_pair(counts->data[i].key) != last) {
+      last = rt_key_pair(counts->data[i].key);
+      pairs++;
+    }
+  rt_metric_add(RT_M_count_pairs_with_data, pairs);
+  rt_stage_end(RT_M_count_us, t0);
+  return rt_agree(job->comm, rc, err);
+}
+
+void rt_job_report(const rt_job *job, const rt_err *err) {
+  if (job->rank == 0 && err && err->code) fprintf(stderr, "ragtide: error: %s\n", err->msg);
+}
+
+int rt_job_end(rt_job *job, int rc, rt_err *err) {
+  if (rc) rt_job_report(job, err);
+  rt_plan_free(&job->plan);
+  rt_catalog_free(&job->cat);
+  rt_config_free(&job->cfg);
+  free(job->watch);
+  MPI_Finalize();
+  return rc;
+}

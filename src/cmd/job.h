@@ -1,0 +1,47 @@
+/* job.h — what the MPI commands (refresh, aggregate) share: start-up
+ * (MPI, flags, config, catalog), stages 1–5 (plan, read, shuffle, sequence,
+ * count), and an orderly end (summary, exit status agreed by all ranks). */
+#ifndef RT_CMD_JOB_H
+#define RT_CMD_JOB_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "format/catalog.h"
+#include "format/config.h"
+#include "pipeline/count.h"
+#include "pipeline/plan.h"
+
+typedef struct rt_job {
+  MPI_Comm comm;
+  int rank, size;
+  rt_config cfg;
+  rt_catalog cat;
+  rt_plan plan;
+  int64_t created_at;   /* output.created_at or now */
+  char run_id[64];
+  double t_start;
+  int no_cache;         /* --no-cache */
+  const char *out;      /* --out (aggregate) */
+  const char *out_format; /* --format (aggregate) */
+  uint64_t *watch;      /* [cat.n] per-cluster watch counts (this rank) */
+} rt_job;
+
+/* MPI_Init, parse `--config F --set k=v ... [--no-cache] [--out F] [--format F]`,
+ * load and validate config and catalog on every rank. On failure rank 0
+ * prints the error; returns the status (MPI stays initialised: call
+ * rt_job_end). */
+int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *err);
+
+/* Stages 1–5: plan, read, shuffle (unless partitioned_by_user), sequence,
+ * count. Leaves this rank's owned counts, sorted, in *counts. Collective. */
+int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err);
+
+/* Print err on rank 0 (if rc), free, MPI_Finalize; returns rc. */
+int rt_job_end(rt_job *job, int rc, rt_err *err);
+
+/* Collective-safe fatal print: only rank 0 prints. */
+void rt_job_report(const rt_job *job, const rt_err *err);
+
+#endif

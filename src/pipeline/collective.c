@@ -1,0 +1,151 @@
+/* collective.c — failure agreement, broadcasts, chunked all-to-all. */
+#include "pipeline/collective.h"
+#include "base/util.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+int rt_agree(MPI_Comm comm, int rc, rt_err *err) {
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  /* lowest failing rank: min over (rc ? rank : size) */
+  int mine = rc ? rank : size, first;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+  if (first == size) return RT_OK;
+  int code = rc;
+  MPI_Bcast(&code, 1, MPI_INT, first, comm);
+  char msg[RT_ERR_MSG_MAX];
+  if (rank == first) snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+  MPI_Bcast(msg, sizeof msg, MPI_CHAR, first, comm);
+  if (err) {
+    if (size > 1 && strncmp(msg, "rank ", 5) != 0)
+      rt_err_set(err, code, "rank %d: %s", first, msg);
+    else
+      rt_err_set(err, code, "%s", msg);
+  }
+  return code;
+}
+
+void rt_bcast_bytes(MPI_Comm comm, int root, void **buf, size_t *len) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  uint64_t n = rank == root ? *len : 0;
+  MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm);
+  if (rank != root) {
+    *buf = rt_xmalloc(n ? n : 1);
+    *len = n;
+  }
+  char *p = *buf;
+  for (uint64_t off = 0; off < n;) {
+    int chunk = n - off > (uint64_t)INT_MAX / 2 ? INT_MAX / 2 : (int)(n - off);
+    MPI_Bcast(p + off, chunk, MPI_BYTE, root, comm);
+    off += (uint64_t)chunk;
+  }
+}
+
+int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendcounts, size_t recsize,
+                        void **recv, size_t *nrecv, size_t round_bytes) {
+  int size;
+  MPI_Comm_size(comm, &size);
+  size_t per_round = round_bytes / recsize / (size_t)size;
+  if (per_round == 0) per_round = 1;
+  if (per_round * recsize > (size_t)INT_MAX / 2) per_round = (size_t)INT_MAX / 2 / recsize;
+  size_t *sdispl = rt_xmalloc((size_t)size * sizeof *sdispl);
+  size_t *sent = rt_xcalloc((size_t)size, sizeof *sent);
+  int *sc = rt_xmalloc((size_t)size * sizeof *sc), *rc = rt_xmalloc((size_t)size * sizeof *rc);
+  int *sd = rt_xmalloc((size_t)size * sizeof *sd), *rd = rt_xmalloc((size_t)size * sizeof *rd);
+  size_t off = 0;
+  for (int r = 0; r < size; r++) {
+    sdispl[r] = off;
+    off += sendcounts[r];
+  }
+  const char *sb = sendbuf;
+  char *tmp = NULL;
+  size_t tmpcap = 0;
+  int rounds = 0;
+  for (;;) {
+    /* Pack this round's slice per destination contiguously. */
+    size_t total = 0, left = 0;
+    for (int r = 0; r < size; r++) {
+      size_t rem = sendcounts[r] - sent[r];
+      size_t k = rem < per_round ? rem : per_round;
+      sc[r] = (int)(k * recsize);
+      sd[r] = (int)(total * recsize);
+      total += k;
+      left += rem - k;
+    }
+    uint64_t any_local = total, any;
+    MPI_Allreduce(&any_local, &any, 1, MPI_UINT64_T, MPI_SUM, comm);
+    if (any == 0) break;
+    rounds++;
+    if (total * recsize > tmpcap) {
+      tmpcap = total * recsize;
+      tmp = rt_xrealloc(tmp, tmpcap);
+    }
+    for (int r = 0; r < size; r++) {
+      memcpy(tmp + sd[r], sb + (sdispl[r] + sent[r]) * recsize, (size_t)sc[r]);
+      sent[r] += (size_t)sc[r] / recsize;
+    }
+    MPI_Alltoall(sc, 1, MPI_INT, rc, 1, MPI_INT, comm);
+    size_t rtotal = 0;
+    for (int r = 0; r < size; r++) {
+      rd[r] = (int)rtotal;
+      rtotal += (size_t)rc[r];
+    }
+    *recv = rt_xrealloc(*recv, (*nrecv) * recsize + rtotal + 1);
+    char *dst = (char *)*recv + (*nrecv) * recsize;
+    MPI_Alltoallv(tmp, sc, sd, MPI_BYTE, dst, rc, rd, MPI_BYTE, comm);
+    *nrecv += rtotal / recsize;
+    (void)left;
+  }
+  free(tmp);
+  free(sdispl);
+  free(sent);
+  free(sc);
+  free(rc);
+  free(sd);
+  free(rd);
+  return rounds;
+}
+
+void rt_gather_bytes(MPI_Comm comm, int root, const void *buf, size_t len, void **out, size_t *outlen) {
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  /* Sizes first as 64-bit, then the data in chunks below INT_MAX per rank. */
+  uint64_t mine = len;
+  uint64_t *lens = rank == root ? rt_xmalloc((size_t)size * sizeof *lens) : NULL;
+  MPI_Gather(&mine, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, root, comm);
+  *out = NULL;
+  *outlen = 0;
+  if (rank == root) {
+    uint64_t total = 0;
+    for (int r = 0; r < size; r++) total += lens[r];
+    char *dst = rt_xmalloc(total + 1);
+    uint64_t off = 0;
+    for (int r = 0; r < size; r++) {
+      if (r == root) {
+        memcpy(dst + off, buf, len);
+      } else {
+        for (uint64_t got = 0; got < lens[r];) {
+          int chunk = lens[r] - got > (uint64_t)INT_MAX / 2 ? INT_MAX / 2 : (int)(lens[r] - got);
+          MPI_Recv(dst + off + got, chunk, MPI_BYTE, r, 77, comm, MPI_STATUS_IGNORE);
+          got += (uint64_t)chunk;
+        }
+      }
+      off += lens[r];
+    }
+    *out = dst;
+    *outlen = total;
+    free(lens);
+  } else {
+    const char *p = buf;
+    for (uint64_t sent = 0; sent < len;) {
+      int chunk = len - sent > (uint64_t)INT_MAX / 2 ? INT_MAX / 2 : (int)(len - sent);
+      MPI_Send(p + sent, chunk, MPI_BYTE, root, 77, comm);
+      sent += (uint64_t)chunk;
+    }
+  }
+}

@@ -1,0 +1,37 @@
+/* collective.h — small MPI helpers the stages share: agreeing on failure,
+ * broadcasting byte buffers, and Alltoallv in bounded rounds.
+ *
+ * Why: a stage may fail on one rank (a corrupt shard) while the others are
+ * fine; every rank must then leave the stage together with the same error,
+ * or the job deadlocks in the next collective. rt_agree() is called at the
+ * end of every stage. */
+#ifndef RT_PIPELINE_COLLECTIVE_H
+#define RT_PIPELINE_COLLECTIVE_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+/* Collective. Combine each rank's local status: returns RT_OK everywhere if
+ * all ranks are OK; otherwise every rank returns the status of the lowest
+ * failing rank, with that rank's message in err (prefixed "rank N: "). */
+int rt_agree(MPI_Comm comm, int rc, rt_err *err);
+
+/* Broadcast a malloc'ed byte buffer from root; non-roots get a new buffer. */
+void rt_bcast_bytes(MPI_Comm comm, int root, void **buf, size_t *len);
+
+/* Alltoallv of fixed-size records in rounds of at most `round_bytes` per
+ * rank per round, so counts never overflow int and the receive buffer grows
+ * incrementally. sendbuf holds records grouped by destination rank;
+ * sendcounts[r] records go to rank r. Received records are appended to
+ * *recv (realloc'ed), *nrecv updated. Returns the number of rounds. */
+int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendcounts, size_t recsize,
+                        void **recv, size_t *nrecv, size_t round_bytes);
+
+/* Gather variable-length byte buffers to root: root gets the concatenation in
+ * rank order (malloc'ed) and its length; others get NULL/0. */
+void rt_gather_bytes(MPI_Comm comm, int root, const void *buf, size_t len, void **out, size_t *outlen);
+
+#endif

@@ -1,0 +1,49 @@
+/* count.h — stage 5: triple counts, summed on the rank that owns the pair.
+ *
+ * Owns the count record and its exchange. A triple (c1, c2, c_next) of dense
+ * indices packs into one 60-bit key (20 bits each, c1 highest), so sorting
+ * keys sorts by pair then successor. Counts are kept per day (the day of
+ * c_next's event), so sub-windows and trends need no second pass over logs.
+ * Local counts are combined in a hash table before the exchange, so the
+ * exchange moves distinct (triple, day) records, not raw triples. */
+#ifndef RT_PIPELINE_COUNT_H
+#define RT_PIPELINE_COUNT_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "base/util.h"
+#include "format/counts.h" /* rt_count: the record, shared with the counts file */
+#include "pipeline/plan.h"
+
+#define RT_KEY_BITS 20
+#define RT_KEY_MASK ((1ULL << RT_KEY_BITS) - 1)
+
+static inline uint64_t rt_triple_key(uint32_t c1, uint32_t c2, uint32_t c3) {
+  return ((uint64_t)c1 << (2 * RT_KEY_BITS)) | ((uint64_t)c2 << RT_KEY_BITS) | c3;
+}
+/* pair = c1 * 2^20 + c2: the key without its successor. */
+static inline uint64_t rt_key_pair(uint64_t key) { return key >> RT_KEY_BITS; }
+static inline uint32_t rt_key_next(uint64_t key) { return (uint32_t)(key & RT_KEY_MASK); }
+static inline uint32_t rt_pair_c1(uint64_t pair) { return (uint32_t)(pair >> RT_KEY_BITS); }
+static inline uint32_t rt_pair_c2(uint64_t pair) { return (uint32_t)(pair & RT_KEY_MASK); }
+
+typedef RT_VEC(rt_count) rt_count_vec;
+
+/* A hash table of (key, day, win) -> n for local pre-aggregation. */
+typedef struct rt_counter rt_counter;
+rt_counter *rt_counter_new(void);
+void rt_counter_add(rt_counter *h, uint64_t key, int32_t day, uint32_t win, uint64_t n);
+/* Move the contents out as a vector sorted by (key, day, win); frees h. */
+void rt_counter_finish(rt_counter *h, rt_count_vec *out);
+
+/* Sort by (key, day, win) and merge equal records. */
+void rt_counts_reduce(rt_count_vec *v);
+
+/* Collective: send each record to the owner of its pair, reduce there.
+ * Replaces *v with this rank's owned records, sorted. */
+int rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_count_vec *v, size_t round_bytes, rt_err *err);
+
+#endif

@@ -1,0 +1,90 @@
+/* sequence.c — histories to triples (paper §2.4). */
+#include "pipeline/sequence.h"
+#include "base/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void rt_seq_opts_from_config(const rt_config *cfg, rt_seq_opts *o) {
+  o->unique = strcmp(cfg->dedup, "unique") == 0;
+  o->min_len = cfg->min_seq_len;
+  o->max_gap = cfg->max_gap_s;
+}
+
+int rt_ev_order(const void *a, const void *b) {
+  const rt_ev *x = a, *y = b;
+  if (x->user != y->user) return x->user < y->user ? -1 : 1;
+  if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+  if (x->c != y->c) return x->c < y->c ? -1 : 1;
+  return x->win < y->win ? -1 : x->win > y->win;
+}
+
+static int32_t day_of(int64_t ts) { return (int32_t)(ts / 86400); } /* ts >= 0 (read checks) */
+
+/* Emit the triples of one deduplicated sequence s[0..m). */
+static void emit(const rt_ev *s, size_t m, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st) {
+  st->sequences++;
+  if ((int64_t)m < o->min_len) {
+    st->short_sequences++;
+    return;
+  }
+  for (size_t i = 2; i < m; i++) {
+    uint32_t a = s[i - 2].c, b = s[i - 1].c, c = s[i].c;
+    if (a == b || b == c || a == c) continue;
+    fn(ctx, a, b, c, day_of(s[i].ts), s[i].win);
+    st->triples++;
+  }
+}
+
+/* Dedup one raw segment seg[0..n) into out, return its length. */
+static size_t dedup(const rt_ev *seg, size_t n, int unique, rt_ev *out) {
+  size_t m = 0;
+  if (!unique) {
+    for (size_t i = 0; i < n; i++)
+      if (m == 0 || out[m - 1].c != seg[i].c) out[m++] = seg[i]; /* a run keeps its first event */
+    return m;
+  }
+  /* unique: walk backwards keeping the first (= last in time) sighting of
+   * each cluster, then reverse. Segments are short (one user, one session),
+   * so a linear membership check beats a hash set here. */
+  for (size_t i = n; i-- > 0;) {
+    int seen = 0;
+    for (size_t j = 0; j < m; j++)
+      if (out[j].c == seg[i].c) {
+        seen = 1;
+        break;
+      }
+    if (!seen) out[m++] = seg[i];
+  }
+  for (size_t i = 0; i < m / 2; i++) {
+    rt_ev t = out[i];
+    out[i] = out[m - 1 - i];
+    out[m - 1 - i] = t;
+  }
+  return m;
+}
+
+void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *scratch, rt_triple_fn fn,
+                      void *ctx, rt_seq_stats *st) {
+  st->users++;
+  size_t start = 0;
+  for (size_t i = 1; i <= n; i++) {
+    int split = i == n || ev[i].win != ev[i - 1].win || (o->max_gap > 0 && ev[i].ts - ev[i - 1].ts > o->max_gap);
+    if (!split) continue;
+    size_t m = dedup(ev + start, i - start, o->unique, scratch);
+    emit(scratch, m, o, fn, ctx, st);
+    start = i;
+  }
+}
+
+void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st) {
+  qsort(ev, n, sizeof *ev, rt_ev_order);
+  rt_ev *scratch = rt_xmalloc((n ? n : 1) * sizeof *scratch);
+  size_t start = 0;
+  for (size_t i = 1; i <= n; i++) {
+    if (i < n && ev[i].user == ev[start].user) continue;
+    rt_sequence_user(ev + start, i - start, o, scratch, fn, ctx, st);
+    start = i;
+  }
+  free(scratch);
+}

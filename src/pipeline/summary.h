@@ -1,0 +1,27 @@
+/* summary.h — the run summary: every stage's counters, reduced over ranks,
+ * plus run facts, as one JSON document an operator or a scheduler reads.
+ *
+ * Shape (docs/summary.md): {"run_id", "status", "exit_code", "error",
+ * "ranks", "window", "stages": {"read": {"events": .., "seconds": ..}, ...},
+ * "quality": {...}, "table": {...}}. Counter values are summed over ranks;
+ * "seconds" and peak RSS are the maximum over ranks (the critical path). */
+#ifndef RT_PIPELINE_SUMMARY_H
+#define RT_PIPELINE_SUMMARY_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <mpi.h>
+
+#include "base/err.h"
+
+/* Collective: reduce rt_metrics over ranks into rank 0's `total` array
+ * (others get garbage). Also records this process's peak RSS first. */
+void rt_metrics_reduce(MPI_Comm comm, uint64_t *total);
+
+/* Build the "stages" object from a reduced metrics array. */
+json_t *rt_summary_stages(const uint64_t *total);
+
+/* Write obj as pretty JSON to path atomically. */
+int rt_summary_write(json_t *obj, const char *path, rt_err *err);
+
+#endif
