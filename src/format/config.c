@@ -307,16 +307,30 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
   return RT_OK;
 }
 
+/* Keys that say where things are or how fast to go, not what the table
+ * means: left out of the config hash, so the same data and semantics give
+ * the same header (and byte-identical tables) whatever the paths, endpoint
+ * address or concurrency. The catalog and template enter the header through
+ * their own content hashes. */
+static int operational(const char *name) {
+  static const char *const OPS[] = {"input.catalog", "input.logs", "input.partitioned_by_user",
+                                    "input.on_bad_event", "prompt.template", "llm.base_url",
+                                    "llm.concurrency", "llm.api_key_env", "llm.api_key_file",
+                                    "llm.insecure", "llm.timeout_ms", "llm.connect_timeout_ms",
+                                    "llm.max_attempts", "llm.rpm", "llm.tpm", "llm.headers",
+                                    "llm.max_failed_fraction", "memory.per_rank_mb"};
+  if (!strncmp(name, "output.", 7)) return 1;
+  for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+    if (!strcmp(name, OPS[i])) return 1;
+  return 0;
+}
+
 uint64_t rt_config_hash(const rt_config *cfg) {
-  /* Hash key=value text of every key except the output paths and the pinned
-   * time, so two runs with the same semantics share a hash. */
   uint64_t h = 0xcbf29ce484222325ULL;
   const char *base = (const char *)cfg;
   for (size_t i = 0; i < NKEYS; i++) {
     const keydef *k = &KEYS[i];
-    if (!strncmp(k->name, "output.", 7) || !strcmp(k->name, "llm.api_key_env") ||
-        !strcmp(k->name, "llm.api_key_file") || !strcmp(k->name, "llm.concurrency"))
-      continue;
+    if (operational(k->name)) continue;
     char buf[64];
     const char *v = buf;
     switch (k->type) {

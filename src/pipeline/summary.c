@@ -31,7 +31,7 @@ json_t *rt_summary_stages(const uint64_t *total) {
 }
 
 int rt_summary_write(json_t *obj, const char *path, rt_err *err) {
-  char *text = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  char *text = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
   if (!text) return rt_err_set(err, RT_ERR_INTERNAL, "cannot serialise the run summary");
   size_t n = strlen(text);
   char *withnl = rt_xmalloc(n + 2);
