@@ -4,7 +4,7 @@
  * indices packs into one 60-bit key (20 bits each, c1 highest), so sorting
  * keys sorts by pair then successor. Counts are kept per day (the day of
  * c_next's event), so sub-windows and trends need no second pass over logs.
- * Local counts are combined in a hash table before the exchange, so the
+ * Local counts are combined (append + radix-sort compaction) before the exchange, so the
  * exchange moves distinct (triple, day) records, not raw triples. */
 #ifndef RT_PIPELINE_COUNT_H
 #define RT_PIPELINE_COUNT_H
@@ -32,7 +32,7 @@ static inline uint32_t rt_pair_c2(uint64_t pair) { return (uint32_t)(pair & RT_K
 
 typedef RT_VEC(rt_count) rt_count_vec;
 
-/* A hash table of (key, day, win) -> n for local pre-aggregation. */
+/* Local pre-aggregation of (key, day, win) -> n; memory ~ distinct records. */
 typedef struct rt_counter rt_counter;
 rt_counter *rt_counter_new(void);
 void rt_counter_add(rt_counter *h, uint64_t key, int32_t day, uint32_t win, uint64_t n);

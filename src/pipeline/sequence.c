@@ -77,9 +77,33 @@ void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *sc
   }
 }
 
+/* Group events by user, each user's events ordered by rt_ev_order.
+ * A full comparison sort of n events costs n log n cache-missing compares;
+ * users only need grouping (the triples do not depend on user order), so
+ * events are first scattered by a hash of the user into ~n/32 buckets
+ * (counting sort, two linear passes) and each small bucket is then sorted. */
+static void group_by_user(rt_ev *ev, size_t n, rt_ev *tmp) {
+  size_t nb = 1;
+  while (nb * 32 < n) nb <<= 1;
+  const uint64_t mask = nb - 1;
+  size_t *start = rt_xcalloc(nb + 1, sizeof *start);
+  for (size_t i = 0; i < n; i++) start[(rt_mix64(ev[i].user) & mask) + 1]++;
+  for (size_t b = 0; b < nb; b++) start[b + 1] += start[b];
+  size_t *pos = rt_xmalloc(nb * sizeof *pos);
+  memcpy(pos, start, nb * sizeof *pos);
+  for (size_t i = 0; i < n; i++) tmp[pos[rt_mix64(ev[i].user) & mask]++] = ev[i];
+  for (size_t b = 0; b < nb; b++) {
+    size_t lo = start[b], len = start[b + 1] - lo;
+    if (len > 1) qsort(tmp + lo, len, sizeof *tmp, rt_ev_order);
+  }
+  memcpy(ev, tmp, n * sizeof *ev);
+  free(start);
+  free(pos);
+}
+
 void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st) {
-  qsort(ev, n, sizeof *ev, rt_ev_order);
   rt_ev *scratch = rt_xmalloc((n ? n : 1) * sizeof *scratch);
+  group_by_user(ev, n, scratch);
   size_t start = 0;
   for (size_t i = 1; i <= n; i++) {
     if (i < n && ev[i].user == ev[start].user) continue;

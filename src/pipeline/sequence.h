@@ -39,8 +39,8 @@ typedef struct rt_seq_stats {
 void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *scratch, rt_triple_fn fn,
                       void *ctx, rt_seq_stats *st);
 
-/* Sort events by (user, ts, cluster, window) and emit every user's triples.
- * Reorders ev. */
+/* Group events by user, order each user's events (rt_ev_order) and emit
+ * every user's triples. Reorders ev; users come in no particular order. */
 void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st);
 
 /* The order sequencing relies on: user, ts, cluster, window. */
