@@ -9,7 +9,16 @@
  * Thread safety: after ragtide_table_open() returns, any number of threads
  * may call the const lookup functions on the same table concurrently.
  * Ownership: pointers returned by accessors belong to the table and live
- * until ragtide_table_close(). */
+ * until ragtide_table_close(). Tables and builders are created by this library
+ * and freed only with ragtide_table_close() / ragtide_builder_free() (both
+ * accept NULL). A builder is not thread-safe: one thread at a time.
+ * Error messages: functions taking (errbuf, errcap) write one line naming the
+ * file and what is wrong, NUL-terminated and truncated to errcap; errbuf may
+ * be NULL. A table is fully decoded at open (about 8 bytes per pair and
+ * candidate of memory) and never touches its file again, so the file may be
+ * replaced or deleted while the table is open.
+ * Link with `pkg-config --cflags --libs ragtide` or CMake find_package(ragtide)
+ * -> ragtide::ragtide. */
 #ifndef RAGTIDE_TABLE_H
 #define RAGTIDE_TABLE_H
 
@@ -21,6 +30,7 @@ extern "C" {
 #endif
 
 #define RAGTIDE_FORMAT_MAJOR 1 /* readers refuse files of another major version */
+#define RAGTIDE_FORMAT_MINOR 0 /* minor version this library writes; it reads any 1.x */
 
 typedef enum ragtide_status {
   RAGTIDE_OK = 0,
@@ -69,8 +79,12 @@ typedef struct ragtide_candidate {
 typedef struct ragtide_table ragtide_table;
 
 /* Open and fully verify a table (magic, version, checksum, structure).
- * On failure returns a negative status and, if errbuf, a message naming the
- * file and what is wrong. */
+ * On success *out is a new table. On failure *out is NULL and the status is
+ * RAGTIDE_E_IO (cannot read the file), E_MAGIC (not a table), E_VERSION
+ * (another major version; the message names the file's version), E_CORRUPT
+ * (truncated, bad section lengths or a malformed field), E_CHECKSUM (altered
+ * bytes), E_NOMEM or E_ARG (NULL path/out); errbuf gets the message. Files of
+ * a later minor version open: unknown header fields are ignored. */
 int ragtide_table_open(const char *path, ragtide_table **out, char *errbuf, size_t errcap);
 void ragtide_table_close(ragtide_table *t);
 
@@ -80,32 +94,49 @@ const uint32_t *ragtide_table_cluster_ids(const ragtide_table *t, uint32_t *n);
 
 /* Top prediction for the history (c1, c2), by external cluster ids. O(1).
  * RAGTIDE_OK with *prov = RAGTIDE_PROV_NONE (and *next untouched) when the
- * pair has no prediction; RAGTIDE_E_NOTFOUND when c1 or c2 is unknown. */
+ * pair has no prediction; RAGTIDE_E_NOTFOUND when c1 or c2 is unknown;
+ * RAGTIDE_E_ARG when t or prov is NULL (next may be NULL). */
 int ragtide_table_lookup(const ragtide_table *t, uint32_t c1, uint32_t c2, uint32_t *next,
                          ragtide_provenance *prov);
 
-/* All candidates of (c1, c2) in rank order; returns how many (0..candidates)
- * were written to out (at most cap), or a negative status. */
+/* All candidates of (c1, c2) in rank order (ranks without a prediction are
+ * skipped); returns how many (0..candidates) were written to out (at most
+ * cap), or RAGTIDE_E_NOTFOUND / RAGTIDE_E_ARG. */
 int ragtide_table_candidates(const ragtide_table *t, uint32_t c1, uint32_t c2,
                              ragtide_candidate *out, size_t cap);
 
 /* Candidate j of the pair of dense indices (i1, i2): next as a dense index,
- * or UINT32_MAX when none. For tools that walk every pair. */
+ * or UINT32_MAX when none (then *prov = NONE, *day = 0). Any output pointer
+ * may be NULL. RAGTIDE_E_ARG when i1, i2 or j is out of range. For tools
+ * that walk every pair. */
 int ragtide_table_get_idx(const ragtide_table *t, uint32_t i1, uint32_t i2, uint32_t j,
                           uint32_t *next_idx, ragtide_provenance *prov, uint32_t *day);
 
+/* Human-readable description of a status ("checksum mismatch ..."); static string. */
 const char *ragtide_strerror(int status);
+/* Short stable name of a status for machine output: "ok", "io", "nomem", "magic",
+ * "version", "checksum", "corrupt", "notfound", "arg", "mismatch". Static string. */
+const char *ragtide_status_name(int status);
+
+/* Dense index of an external cluster id, or -1 if the id is not in the catalog. O(1). */
+int32_t ragtide_table_index_of(const ragtide_table *t, uint32_t id);
+
+/* Open and close a table only to check it: the same checks as ragtide_table_open(). */
+int ragtide_table_verify_file(const char *path, char *errbuf, size_t errcap);
 
 /* ---- Experimental: building tables (used by `ragtide refresh`, `merge`). --
  * May change between minor versions. */
 
 typedef struct ragtide_table_builder ragtide_table_builder;
 
-/* A builder for n clusters (ids ascending, unique), `candidates` per pair,
- * every pair initially RAGTIDE_PROV_NONE. NULL on bad arguments or OOM. */
+/* A builder for n clusters (ids ascending, unique, n <= 2^20), `candidates`
+ * per pair (1..16), every pair initially RAGTIDE_PROV_NONE; n*n*candidates
+ * must stay below 2^31. Copies the ids. NULL on bad arguments or OOM. */
 ragtide_table_builder *ragtide_builder_new(const uint32_t *cluster_ids, uint32_t n, uint32_t candidates);
 
-/* Set candidate j of pair (i1, i2) (dense indices) to next_idx. */
+/* Set candidate j of pair (i1, i2) (dense indices) to next_idx; prov NONE
+ * clears the entry (next_idx and day are then ignored). RAGTIDE_E_ARG for an
+ * index, rank, next_idx or provenance out of range. */
 int ragtide_builder_set(ragtide_table_builder *b, uint32_t i1, uint32_t i2, uint32_t j, uint32_t next_idx,
                         ragtide_provenance prov, uint32_t day);
 
@@ -113,12 +144,38 @@ int ragtide_builder_set(ragtide_table_builder *b, uint32_t i1, uint32_t i2, uint
  * builder; strings are copied). */
 int ragtide_builder_set_info(ragtide_table_builder *b, const ragtide_table_info *info);
 
-/* Serialize and publish atomically: write path.tmp.PID, fsync, rename over
+/* Serialize and write atomically: write path.tmp.PID, fsync, rename over
  * path, fsync the directory. A failed write leaves any existing file at path
- * untouched. */
+ * untouched (RAGTIDE_E_IO with the file and errno). Keeps no backups: the
+ * refresh publishes with rt_table_publish() (K previous tables, rollback). */
 int ragtide_builder_write(ragtide_table_builder *b, const char *path, char *errbuf, size_t errcap);
 
 void ragtide_builder_free(ragtide_table_builder *b);
+
+/* Serialize to memory: *out (malloc'ed, the caller frees it) holds the whole
+ * file image, *len its size. Deterministic: the same pairs and info give the
+ * same bytes whatever the order of ragtide_builder_set() calls. */
+int ragtide_builder_serialize(const ragtide_table_builder *b, uint8_t **out, size_t *len, char *errbuf,
+                              size_t errcap);
+
+/* Write data to path durably and atomically (path.tmp.PID, fsync, rename,
+ * fsync the directory). RAGTIDE_E_IO with the file and errno on failure; a
+ * failure leaves an existing file at path untouched. */
+int ragtide_write_file_durable(const char *path, const uint8_t *data, size_t len, char *errbuf,
+                               size_t errcap);
+
+/* A builder holding a copy of t (pairs and header info), with `candidates`
+ * ranks (0 = same as t; fewer drops the lower ranks). NULL on OOM. */
+ragtide_table_builder *ragtide_builder_from_table(const ragtide_table *t, uint32_t candidates);
+
+/* Overlay merge: for each pair whose top candidate in `overlay` is RAG or
+ * FALLBACK take all of overlay's candidates, else base's. Header info comes
+ * from the overlay, with base_run_id = base's run id (if set) and created_at
+ * = the later of the two. RAGTIDE_E_MISMATCH when the catalogs differ (ids or
+ * catalog hash) or when the overlay names a base_run_id different from base's
+ * run_id (both non-empty). On success *out is a new builder (caller frees). */
+int ragtide_table_merge(const ragtide_table *base, const ragtide_table *overlay, ragtide_table_builder **out,
+                        char *errbuf, size_t errcap);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,153 @@
+/* publish.c — atomic publishing with K backups, and rollback. */
+#include "format/publish.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PUB_MAX_KEEP 99
+
+static int exists(const char *p) {
+  struct stat st;
+  return lstat(p, &st) == 0;
+}
+
+static void backup_name(char *buf, size_t cap, const char *path, int i) { snprintf(buf, cap, "%s.%d", path, i); }
+
+static int fsync_dir(const char *path, rt_err *err) {
+  char *d = strdup(path);
+  if (!d) return rt_err_set(err, RT_ERR_NOMEM, "out of memory");
+  int fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = fd < 0 ? -1 : fsync(fd);
+  int e = errno;
+  if (fd >= 0) close(fd);
+  free(d);
+  if (rc != 0)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot fsync the directory of %s: %s", path, strerror(e));
+  return RT_OK;
+}
+
+/* Write + fsync the temp file; on failure remove it. */
+static int write_temp(const char *tmp, const void *data, size_t len, rt_err *err) {
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s: %s (check that the directory exists and is "
+                      "writable)", tmp, strerror(errno));
+  const char *p = data;
+  size_t left = len;
+  while (left) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      int e = w < 0 ? errno : ENOSPC;
+      close(fd);
+      unlink(tmp);
+      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s at byte %zu: %s", tmp, len - left, strerror(e));
+    }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", tmp, strerror(e));
+  }
+  return RT_OK;
+}
+
+/* Shift PATH.1..PATH.keep-1 up by one (dropping PATH.keep and older), then
+ * hard-link PATH as PATH.1. PATH itself is never touched. */
+static int rotate(const char *path, int keep, rt_err *err) {
+  char a[4096], b[4096];
+  if (keep <= 0 || !exists(path)) return RT_OK;
+  /* Drop the oldest kept one and anything beyond (left by a larger keep). */
+  for (int i = keep;; i++) {
+    backup_name(a, sizeof a, path, i);
+    if (!exists(a)) {
+      if (i > keep) break;
+      continue;
+    }
+    if (unlink(a) != 0)
+      return rt_err_set(err, RT_ERR_OUTPUT, "cannot delete old backup %s: %s", a, strerror(errno));
+  }
+  for (int i = keep - 1; i >= 1; i--) {
+    backup_name(a, sizeof a, path, i);
+    backup_name(b, sizeof b, path, i + 1);
+    if (exists(a) && rename(a, b) != 0)
+      return rt_err_set(err, RT_ERR_OUTPUT, "cannot rotate %s to %s: %s", a, b, strerror(errno));
+  }
+  backup_name(a, sizeof a, path, 1);
+  if (link(path, a) != 0)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot keep %s as %s (hard link): %s", path, a, strerror(errno));
+  return RT_OK;
+}
+
+int rt_table_publish_bytes(const void *data, size_t len, const char *path, int keep, rt_err *err) {
+  if (!data || !path || keep < 0 || keep > PUB_MAX_KEEP)
+    return rt_err_set(err, RT_ERR_INTERNAL, "rt_table_publish: bad arguments (keep=%d, must be 0..%d)", keep,
+                      PUB_MAX_KEEP);
+  char tmp[4096];
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp - 8)
+    return rt_err_set(err, RT_ERR_OUTPUT, "table path too long: %s", path);
+  unlink(tmp); /* a leftover of a crashed run with the same pid */
+  int rc = write_temp(tmp, data, len, err);
+  if (rc) return rc;
+  if ((rc = rotate(path, keep, err)) != RT_OK) {
+    unlink(tmp);
+    return rt_err_wrap(err, "publishing %s: ", path);
+  }
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", tmp, path, strerror(e));
+  }
+  return fsync_dir(path, err);
+}
+
+int rt_table_publish(ragtide_table_builder *b, const char *path, int keep, rt_err *err) {
+  uint8_t *data = NULL;
+  size_t len = 0;
+  char eb[RT_ERR_MSG_MAX];
+  int rc = ragtide_builder_serialize(b, &data, &len, eb, sizeof eb);
+  if (rc)
+    return rt_err_set(err, rc == RAGTIDE_E_NOMEM ? RT_ERR_NOMEM : RT_ERR_INTERNAL, "serializing table for %s: %s",
+                      path, eb);
+  rc = rt_table_publish_bytes(data, len, path, keep, err);
+  free(data);
+  return rc;
+}
+
+int rt_table_rollback(const char *path, rt_err *err) {
+  char prev[4096], a[4096], b[4096], keepname[4096];
+  backup_name(prev, sizeof prev, path, 1);
+  if (!exists(prev))
+    return rt_err_set(err, RT_ERR_TABLE, "cannot roll back %s: no previous table %s (publish keeps them only "
+                      "when output.keep > 0)", path, prev);
+  char eb[RT_ERR_MSG_MAX];
+  int rc = ragtide_table_verify_file(prev, eb, sizeof eb);
+  if (rc)
+    return rt_err_set(err, RT_ERR_TABLE, "refusing to roll back %s: the previous table is invalid: %s", path, eb);
+  snprintf(keepname, sizeof keepname, "%s.rolledback", path);
+  if (exists(path)) {
+    unlink(keepname);
+    if (link(path, keepname) != 0)
+      return rt_err_set(err, RT_ERR_OUTPUT, "cannot keep %s as %s before rolling back: %s", path, keepname,
+                        strerror(errno));
+  }
+  if (rename(prev, path) != 0)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", prev, path, strerror(errno));
+  for (int i = 2; i <= PUB_MAX_KEEP + 1; i++) {
+    backup_name(a, sizeof a, path, i);
+    if (!exists(a)) break;
+    backup_name(b, sizeof b, path, i - 1);
+    if (rename(a, b) != 0)
+      return rt_err_set(err, RT_ERR_OUTPUT, "rolled back %s, but cannot shift %s to %s: %s", path, a, b,
+                        strerror(errno));
+  }
+  return fsync_dir(path, err);
+}

@@ -1,1 +1,0 @@
-/* table.c — placeholder until the table format lands. */

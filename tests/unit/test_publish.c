@@ -1,0 +1,180 @@
+/* test_publish.c — publishing keeps K previous tables, rollback restores
+ * them, and a failed publish leaves the served table byte-identical. */
+#include <criterion/criterion.h>
+#include <ragtide/table.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "format/publish.h"
+
+static char g_dir[256];
+
+static void setup(void) {
+  strcpy(g_dir, "/tmp/rt_test_publish_XXXXXX");
+  cr_assert_not_null(mkdtemp(g_dir));
+}
+
+static void teardown(void) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "chmod -R u+w %s; rm -rf %s", g_dir, g_dir);
+  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
+}
+
+static const char *ppath(const char *suffix) {
+  static char buf[4][512];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/table%s", g_dir, suffix);
+  return buf[k];
+}
+
+/* A 4-cluster table whose run id and pair (0,0) name the generation. */
+static ragtide_table_builder *gen(int g) {
+  uint32_t ids[] = {1, 2, 3, 4};
+  ragtide_table_builder *b = ragtide_builder_new(ids, 4, 1);
+  cr_assert_not_null(b);
+  ragtide_builder_set(b, 0, 0, 0, (uint32_t)g % 4, RAGTIDE_PROV_RAG, 100 + (uint32_t)g);
+  char run[32];
+  snprintf(run, sizeof run, "run-%d", g);
+  ragtide_table_info in = {.k = 2, .run_id = run, .model = "m", .base_run_id = ""};
+  ragtide_builder_set_info(b, &in);
+  return b;
+}
+
+static void publish(int g, int keep) {
+  ragtide_table_builder *b = gen(g);
+  rt_err err = {0};
+  cr_assert_eq(rt_table_publish(b, ppath(""), keep, &err), RT_OK, "%s", err.msg);
+  ragtide_builder_free(b);
+}
+
+/* Run id of the table at path, or "" if missing/invalid. */
+static const char *run_of(const char *path) {
+  static char out[64];
+  ragtide_table *t;
+  out[0] = '\0';
+  if (ragtide_table_open(path, &t, NULL, 0) == RAGTIDE_OK) {
+    snprintf(out, sizeof out, "%s", ragtide_table_get_info(t)->run_id);
+    ragtide_table_close(t);
+  }
+  return out;
+}
+
+static char *slurp(const char *p, size_t *n) {
+  FILE *f = fopen(p, "rb");
+  cr_assert_not_null(f, "%s", p);
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  rewind(f);
+  char *d = malloc(*n + 1);
+  cr_assert_eq(fread(d, 1, *n, f), *n);
+  fclose(f);
+  return d;
+}
+
+TestSuite(publish, .init = setup, .fini = teardown);
+
+Test(publish, keeps_k_previous_and_rollback_restores) {
+  for (int g = 1; g <= 5; g++) publish(g, 2);
+  cr_assert_str_eq(run_of(ppath("")), "run-5");
+  cr_assert_str_eq(run_of(ppath(".1")), "run-4");
+  cr_assert_str_eq(run_of(ppath(".2")), "run-3");
+  cr_assert_eq(access(ppath(".3"), F_OK), -1, "only keep=2 backups");
+  publish(6, 1); /* a smaller keep drops the extra backups */
+  cr_assert_str_eq(run_of(ppath(".1")), "run-5");
+  cr_assert_eq(access(ppath(".2"), F_OK), -1);
+  publish(7, 3);
+  publish(8, 3);
+  cr_assert_str_eq(run_of(ppath("")), "run-8");
+  cr_assert_str_eq(run_of(ppath(".1")), "run-7");
+  cr_assert_str_eq(run_of(ppath(".2")), "run-6");
+  cr_assert_str_eq(run_of(ppath(".3")), "run-5");
+  rt_err err = {0};
+  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-7");
+  cr_assert_str_eq(run_of(ppath(".1")), "run-6");
+  cr_assert_str_eq(run_of(ppath(".2")), "run-5");
+  cr_assert_eq(access(ppath(".3"), F_OK), -1);
+  cr_assert_str_eq(run_of(ppath(".rolledback")), "run-8");
+  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-5");
+  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_ERR_TABLE, "nothing left to roll back to");
+  cr_assert_not_null(strstr(err.msg, ".1"), "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-5");
+}
+
+Test(publish, open_reader_keeps_old_table) {
+  publish(1, 1);
+  ragtide_table *old;
+  cr_assert_eq(ragtide_table_open(ppath(""), &old, NULL, 0), RAGTIDE_OK);
+  publish(2, 1);
+  publish(3, 1); /* run-1 is now deleted from the directory */
+  uint32_t next;
+  ragtide_provenance p;
+  cr_assert_eq(ragtide_table_lookup(old, 1, 1, &next, &p), RAGTIDE_OK);
+  cr_assert_eq(next, 2); /* ids[1 % 4] */
+  cr_assert_str_eq(ragtide_table_get_info(old)->run_id, "run-1");
+  ragtide_table_close(old);
+  cr_assert_str_eq(run_of(ppath("")), "run-3");
+}
+
+Test(publish, rollback_refuses_invalid_previous) {
+  publish(1, 2);
+  publish(2, 2);
+  size_t n;
+  char *prev = slurp(ppath(".1"), &n);
+  prev[n / 2] ^= 0x10;
+  FILE *f = fopen(ppath(".1"), "wb");
+  fwrite(prev, 1, n, f);
+  fclose(f);
+  free(prev);
+  size_t n0, n1;
+  char *before = slurp(ppath(""), &n0);
+  rt_err err = {0};
+  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_ERR_TABLE);
+  cr_assert_not_null(strstr(err.msg, "invalid"), "%s", err.msg);
+  char *after = slurp(ppath(""), &n1);
+  cr_assert_eq(n0, n1);
+  cr_assert_arr_eq(before, after, n0);
+  free(before);
+  free(after);
+}
+
+Test(publish, failed_publish_leaves_old_file_byte_identical) {
+  publish(1, 2);
+  publish(2, 2);
+  size_t n0, n1, m0, m1;
+  char *before = slurp(ppath(""), &n0), *bak = slurp(ppath(".1"), &m0);
+  /* Root ignores permission bits, so block the temp file name with a
+   * directory; as a normal user, a read-only directory fails too. */
+  char tmp[600];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", ppath(""), (long)getpid());
+  cr_assert_eq(mkdir(tmp, 0755), 0);
+  ragtide_table_builder *b = gen(3);
+  rt_err err = {0};
+  cr_assert_eq(rt_table_publish(b, ppath(""), 2, &err), RT_ERR_OUTPUT);
+  cr_assert_not_null(strstr(err.msg, tmp), "%s", err.msg);
+  rmdir(tmp);
+  if (geteuid() != 0) {
+    cr_assert_eq(chmod(g_dir, 0555), 0);
+    cr_assert_eq(rt_table_publish(b, ppath(""), 2, &err), RT_ERR_OUTPUT);
+    chmod(g_dir, 0755);
+  }
+  ragtide_builder_free(b);
+  char *after = slurp(ppath(""), &n1), *bak1 = slurp(ppath(".1"), &m1);
+  cr_assert_eq(n0, n1);
+  cr_assert_arr_eq(before, after, n0);
+  cr_assert_eq(m0, m1);
+  cr_assert_arr_eq(bak, bak1, m0);
+  cr_assert_eq(access(ppath(".2"), F_OK), -1, "no rotation on a failed write");
+  free(before);
+  free(after);
+  free(bak);
+  free(bak1);
+  /* A missing directory fails cleanly too. */
+  cr_assert_eq(rt_table_publish_bytes("x", 1, "/nonexistent-dir/t", 1, &err), RT_ERR_OUTPUT);
+}
