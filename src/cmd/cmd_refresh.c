@@ -37,6 +37,7 @@ typedef struct refresh {
   size_t n_popular;
   char *examples;           /* global granularity block, or "" */
   uint32_t day;             /* day the answers are produced */
+  int base_mode;            /* prompt.mode = base */
   RT_VEC(rt_result) results;
   RT_VEC(char) fresh;       /* new answers for the cache: [key u64][day u32][len u32][text] ... */
 } refresh;
@@ -151,7 +152,8 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
     else rt_metric_add(RT_M_match_unmatched, 1);
     if (m.idx >= 0 && !m.novel) rt_metric_add(RT_M_match_not_novel, 1);
     if (m.idx >= 0 && m.novel) {
-      add_result(r, ctx[i].pair, (uint32_t)m.idx, rn, ctx[i].n, RAGTIDE_PROV_RAG);
+      /* A base run's answers are the base (fine-tuned model's) answers. */
+      add_result(r, ctx[i].pair, (uint32_t)m.idx, rn, ctx[i].n, r->base_mode ? RAGTIDE_PROV_BASE : RAGTIDE_PROV_RAG);
     } else {
       fallback(r, ctx[i].pair, rn, ctx[i].n, &fb);
       if (fb.n) rt_vec_push(&r->results, fb);
@@ -283,6 +285,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   char *summary_path = path_or(cfg->summary, cfg->table, ".summary.json");
   char *cache_path = strcmp(cfg->cache, "off") ? path_or(cfg->cache, cfg->table, ".answers") : NULL;
   int base_mode = strcmp(cfg->prompt_mode, "base") == 0;
+  r.base_mode = base_mode;
   rt_count_vec counts = {0};
   rt_retrieval ret = {0};
   rt_result *all = NULL;

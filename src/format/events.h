@@ -9,9 +9,12 @@
  *   *.msgpack      the same, uncompressed
  *   *.tsv[.zst]    text, one event per line: user_id<TAB>ts<TAB>cluster_id<TAB>engagement
  * The format is chosen by the file name's ending. Layer 0: no MPI, no curl.
+ * An empty file is a valid empty shard; TSV blank lines are skipped. A NaN
+ * engagement is passed through (the read stage decides what it means).
  *
- * Errors name the file and the byte offset in the decompressed stream
- * (msgpack) or the line (TSV): "logs/d1.msgpack.zst: byte 4711: ...". */
+ * Errors name the file and the byte offset in the decompressed stream of the
+ * bad record (msgpack) or the line (TSV): "logs/d1.msgpack.zst: byte 4711: ...".
+ * After an error the reader is spent: every later read repeats it. */
 #ifndef RT_FORMAT_EVENTS_H
 #define RT_FORMAT_EVENTS_H
 

@@ -13,7 +13,7 @@ T=$(mktemp -d /tmp/ragtide-test.XXXXXX)
 SIM_PIDS=()
 cleanup() {
   for p in "${SIM_PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$T"
+  [ -n "${RAGTIDE_KEEP:-}" ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
 

@@ -34,4 +34,19 @@ check gap-minlen 2 "$ZST" $W input.max_gap_s=900 --max-gap-s=900 input.min_seq_l
 check engagement 2 "$ZST" $W input.min_engagement=0.8 --min-engagement=0.8
 check whole 3 "$ZST" input.window_start=2026-01-01 --window-start=2026-01-01 \
   input.window_end=2026-01-06 --window-end=2026-01-06
+# Retrieval (stage 6) against the oracle: top-3 by frequency and by trend,
+# through llm.api = retrieval (the prediction list is the retrieved list).
+check_retrieval() { # mode, oracle --out
+  mpirun_q -n 3 "$RT" refresh --config "$T/job.ini" --set "input.logs=$ZST" --set input.window_start=2026-01-03 \
+    --set input.window_end=2026-01-05 --set llm.api=retrieval --set "retrieval.mode=$1" --set retrieval.top_n=3 \
+    --set output.candidates=3 --set "output.table=$T/out/$1.rtt" 2>"$T/log" || { cat "$T/log"; fail "$1 run"; }
+  "$RT" export --format tsv "$T/out/$1.rtt" | awk -F'\t' 'NR > 1 { print $1 "\t" $2 "\t" $3 + 1 "\t" $4 }' >"$T/$1.c.tsv"
+  python3 "$ORACLE" --catalog "$T/data/catalog.tsv" --window-start 2026-01-03 --window-end 2026-01-05 \
+    --out "$2" --top-n 3 "$T"/tsv/logs/*/*.tsv | cut -f1-4 >"$T/$1.py.tsv"
+  [ -s "$T/$1.py.tsv" ] || fail "$1: oracle retrieved nothing"
+  diff -q "$T/$1.py.tsv" "$T/$1.c.tsv" >/dev/null || { diff "$T/$1.py.tsv" "$T/$1.c.tsv" | head; fail "$1 retrieval differs"; }
+  pass "$1 retrieval: $(wc -l <"$T/$1.c.tsv") (pair, rank) entries equal the oracle's"
+}
+check_retrieval frequency top
+check_retrieval trend trend
 echo "oracle_aggregate: all checks passed"
