@@ -7,6 +7,7 @@
 #include "pipeline/read.h"
 #include "pipeline/sequence.h"
 #include "pipeline/shuffle.h"
+#include "pipeline/spill.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,34 +72,94 @@ static void on_triple(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t 
   rt_counter_add(((count_ctx *)ctx)->h, rt_triple_key(c1, c2, c3), day, win, 1);
 }
 
+/* Memory plan for stages 2–4 under memory.per_rank_mb (0 = no cap): a read
+ * batch takes about an eighth of the budget (it exists up to three times:
+ * read, shuffle send, receive), the event store a quarter before it spills,
+ * and the buckets are sized so that sequencing one (events + scratch) fits
+ * in another quarter. Shard bytes / 4 bounds the events a rank can own
+ * (msgpack.zst events take ~9 bytes, TSV ~35). */
+typedef struct {
+  size_t batch_events, store_events, nbuckets;
+} mem_plan;
+
+static mem_plan plan_memory(const rt_job *job) {
+  mem_plan m = {4u << 20, 0, 1};
+  uint64_t budget = (uint64_t)job->cfg.per_rank_mb << 20;
+  if (!budget) return m;
+  m.batch_events = budget / 8 / sizeof(rt_ev);
+  if (m.batch_events < 4096) m.batch_events = 4096;
+  m.store_events = budget / 4 / sizeof(rt_ev);
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < job->plan.nshards; i++) bytes += job->plan.bytes[i];
+  uint64_t est = bytes / 4 / (uint64_t)job->size + 1; /* events per rank, upper bound */
+  uint64_t per_bucket = budget / 4 / (2 * sizeof(rt_ev));
+  m.nbuckets = (size_t)(est / (per_bucket ? per_bucket : 1) + 1);
+  if (m.nbuckets > 4096) m.nbuckets = 4096;
+  return m;
+}
+
 int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
   int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
   if (rc) return rc;
+  mem_plan mp = plan_memory(job);
   if (job->rank == 0)
-    rt_info("run %s: %zu shards over %d ranks", job->run_id, job->plan.nshards, job->size);
-  rt_ev_vec ev = {0};
-  rc = rt_read_shards(&job->plan, job->rank, &job->cfg, &job->cat, &ev, job->watch, err);
-  rc = rt_agree(job->comm, rc, err);
+    rt_info("run %s: %zu shards over %d ranks%s", job->run_id, job->plan.nshards, job->size,
+            mp.store_events ? " (memory-capped: batched reads, user buckets spill to the run directory)" : "");
+  char dir[4096];
+  if (*job->cfg.run_dir) snprintf(dir, sizeof dir, "%s", job->cfg.run_dir);
+  else snprintf(dir, sizeof dir, "%s.run", job->out ? job->out : job->cfg.table);
+  rt_spill store;
+  rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
+
+  /* Stages 2–3 in collective rounds: every rank reads a batch (an empty one
+   * once its shards are done), the batch is shuffled, and owners store it. */
+  rt_read_cursor cur;
+  rt_read_begin(&cur, &job->plan, job->rank, &job->cfg, &job->cat);
+  rt_ev_vec batch = {0};
+  int done = 0;
+  for (;;) {
+    batch.len = 0;
+    if (!done) rc = rt_read_batch(&cur, mp.batch_events, &batch, job->watch, &done, err);
+    if ((rc = rt_agree(job->comm, rc, err))) break;
+    if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, ROUND_BYTES, err);
+    rc = rt_spill_add(&store, batch.data, batch.len, err);
+    if ((rc = rt_agree(job->comm, rc, err))) break;
+    int all_done;
+    MPI_Allreduce(&done, &all_done, 1, MPI_INT, MPI_MIN, job->comm);
+    if (all_done) break;
+  }
+  rt_read_end(&cur);
+  free(batch.data);
   if (rc) {
-    free(ev.data);
+    rt_spill_free(&store);
     return rc;
   }
-  if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &ev, ROUND_BYTES, err);
+
+  /* Stage 4, one user bucket at a time; stage 5 local pre-aggregation. */
   double t0 = rt_stage_begin();
   rt_seq_opts o;
   rt_seq_opts_from_config(&job->cfg, &o);
   rt_seq_stats st = {0};
   count_ctx cc = {rt_counter_new()};
-  rt_sequence_all(ev.data, ev.len, &o, on_triple, &cc, &st);
+  rt_ev_vec ev = {0};
+  for (size_t b = 0; b < store.nbuckets && rc == RT_OK; b++) {
+    rc = rt_spill_take(&store, b, &ev, err);
+    if (rc == RT_OK) rt_sequence_all(ev.data, ev.len, &o, on_triple, &cc, &st);
+  }
   free(ev.data);
+  if (store.spilled) rt_info("spilled %llu events to %s", (unsigned long long)store.spilled, dir);
+  rt_spill_free(&store);
   rt_metric_add(RT_M_sequence_users, st.users);
   rt_metric_add(RT_M_sequence_sequences, st.sequences);
   rt_metric_add(RT_M_sequence_short_sequences, st.short_sequences);
   rt_metric_add(RT_M_sequence_triples, st.triples);
   rt_stage_end(RT_M_sequence_us, t0);
-  t0 = rt_stage_begin();
   memset(counts, 0, sizeof *counts);
   rt_counter_finish(cc.h, counts);
+  if ((rc = rt_agree(job->comm, rc, err))) return rc;
+
+  /* Stage 5: counts to the pair owners. */
+  t0 = rt_stage_begin();
   rc = rt_counts_exchange(&job->plan, job->comm, counts, ROUND_BYTES, err);
   rt_metric_add(RT_M_count_triples_distinct, counts->len);
   uint64_t last = UINT64_MAX, pairs = 0;

@@ -15,6 +15,7 @@
 #include "base/err.h"
 #include "format/catalog.h"
 #include "format/config.h"
+#include "format/events.h"
 #include "pipeline/plan.h"
 
 /* An event inside the pipeline. 24 bytes. */
@@ -35,14 +36,32 @@ typedef struct rt_window {
 
 void rt_window_from_config(const rt_config *cfg, rt_window *w);
 
+/* A position in this rank's shards, so reading can proceed in batches that
+ * bound memory (see rt_read_batch). */
+typedef struct rt_read_cursor {
+  const rt_plan *plan;
+  int rank;
+  const rt_config *cfg;
+  const rt_catalog *cat;
+  rt_window win;
+  size_t shard;                  /* next shard index to open */
+  rt_event_reader *reader;        /* open shard, or NULL */
+  const char *path;              /* its path */
+  uint64_t idx;                  /* events read from it so far */
+  rt_event *buf;                 /* decode buffer */
+  size_t buf_len, buf_pos;
+} rt_read_cursor;
+
+void rt_read_begin(rt_read_cursor *c, const rt_plan *plan, int rank, const rt_config *cfg, const rt_catalog *cat);
+/* Append up to `max` kept events to out (fewer at the end). Returns RT_OK;
+ * *done = 1 once every shard is read. Not collective. */
+int rt_read_batch(rt_read_cursor *c, size_t max, rt_ev_vec *out, uint64_t *watch, int *done, rt_err *err);
+void rt_read_end(rt_read_cursor *c);
+
 /* Read every shard the plan gives `rank`, appending kept events to out.
  * Also adds each kept window-0 event to watch[c] (cluster popularity; watch
  * has cat->n entries) when watch is not NULL. Not collective. */
 int rt_read_shards(const rt_plan *plan, int rank, const rt_config *cfg, const rt_catalog *cat,
                    rt_ev_vec *out, uint64_t *watch, rt_err *err);
-
-/* Read one shard (used by rt_read_shards and by tools). */
-int rt_read_shard(const char *path, const rt_config *cfg, const rt_catalog *cat, const rt_window *w,
-                  rt_ev_vec *out, uint64_t *watch, rt_err *err);
 
 #endif

@@ -9,7 +9,8 @@
  *   3. sequences shorter than input.min_seq_len are dropped;
  *   4. every three consecutive clusters that are pairwise distinct form a
  *      triple, dated by the day of c_next's (kept) event.
- * docs/aggregation.md states the same rules with a worked example. */
+ * docs/formats.md §2.2 states the same rules; tests/oracle/aggregate_oracle.py
+ * is the executable reference with a hand-worked example. */
 #ifndef RT_PIPELINE_SEQUENCE_H
 #define RT_PIPELINE_SEQUENCE_H
 

@@ -1,0 +1,43 @@
+/* spill.h — where a rank keeps the events it owns between the shuffle and
+ * sequencing, within memory.per_rank_mb.
+ *
+ * Why: sequencing needs all of a user's events at once, but a rank may own
+ * more events than fit in memory. Events are split into buckets by a hash
+ * of the user (so a user never spans buckets); buckets stay in memory while
+ * the budget allows and are appended to files in the run directory beyond
+ * it. Sequencing then takes one bucket at a time, so peak memory is about
+ * one bucket plus the budget, whatever the input size. With no budget there
+ * is one bucket and nothing is ever written. */
+#ifndef RT_PIPELINE_SPILL_H
+#define RT_PIPELINE_SPILL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "pipeline/read.h"
+
+typedef struct rt_spill {
+  size_t nbuckets;
+  rt_ev_vec *mem;       /* [nbuckets] events held in memory */
+  uint64_t *on_disk;    /* [nbuckets] events appended to the bucket's file */
+  size_t mem_events, budget_events; /* budget_events = 0: no limit */
+  char *dir;            /* run directory for spill files ("" until needed) */
+  int rank;
+  uint64_t spilled;     /* events written to disk, for the summary */
+} rt_spill;
+
+/* nbuckets >= 1; budget_events 0 = unlimited (then nbuckets should be 1). */
+void rt_spill_init(rt_spill *s, size_t nbuckets, size_t budget_events, const char *dir, int rank);
+
+/* Add events (any users); spills the buckets to disk when over budget. */
+int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err);
+
+/* Move bucket b (its file part, then its memory part) into out; deletes
+ * the bucket's file. */
+int rt_spill_take(rt_spill *s, size_t b, rt_ev_vec *out, rt_err *err);
+
+/* Free memory and delete any remaining files. */
+void rt_spill_free(rt_spill *s);
+
+#endif
