@@ -31,6 +31,7 @@
   X(shuffle, events_sent, SUM)                                                 \
   X(shuffle, events_received, SUM)                                             \
   X(shuffle, rounds, MAX)                                                      \
+  X(shuffle, spilled_events, SUM)                                              \
   X(shuffle, us, MAX)                                                          \
   X(sequence, users, SUM)                                                      \
   X(sequence, sequences, SUM)                                                  \

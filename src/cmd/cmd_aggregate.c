@@ -54,6 +54,7 @@ int rt_cmd_aggregate(int argc, char **argv) {
   free(counts.data);
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);
+  json_t *rss = rt_summary_rss(job.comm);
   if (job.rank == 0) {
     rt_count_vec v = {all, nbytes / sizeof(rt_count), nbytes / sizeof(rt_count)};
     rt_counts_reduce(&v);
@@ -68,6 +69,21 @@ int rt_cmd_aggregate(int argc, char **argv) {
       rt_info("wrote %zu (triple, day) counts to %s: %llu events read, %llu kept, %llu triples", v.len, job.out,
               (unsigned long long)total[RT_M_read_events], (unsigned long long)total[RT_M_read_kept],
               (unsigned long long)total[RT_M_sequence_triples]);
+    /* A summary beside the output, the same shape as refresh's. */
+    json_t *s = json_object();
+    json_object_set_new(s, "run_id", json_string(job.run_id));
+    json_object_set_new(s, "status", json_string(rc ? "failed" : "written"));
+    json_object_set_new(s, "exit_code", json_integer(rc));
+    json_object_set_new(s, "ranks", json_integer(job.size));
+    json_object_set_new(s, "records", json_integer((json_int_t)v.len));
+    json_object_set_new(s, "stages", rt_summary_stages(total));
+    json_object_set_new(s, "peak_rss_kb_per_rank", rss);
+    json_object_set_new(s, "wall_seconds", json_real(rt_now() - job.t_start));
+    char path[4096];
+    snprintf(path, sizeof path, "%s.summary.json", job.out);
+    rt_err serr = {0};
+    if (rt_summary_write(s, path, &serr)) rt_warn("%s", serr.msg);
+    json_decref(s);
     free(v.data);
   }
   rc = rt_agree(job.comm, rc, &err);

@@ -351,6 +351,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   rt_gather_bytes(job.comm, 0, r.fresh.data, r.fresh.len, &fresh, &nfresh);
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);
+  json_t *rss = rt_summary_rss(job.comm);
 
   /* Stage 11 (rank 0): gates, overlay, publish, summary. */
   if (job.rank == 0) {
@@ -424,6 +425,7 @@ int rt_cmd_refresh(int argc, char **argv) {
     }
     json_t *s = summary_json(&r, total, rc, &err, status, cfg->table, pub ? ragtide_table_get_info(pub) : NULL,
                              exact, failed);
+    json_object_set_new(s, "peak_rss_kb_per_rank", rss);
     rt_err serr = {0};
     if (rt_summary_write(s, summary_path, &serr)) rt_warn("%s", serr.msg);
     json_decref(s);

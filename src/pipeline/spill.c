@@ -39,6 +39,7 @@ static int spill_all(rt_spill *s, rt_err *err) {
     if (bad) return rt_err_set(err, RT_ERR_OUTPUT, "cannot write spill file %s (disk full?)", path);
     s->on_disk[b] += s->mem[b].len;
     s->spilled += s->mem[b].len;
+    rt_metric_add(RT_M_shuffle_spilled_events, s->mem[b].len);
     s->mem[b].len = 0;
   }
   s->mem_events = 0;

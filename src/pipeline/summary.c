@@ -30,6 +30,20 @@ json_t *rt_summary_stages(const uint64_t *total) {
   return stages;
 }
 
+json_t *rt_summary_rss(MPI_Comm comm) {
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  long mine = rt_peak_rss_kb();
+  long *all = rank == 0 ? rt_xmalloc((size_t)size * sizeof *all) : NULL;
+  MPI_Gather(&mine, 1, MPI_LONG, all, 1, MPI_LONG, 0, comm);
+  if (rank != 0) return NULL;
+  json_t *a = json_array();
+  for (int r = 0; r < size; r++) json_array_append_new(a, json_integer(all[r]));
+  free(all);
+  return a;
+}
+
 int rt_summary_write(json_t *obj, const char *path, rt_err *err) {
   char *text = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
   if (!text) return rt_err_set(err, RT_ERR_INTERNAL, "cannot serialise the run summary");

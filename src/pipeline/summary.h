@@ -21,6 +21,10 @@ void rt_metrics_reduce(MPI_Comm comm, uint64_t *total);
 /* Build the "stages" object from a reduced metrics array. */
 json_t *rt_summary_stages(const uint64_t *total);
 
+/* Collective: every rank's peak RSS in kB, as a JSON array on rank 0 (NULL
+ * elsewhere): memory per rank is what a scheduler must reserve. */
+json_t *rt_summary_rss(MPI_Comm comm);
+
 /* Write obj as pretty JSON to path atomically. */
 int rt_summary_write(json_t *obj, const char *path, rt_err *err);
 
