@@ -44,6 +44,8 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   for (int i = 1; i < argc && rc == RT_OK; i++)
     if (!strcmp(argv[i], "--set") && i + 1 < argc) rc = rt_config_set(&job->cfg, argv[++i], err);
   if (rc == RT_OK) rc = rt_config_validate(&job->cfg, err);
+  if (rc == RT_OK && !strcmp(cmd, "refresh") && !*job->cfg.table)
+    rc = rt_err_set(err, RT_ERR_USAGE, "config: output.table is required");
   rc = rt_agree(job->comm, rc, err);
   if (rc) return rc;
   /* Every rank loads the catalog: it is small (10k clusters ~ 1 MB) and every

@@ -284,7 +284,6 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
   if (!*c->catalog) return rt_err_set(err, RT_ERR_USAGE, "config: input.catalog is required");
   if (!*c->logs && strcmp(c->prompt_mode, "base") != 0)
     return rt_err_set(err, RT_ERR_USAGE, "config: input.logs is required");
-  if (!*c->table) return rt_err_set(err, RT_ERR_USAGE, "config: output.table is required");
   if (*c->logs && (c->window_start == 0 || c->window_end == 0))
     return rt_err_set(err, RT_ERR_USAGE, "config: input.window_start and input.window_end are required");
   if (*c->logs && c->window_end <= c->window_start)

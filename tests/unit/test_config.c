@@ -83,7 +83,6 @@ Test(config, validate_checks_required_and_ranges) {
   cr_assert(strstr(err.msg, "input.catalog") != NULL);
   rt_config_set(&c, "input.catalog=c", &err);
   rt_config_set(&c, "input.logs=l", &err);
-  rt_config_set(&c, "output.table=t", &err);
   rt_config_set(&c, "input.window_start=2026-01-08", &err);
   rt_config_set(&c, "input.window_end=2026-01-01", &err);
   cr_assert_eq(rt_config_validate(&c, &err), RT_ERR_USAGE);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Aggregation throughput (stages 1-5: plan, read, shuffle, sequence, count).
+#   tools/bench/aggregate.sh [EVENTS (default 20000000)] [BUILD (default build)]
+# Generates EVENTS events (1,000 clusters, 500k users, msgpack.zst shards and
+# the same events as TSV), then times `ragtide aggregate` on 1 and 2 ranks
+# (median of RUNS=3), and prints events/s per rank, peak RSS per rank, and
+# `zstd -d` over the same shards as the decode floor. Then peak RSS under
+# memory.per_rank_mb=256 for EVENTS and EVENTS/4 (it should not grow with N).
+# Not a test: timings on a shared machine are noisy; compare ratios.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-20000000}
+B=${2:-build}
+RUNS=${RUNS:-3}
+D=${BENCH_DIR:-/tmp/ragtide-bench-aggregate}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+[ -x "$B/ragtide" ] || { cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build "$B" -j2 >/dev/null; }
+
+USERS=500000
+DAYS=5
+EPD=$(( (N + USERS * DAYS - 1) / (USERS * DAYS) ))
+gen() { # dir users format
+  [ -f "$1/.done" ] && return
+  rm -rf "$1"
+  "$B/ragtide-gen-logs" --clusters 1000 --users "$2" --days $DAYS --events-per-user-day "$EPD" --seed 42 \
+    --start 2026-03-01 --format "$3" --out "$1" >/dev/null 2>&1
+  touch "$1/.done"
+}
+echo "generating ~$N events (1,000 clusters, $USERS users, $DAYS days) in $D ..."
+gen "$D/zst" $USERS msgpack.zst
+gen "$D/tsv" $USERS tsv
+gen "$D/quarter" $((USERS / 4)) msgpack.zst
+
+config() { # logs glob
+  cat >"$D/job.ini" <<INI
+[input]
+catalog = $D/zst/catalog.tsv
+logs = $1
+window_start = 2026-03-01
+window_end = 2026-03-06
+min_engagement = 0
+INI
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# run RANKS GLOB [--set ...]: prints "wall events rss_max_kb" of the median run
+run() {
+  local n=$1 glob=$2; shift 2
+  config "$glob"
+  local walls=()
+  for _ in $(seq "$RUNS"); do
+    local t0=$(date +%s.%N)
+    mpirun -n "$n" "$B/ragtide" aggregate --config "$D/job.ini" --out "$D/counts.rtc" "$@" 2>/dev/null
+    walls+=("$(echo "$(date +%s.%N) - $t0" | bc)")
+  done
+  local wall=$(printf '%s\n' "${walls[@]}" | median)
+  python3 - "$D/counts.rtc.summary.json" "$wall" "$n" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); wall = float(sys.argv[2]); n = int(sys.argv[3])
+ev = s["stages"]["read"]["events"]
+st = {k: v["seconds"] for k, v in s["stages"].items() if "seconds" in v and v["seconds"]}
+print(f"  ranks={n}  events={ev:,}  wall={wall:.2f}s  events/s/rank={ev / wall / n / 1e6:.2f}M  "
+      f"peak RSS/rank={max(s['peak_rss_kb_per_rank']) / 1024:.0f} MiB")
+print("    stage seconds (max over ranks): " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
+PY
+}
+command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
+echo "== ragtide aggregate, msgpack.zst shards =="
+run 1 "$D/zst/logs/*/*.msgpack.zst"
+run 2 "$D/zst/logs/*/*.msgpack.zst"
+echo "== ragtide aggregate, TSV shards (same events) =="
+run 2 "$D/tsv/logs/*/*.tsv"
+echo "== decode floor: zstd -d of the msgpack.zst shards, one core =="
+walls=()
+for _ in $(seq "$RUNS"); do
+  t0=$(date +%s.%N); zstd -qdc "$D"/zst/logs/*/*.msgpack.zst >/dev/null; walls+=("$(echo "$(date +%s.%N) - $t0" | bc)")
+done
+w=$(printf '%s\n' "${walls[@]}" | median)
+ev=$(python3 -c "import json; print(json.load(open('$D/counts.rtc.summary.json'))['stages']['read']['events'])")
+echo "  zstd -d: ${w}s = $(python3 -c "print(f'{$ev / $w / 1e6:.1f}')")M events/s"
+echo "== peak RSS under memory.per_rank_mb=256: N vs N/4 (2 ranks) =="
+run 2 "$D/zst/logs/*/*.msgpack.zst" --set memory.per_rank_mb=256
+config x; sed -i "s|^catalog = .*|catalog = $D/quarter/catalog.tsv|" "$D/job.ini"
+run 2 "$D/quarter/logs/*/*.msgpack.zst" --set memory.per_rank_mb=256 --set "input.catalog=$D/quarter/catalog.tsv"
