@@ -311,7 +311,7 @@ int rt_cmd_refresh(int argc, char **argv) {
 
   /* Stages 1–6: counts and retrieval (not needed for the base prompt). */
   if (!base_mode) {
-    rc = rt_job_aggregate(&job, &counts, &err);
+    rc = *cfg->counts ? rt_job_counts_from_file(&job, &counts, &err) : rt_job_aggregate(&job, &counts, &err);
     if (rc) goto out;
     rt_retrieve(counts.data, counts.len, cfg, &ret);
     r.n_popular = rt_retrieve_popular(job.watch, job.cat.n, (size_t)(cfg->popular_n < 64 ? cfg->popular_n : 64),

@@ -175,6 +175,38 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
   return rt_agree(job->comm, rc, err);
 }
 
+int rt_job_counts_from_file(rt_job *job, rt_count_vec *counts, rt_err *err) {
+  double t0 = rt_stage_begin();
+  rt_plan_pairs_only(job->size, &job->plan);
+  uint32_t *ids = NULL, n = 0;
+  rt_count *rec = NULL;
+  size_t nrec = 0;
+  int rc = rt_counts_read(job->cfg.counts, &ids, &n, &rec, &nrec, NULL, NULL, err);
+  if (rc == RT_OK && (n != job->cat.n || memcmp(ids, job->cat.ids, n * sizeof *ids) != 0))
+    rc = rt_err_set(err, RT_ERR_INPUT,
+                    "input.counts %s was aggregated with another catalog (%u clusters; input.catalog has %u); "
+                    "rerun `ragtide aggregate` with this catalog", job->cfg.counts, n, job->cat.n);
+  memset(counts, 0, sizeof *counts);
+  if (rc == RT_OK) {
+    rt_window w;
+    rt_window_from_config(&job->cfg, &w);
+    int32_t d0 = (int32_t)(w.start / 86400), d1 = (int32_t)(w.end / 86400), dp = (int32_t)(w.prev_start / 86400);
+    for (size_t i = 0; i < nrec; i++) {
+      rt_count c = rec[i];
+      if (rt_pair_owner(&job->plan, rt_key_pair(c.key)) != job->rank) continue;
+      if (c.day >= d0 && c.day < d1) c.win = 0;
+      else if (c.day >= dp && c.day < d0) c.win = 1;
+      else continue;
+      rt_vec_push(counts, c);
+    }
+    rt_counts_reduce(counts);
+  }
+  free(ids);
+  free(rec);
+  rt_stage_end(RT_M_count_us, t0);
+  return rt_agree(job->comm, rc, err);
+}
+
 void rt_job_report(const rt_job *job, const rt_err *err) {
   if (job->rank == 0 && err && err->code) fprintf(stderr, "ragtide: error: %s\n", err->msg);
 }

@@ -38,6 +38,11 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
  * count. Leaves this rank's owned counts, sorted, in *counts. Collective. */
 int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err);
 
+/* Stages 1–5 replaced by a counts file (input.counts): every rank reads it
+ * and keeps the records of the pairs it owns, re-windowed by day against
+ * the configured window (and the previous one for trend). Collective. */
+int rt_job_counts_from_file(rt_job *job, rt_count_vec *counts, rt_err *err);
+
 /* Print err on rank 0 (if rc), free, MPI_Finalize; returns rc. */
 int rt_job_end(rt_job *job, int rc, rt_err *err);
 

@@ -27,6 +27,8 @@ static const keydef KEYS[] = {
   {"input.catalog", K_STR, O(catalog), "", NULL, "cluster catalog TSV (id<TAB>keywords); required"},
   {"input.logs", K_STR, O(logs), "", NULL,
    "event shards: a glob (quote it) or @MANIFEST (one path per line); required"},
+  {"input.counts", K_STR, O(counts), "", NULL,
+   "start refresh from a counts file (`ragtide aggregate --out`) instead of reading input.logs"},
   {"input.window_start", K_DATE, O(window_start), "", NULL,
    "first day of the refresh window, UTC (YYYY-MM-DD[THH:MM:SSZ]), inclusive; required"},
   {"input.window_end", K_DATE, O(window_end), "", NULL, "end of the refresh window, UTC, exclusive; required"},
@@ -81,7 +83,7 @@ static const keydef KEYS[] = {
    "minimum keyword-set Jaccard similarity for a fuzzy match"},
   {"gates.min_exact_match", K_DBL, O(min_exact_match), "0.90", NULL,
    "halt before publishing when the exact-match rate is below this (paper: 0.90)"},
-  {"output.table", K_STR, O(table), "", NULL, "where the transition table is published; required"},
+  {"output.table", K_STR, O(table), "", NULL, "where the transition table is published; required by refresh"},
   {"output.base_table", K_STR, O(base_table), "", NULL,
    "base table (monthly, fine-tuned) whose answers fill pairs without fresh data"},
   {"output.summary", K_STR, O(summary), "", NULL, "run summary JSON; default TABLE.summary.json"},
@@ -92,7 +94,7 @@ static const keydef KEYS[] = {
   {"output.cache", K_STR, O(cache), "", NULL,
    "answer journal reused by later runs (incremental refresh); default TABLE.answers; \"off\" disables"},
   {"output.run_dir", K_STR, O(run_dir), "", NULL,
-   "run directory for answer records and checkpoints; default TABLE.run/"},
+   "run directory for spill files under memory.per_rank_mb; default TABLE.run/ (aggregate: COUNTS.run/)"},
   {"memory.per_rank_mb", K_INT, O(per_rank_mb), "0", NULL, "memory cap per rank in MiB; 0 = none"},
 };
 #undef O
@@ -282,11 +284,11 @@ int rt_config_set(rt_config *cfg, const char *assignment, rt_err *err) {
 
 int rt_config_validate(const rt_config *c, rt_err *err) {
   if (!*c->catalog) return rt_err_set(err, RT_ERR_USAGE, "config: input.catalog is required");
-  if (!*c->logs && strcmp(c->prompt_mode, "base") != 0)
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.logs is required");
-  if (*c->logs && (c->window_start == 0 || c->window_end == 0))
+  if (!*c->logs && !*c->counts && strcmp(c->prompt_mode, "base") != 0)
+    return rt_err_set(err, RT_ERR_USAGE, "config: input.logs (or input.counts) is required");
+  if ((*c->logs || *c->counts) && (c->window_start == 0 || c->window_end == 0))
     return rt_err_set(err, RT_ERR_USAGE, "config: input.window_start and input.window_end are required");
-  if (*c->logs && c->window_end <= c->window_start)
+  if ((*c->logs || *c->counts) && c->window_end <= c->window_start)
     return rt_err_set(err, RT_ERR_USAGE, "config: input.window_end must be after input.window_start");
   if (c->min_seq_len < 3)
     return rt_err_set(err, RT_ERR_USAGE, "config: input.min_seq_len must be >= 3 (a triple needs three clusters)");
@@ -312,7 +314,7 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
  * address or concurrency. The catalog and template enter the header through
  * their own content hashes. */
 static int operational(const char *name) {
-  static const char *const OPS[] = {"input.catalog", "input.logs", "input.partitioned_by_user",
+  static const char *const OPS[] = {"input.catalog", "input.logs", "input.counts", "input.partitioned_by_user",
                                     "input.on_bad_event", "prompt.template", "llm.base_url",
                                     "llm.concurrency", "llm.api_key_env", "llm.api_key_file",
                                     "llm.insecure", "llm.timeout_ms", "llm.connect_timeout_ms",

@@ -16,6 +16,7 @@ typedef struct rt_config {
   /* [input] */
   char *catalog;           /* cluster catalog TSV */
   char *logs;              /* shard glob ("dir/\*.msgpack.zst") or manifest ("@file" / *.txt) */
+  char *counts;            /* counts file to start from instead of logs ("" = read logs) */
   int64_t window_start;    /* unix seconds, inclusive */
   int64_t window_end;      /* unix seconds, exclusive */
   double min_engagement;   /* keep events with engagement >= this */

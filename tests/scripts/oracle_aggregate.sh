@@ -49,4 +49,14 @@ check_retrieval() { # mode, oracle --out
 }
 check_retrieval frequency top
 check_retrieval trend trend
+# refresh from a counts file (input.counts) = refresh from the logs, when the
+# counts were aggregated over the same window.
+mpirun_q -n 2 "$RT" aggregate --config "$T/job.ini" --set "input.logs=$ZST" --set input.window_start=2026-01-03 \
+  --set input.window_end=2026-01-05 --out "$T/w.rtc" 2>"$T/log" || { cat "$T/log"; fail "aggregate to counts file"; }
+mpirun_q -n 3 "$RT" refresh --config "$T/job.ini" --set "input.counts=$T/w.rtc" --set input.logs= \
+  --set input.window_start=2026-01-03 --set input.window_end=2026-01-05 --set llm.api=retrieval \
+  --set retrieval.top_n=3 --set output.candidates=3 --set "output.table=$T/out/from-counts.rtt" 2>"$T/log" ||
+  { cat "$T/log"; fail "refresh from counts"; }
+cmp "$T/out/frequency.rtt" "$T/out/from-counts.rtt" || fail "refresh from counts differs from refresh from logs"
+pass "refresh from a counts file gives the same table as from the logs"
 echo "oracle_aggregate: all checks passed"
