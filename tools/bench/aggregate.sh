@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-20000000}
 B=${2:-build}
 RUNS=${RUNS:-3}
-D=${BENCH_DIR:-/tmp/ragtide-bench-aggregate}
+D=${BENCH_DIR:-/tmp/ragtide-bench-aggregate}/$N
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 [ -x "$B/ragtide" ] || { cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build "$B" -j2 >/dev/null; }
 
@@ -58,8 +58,10 @@ import json, sys
 s = json.load(open(sys.argv[1])); wall = float(sys.argv[2]); n = int(sys.argv[3])
 ev = s["stages"]["read"]["events"]
 st = {k: v["seconds"] for k, v in s["stages"].items() if "seconds" in v and v["seconds"]}
-print(f"  ranks={n}  events={ev:,}  wall={wall:.2f}s  events/s/rank={ev / wall / n / 1e6:.2f}M  "
-      f"peak RSS/rank={max(s['peak_rss_kb_per_rank']) / 1024:.0f} MiB")
+pipe = sum(st.get(k, 0) for k in ("read", "shuffle", "sequence", "count"))
+print(f"  ranks={n}  events={ev:,}  wall={wall:.2f}s  events/s/rank: end to end {ev / wall / n / 1e6:.2f}M, "
+      f"stages 2-5 {ev / pipe / n / 1e6:.2f}M  peak RSS/rank={max(s['peak_rss_kb_per_rank']) / 1024:.0f} MiB  "
+      f"spilled={s['stages']['shuffle']['spilled_events']:,}")
 print("    stage seconds (max over ranks): " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
 PY
 }
