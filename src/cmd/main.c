@@ -50,9 +50,17 @@ static const rt_command COMMANDS[] = {
     {"rollback", rt_cmd_rollback, "restore the previously published table",
      "usage: ragtide rollback TABLE\n"},
     {"drift", rt_cmd_drift, "month-over-month stability of top-5 successors (Jaccard)",
-     "usage: ragtide drift --counts COUNTS [--json]\n"},
+     "usage: ragtide drift --counts COUNTS [--period month|week|Nd] [--k 5] [--min-count 1] [--json]\n"
+     "\n"
+     "The paper's stability measure (§2.1): for consecutive periods, the Jaccard similarity of each\n"
+     "pair's top-k successor sets (mean and variance), and the top-k overlap of every period with\n"
+     "the first (Figure 3b). COUNTS comes from `ragtide aggregate --out`. docs/data-tools.md.\n"},
     {"export-finetune", rt_cmd_export_finetune, "write a fine-tuning set (OpenAI and Gemini JSONL)",
-     "usage: ragtide export-finetune --config FILE --out DIR\n"},
+     "usage: ragtide export-finetune --config FILE --counts COUNTS --out DIR [--split-date YYYY-MM-DD]\n"
+     "                               [--pairs 5000] [--cap-per-next 0.02] [--set section.key=value ...]\n"
+     "\n"
+     "The fine-tuning set of §2.2: [(c1, c2) -> c_next] samples rendered with the base prompt,\n"
+     "as OpenAI chat and Vertex AI Gemini tuning JSONL, split into train and test by date.\n"},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

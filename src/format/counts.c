@@ -106,7 +106,7 @@ int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count
       n = kv->val.via.array.size;
       ids = rt_xmalloc((n ? n : 1) * sizeof *ids);
       for (uint32_t j = 0; j < n; j++) ids[j] = (uint32_t)kv->val.via.array.ptr[j].via.u64;
-    } else if (kl == 7 && !memcmp(k, "records", 7)) {
+    } else if (kl == 7 && !memcmp(k, "records", 7) && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
       records = kv->val.via.u64;
     } else if (kl == 12 && !memcmp(k, "window_start", 12)) {
       if (ws) *ws = kv->val.via.i64;
@@ -116,6 +116,14 @@ int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count
   }
   if (!ids) {
     rc = rt_err_set(err, RT_ERR_INPUT, "%s: header has no cluster list", path);
+    goto done;
+  }
+  /* Every record takes at least 7 bytes: a larger count is a corrupt header,
+   * not a reason to allocate. */
+  if (records > (got - off) / 7 + 1) {
+    free(ids);
+    rc = rt_err_set(err, RT_ERR_INPUT, "%s: header claims %llu records, more than the file holds", path,
+                    (unsigned long long)records);
     goto done;
   }
   rt_count *rec = rt_xmalloc((records ? records : 1) * sizeof *rec);
@@ -129,6 +137,15 @@ int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count
       break;
     }
     msgpack_object *a = u.data.via.array.ptr;
+    int typed = 1;
+    for (int f = 0; f < 6; f++)
+      if (a[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER && !(f == 3 && a[f].type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
+        typed = 0;
+    if (!typed) {
+      rc = rt_err_set(err, RT_ERR_INPUT, "%s: record %zu at byte %zu of the decompressed body has a non-integer field",
+                      path, i, at);
+      break;
+    }
     int c1 = find_index(ids, n, a[0].via.u64), c2 = find_index(ids, n, a[1].via.u64),
         c3 = find_index(ids, n, a[2].via.u64);
     if (c1 < 0 || c2 < 0 || c3 < 0) {

@@ -1,0 +1,248 @@
+/* cmd_drift.c — `ragtide drift`: how stable are the pairs' top-k successors
+ * from one period to the next (paper §2.1: month-over-month Jaccard of the
+ * top-5 sets, mean 0.17, variance 0.07) and how fast the top-k' sets move
+ * away from the first period (Figure 3(b)). Reads a counts file written by
+ * `ragtide aggregate --out`; a plain process, no MPI.
+ * Exit codes: 0 ok, 2 bad flags, 3 counts file missing, corrupt or empty. */
+#include "cmd/commands.h"
+
+#include "base/err.h"
+#include "base/util.h"
+#include "format/counts.h"
+#include "rag/successors.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct drift_opts {
+  const char *counts;
+  const char *period;
+  uint32_t k;
+  uint64_t min_count;
+  int json;
+} drift_opts;
+
+/* "--name V" or "--name=V": 1 and *val if argv[*i] is that flag, 0 if not,
+ * -1 (after an error message) when the value is missing. */
+static int flag_value(int argc, char **argv, int *i, const char *name, const char **val, rt_err *err) {
+  size_t n = strlen(name);
+  const char *a = argv[*i];
+  if (strncmp(a, name, n) != 0) return 0;
+  if (a[n] == '=') {
+    *val = a + n + 1;
+    return 1;
+  }
+  if (a[n] != '\0') return 0;
+  if (*i + 1 >= argc) {
+    rt_err_set(err, RT_ERR_USAGE, "%s needs a value (see `ragtide help drift`)", name);
+    return -1;
+  }
+  *val = argv[++*i];
+  return 1;
+}
+
+static int parse_u64(const char *flag, const char *s, uint64_t lo, uint64_t hi, uint64_t *out, rt_err *err) {
+  char *end;
+  errno = 0;
+  unsigned long long v = s[0] >= '0' && s[0] <= '9' ? strtoull(s, &end, 10) : 0;
+  if (!(s[0] >= '0' && s[0] <= '9') || errno || *end || v < lo || v > hi)
+    return rt_err_set(err, RT_ERR_USAGE, "%s \"%s\": expected an integer in %llu..%llu", flag, s,
+                      (unsigned long long)lo, (unsigned long long)hi);
+  *out = v;
+  return RT_OK;
+}
+
+static int parse_opts(int argc, char **argv, drift_opts *o, rt_err *err) {
+  memset(o, 0, sizeof *o);
+  o->period = "month";
+  o->k = 5;
+  o->min_count = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *v = NULL;
+    int r;
+    if (!strcmp(argv[i], "--json")) {
+      o->json = 1;
+    } else if ((r = flag_value(argc, argv, &i, "--counts", &v, err))) {
+      if (r < 0) return RT_ERR_USAGE;
+      o->counts = v;
+    } else if ((r = flag_value(argc, argv, &i, "--period", &v, err))) {
+      if (r < 0) return RT_ERR_USAGE;
+      o->period = v;
+    } else if ((r = flag_value(argc, argv, &i, "--k", &v, err))) {
+      uint64_t k;
+      if (r < 0 || parse_u64("--k", v, 1, 1000, &k, err)) return RT_ERR_USAGE;
+      o->k = (uint32_t)k;
+    } else if ((r = flag_value(argc, argv, &i, "--min-count", &v, err))) {
+      if (r < 0 || parse_u64("--min-count", v, 1, UINT64_MAX, &o->min_count, err)) return RT_ERR_USAGE;
+    } else {
+      return rt_err_set(err, RT_ERR_USAGE, "drift: unexpected argument \"%s\" (see `ragtide help drift`)",
+                        argv[i]);
+    }
+  }
+  if (!o->counts)
+    return rt_err_set(err, RT_ERR_USAGE, "drift: --counts COUNTS is required (see `ragtide help drift`)");
+  return RT_OK;
+}
+
+/* JSON number, or null when no pair was in both periods (a mean of nothing). */
+static json_t *num_or_null(size_t pairs, double v) { return pairs ? json_real(v) : json_null(); }
+
+static json_t *stat_json(const rt_drift_stat *s, const char *from, const char *to) {
+  json_t *o = json_object();
+  if (from) json_object_set_new(o, "from", json_string(from));
+  if (to) json_object_set_new(o, "to", json_string(to));
+  json_object_set_new(o, "pairs", json_integer((json_int_t)s->pairs));
+  json_object_set_new(o, "mean", num_or_null(s->pairs, s->mean));
+  json_object_set_new(o, "variance", num_or_null(s->pairs, s->variance));
+  return o;
+}
+
+static void print_json(const drift_opts *o, const rt_periods *per, const rt_drift *d, int32_t first,
+                       int32_t last) {
+  char a[32], b[32];
+  json_t *root = json_object();
+  json_object_set_new(root, "counts", json_string(o->counts));
+  json_object_set_new(root, "period", json_string(o->period));
+  json_object_set_new(root, "k", json_integer(o->k));
+  json_object_set_new(root, "min_count", json_integer((json_int_t)o->min_count));
+  rt_day_format(first, a, sizeof a);
+  rt_day_format(last, b, sizeof b);
+  json_object_set_new(root, "first_day", json_string(a));
+  json_object_set_new(root, "last_day", json_string(b));
+  json_t *ps = json_array(), *steps = json_array(), *ov = json_array();
+  for (int32_t p = 0; p < d->n_periods; p++) {
+    int32_t f, e;
+    rt_period_bounds(per, p, &f, &e);
+    rt_period_name(per, p, a, sizeof a);
+    json_t *x = json_object();
+    json_object_set_new(x, "name", json_string(a));
+    rt_day_format(f, b, sizeof b);
+    json_object_set_new(x, "start", json_string(b));
+    rt_day_format(e, b, sizeof b);
+    json_object_set_new(x, "end", json_string(b)); /* exclusive */
+    json_object_set_new(x, "pairs", json_integer((json_int_t)d->period_pairs[p]));
+    json_array_append_new(ps, x);
+    if (p + 1 < d->n_periods) {
+      rt_period_name(per, p + 1, b, sizeof b);
+      json_array_append_new(steps, stat_json(&d->steps[p], a, b));
+    }
+    json_t *y = json_object(), *ks = json_array();
+    json_object_set_new(y, "period", json_string(a));
+    json_object_set_new(y, "pairs", json_integer((json_int_t)d->overlap_pairs[p]));
+    for (uint32_t k = 0; k < d->k; k++)
+      json_array_append_new(ks, num_or_null(d->overlap_pairs[p], d->overlap[(size_t)p * d->k + k]));
+    json_object_set_new(y, "k", ks);
+    json_array_append_new(ov, y);
+  }
+  json_object_set_new(root, "periods", ps);
+  json_object_set_new(root, "steps", steps);
+  json_object_set_new(root, "overall", stat_json(&d->overall, NULL, NULL));
+  json_object_set_new(root, "overlap_with_first", ov);
+  char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+  if (s) puts(s);
+  free(s);
+  json_decref(root);
+}
+
+static void print_stat(const char *label, const rt_drift_stat *s) {
+  if (s->pairs) printf("  %-24s %8zu  %8.4f  %8.4f\n", label, s->pairs, s->mean, s->variance);
+  else printf("  %-24s %8zu  %8s  %8s\n", label, s->pairs, "-", "-");
+}
+
+static void print_text(const drift_opts *o, const rt_periods *per, const rt_drift *d, int32_t first,
+                       int32_t last) {
+  char a[32], b[32], c[32];
+  rt_day_format(first, a, sizeof a);
+  rt_day_format(last, b, sizeof b);
+  printf("drift of the top-%u successors per pair, by %s (%s .. %s, min count %llu): %s\n\n", o->k, o->period, a,
+         b, (unsigned long long)o->min_count, o->counts);
+  printf("  %-12s %-10s %-10s %8s\n", "period", "first day", "last day", "pairs");
+  for (int32_t p = 0; p < d->n_periods; p++) {
+    int32_t f, e;
+    rt_period_bounds(per, p, &f, &e);
+    rt_period_name(per, p, a, sizeof a);
+    rt_day_format(f, b, sizeof b);
+    rt_day_format(e - 1, c, sizeof c);
+    printf("  %-12s %-10s %-10s %8zu\n", a, b, c, d->period_pairs[p]);
+  }
+  printf("\nJaccard of consecutive top-%u sets (pairs with a set in both periods):\n", o->k);
+  printf("  %-24s %8s  %8s  %8s\n", "step", "pairs", "mean", "variance");
+  for (int32_t p = 0; p + 1 < d->n_periods; p++) {
+    char label[80];
+    rt_period_name(per, p, a, sizeof a);
+    rt_period_name(per, p + 1, b, sizeof b);
+    snprintf(label, sizeof label, "%s -> %s", a, b);
+    print_stat(label, &d->steps[p]);
+  }
+  print_stat("overall", &d->overall);
+  rt_period_name(per, 0, a, sizeof a);
+  printf("\nTop-k' overlap with the first period %s: mean |top-k'(%s) ∩ top-k'(p)| / k'\n", a, a);
+  printf("  %-12s %8s", "period", "pairs");
+  for (uint32_t k = 1; k <= d->k; k++) {
+    char h[16];
+    snprintf(h, sizeof h, "k=%u", k);
+    printf("  %8s", h);
+  }
+  printf("\n");
+  for (int32_t p = 0; p < d->n_periods; p++) {
+    rt_period_name(per, p, a, sizeof a);
+    printf("  %-12s %8zu", a, d->overlap_pairs[p]);
+    for (uint32_t k = 0; k < d->k; k++) {
+      if (d->overlap_pairs[p]) printf("  %8.4f", d->overlap[(size_t)p * d->k + k]);
+      else printf("  %8s", "-");
+    }
+    printf("\n");
+  }
+}
+
+int rt_cmd_drift(int argc, char **argv) {
+  rt_err err = {0};
+  drift_opts o;
+  rt_periods per;
+  int rc = parse_opts(argc, argv, &o, &err);
+  if (rc == RT_OK) rc = rt_periods_parse(o.period, &per, &err);
+  if (rc) {
+    fprintf(stderr, "ragtide drift: %s\n", err.msg);
+    return rc;
+  }
+  uint32_t *ids = NULL, ncl = 0;
+  rt_count *rec = NULL;
+  size_t n = 0;
+  int64_t ws = 0, we = 0;
+  rc = rt_counts_read(o.counts, &ids, &ncl, &rec, &n, &ws, &we, &err);
+  if (rc) {
+    fprintf(stderr, "ragtide drift: %s (write one with `ragtide aggregate --out COUNTS`)\n", err.msg);
+    return rc;
+  }
+  int32_t first, last;
+  if (!rt_counts_day_range(rec, n, &first, &last)) {
+    fprintf(stderr, "ragtide drift: %s holds no count records of the refresh window: nothing to measure\n",
+            o.counts);
+    free(ids);
+    free(rec);
+    return RT_ERR_INPUT;
+  }
+  per.anchor = first; /* periods start with the first day that has data */
+  rt_succ s;
+  rc = rt_succ_build(rec, n, &per, o.k, o.min_count, &s, &err);
+  free(rec);
+  free(ids);
+  if (rc) {
+    fprintf(stderr, "ragtide drift: %s: %s\n", o.counts, err.msg);
+    return rc;
+  }
+  rt_drift d;
+  rt_drift_compute(&s, &d);
+  if (o.json) print_json(&o, &per, &d, first, last);
+  else print_text(&o, &per, &d, first, last);
+  rt_drift_free(&d);
+  rt_succ_free(&s);
+  if (fflush(stdout) != 0) {
+    fprintf(stderr, "ragtide drift: writing to stdout failed: %s\n", strerror(errno));
+    return RT_ERR_OUTPUT;
+  }
+  return RT_OK;
+}
