@@ -11,6 +11,7 @@
 #include "cmd/commands.h"
 #include "cmd/job.h"
 #include "format/answers.h"
+#include "format/contexts.h"
 #include "format/publish.h"
 #include "llm/infer.h"
 #include "pipeline/collective.h"
@@ -177,6 +178,11 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   return rc;
 }
 
+static int cmp_fp(const void *a, const void *b) {
+  const rt_ctx_fp *x = a, *y = b;
+  return x->pair < y->pair ? -1 : x->pair > y->pair;
+}
+
 static void copy_llm_stats(const rt_llm_client *c) {
   if (!c) return;
   const rt_llm_stats *s = rt_llm_get_stats(c);
@@ -333,6 +339,14 @@ int rt_cmd_refresh(int argc, char **argv) {
   free(counts.data);
   counts.data = NULL;
 
+  /* Fingerprint every pair's retrieved context, to report how much of it
+   * moved since the previous run (rank 0 compares after the gather). */
+  RT_VEC(rt_ctx_fp) fps = {0};
+  if (!base_mode)
+    for (size_t i = 0; i < ret.ctx.len; i++)
+      rt_vec_push(&fps, ((rt_ctx_fp){ret.ctx.data[i].pair,
+                                      rt_ctx_hash(ret.next.data + ret.ctx.data[i].off, ret.ctx.data[i].n)}));
+
   /* Stages 7–9 in batches, so prompts and answers in memory stay bounded. */
   size_t batch = (size_t)cfg->concurrency * 16;
   if (batch < 1024) batch = 1024;
@@ -349,6 +363,11 @@ int rt_cmd_refresh(int argc, char **argv) {
   void *fresh;
   size_t nfresh;
   rt_gather_bytes(job.comm, 0, r.fresh.data, r.fresh.len, &fresh, &nfresh);
+  void *allfp;
+  size_t nfpb;
+  rt_gather_bytes(job.comm, 0, fps.data, fps.len * sizeof *fps.data, &allfp, &nfpb);
+  free(fps.data);
+  fps.data = NULL;
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);
   json_t *rss = rt_summary_rss(job.comm);
@@ -381,6 +400,22 @@ int rt_cmd_refresh(int argc, char **argv) {
                         ? (double)total[RT_M_infer_failed] /
                               (double)(total[RT_M_infer_calls] - total[RT_M_infer_cache_hits])
                         : -1;
+    /* Context drift since the previous run (a report; never fails the run). */
+    double ctx_changed = -1;
+    if (!base_mode) {
+      size_t nfp = nfpb / sizeof(rt_ctx_fp);
+      rt_ctx_fp *cur = allfp;
+      qsort(cur, nfp, sizeof *cur, cmp_fp);
+      char *ctx_path = path_or(NULL, cfg->table, ".contexts");
+      rt_ctx_fp *prev;
+      size_t nprev;
+      rt_contexts_load(ctx_path, job.cat.hash, &prev, &nprev);
+      if (nfp) ctx_changed = (double)rt_contexts_changed(prev, nprev, cur, nfp) / (double)nfp;
+      free(prev);
+      rt_err cerr = {0};
+      if (rt_contexts_save(ctx_path, job.cat.hash, cur, nfp, &cerr)) rt_warn("%s", cerr.msg);
+      free(ctx_path);
+    }
     ragtide_table *pub = NULL;
     if (failed > cfg->max_failed_fraction) {
       status = "halted";
@@ -426,6 +461,11 @@ int rt_cmd_refresh(int argc, char **argv) {
     json_t *s = summary_json(&r, total, rc, &err, status, cfg->table, pub ? ragtide_table_get_info(pub) : NULL,
                              exact, failed);
     json_object_set_new(s, "peak_rss_kb_per_rank", rss);
+    json_t *inc = json_object();
+    json_object_set_new(inc, "calls_made", json_integer((json_int_t)total[RT_M_infer_requests]));
+    json_object_set_new(inc, "answers_reused", json_integer((json_int_t)total[RT_M_infer_cache_hits]));
+    json_object_set_new(inc, "context_changed_share", ctx_changed >= 0 ? json_real(ctx_changed) : json_null());
+    json_object_set_new(s, "incremental", inc);
     rt_err serr = {0};
     if (rt_summary_write(s, summary_path, &serr)) rt_warn("%s", serr.msg);
     json_decref(s);
@@ -442,6 +482,7 @@ int rt_cmd_refresh(int argc, char **argv) {
     }
   }
   free(fresh);
+  free(allfp);
   rc = rt_agree(job.comm, rc, &err);
 
 out:

@@ -8,7 +8,13 @@
  * catalog (rag/match.h does) and does not decide what a failed pair gets
  * (the refresh command does).
  *
- * Layer: beside the MPI stages; uses MPI only to share global rate limits. */
+ * Layer: beside the MPI stages; uses MPI only to share global rate limits
+ * (point-to-point announcements on tag RT_LLM_SHARE_TAG, see ratelimit.h;
+ * nothing collective). Without MPI initialised the process is one rank.
+ *
+ * Pieces: request.h (bodies and responses), keys.h (key and headers),
+ * ratelimit.h (buckets, backoff, global share); this file's infer.c runs the
+ * curl multi loop. docs/llm.md describes the behaviour for operators. */
 #ifndef RT_LLM_INFER_H
 #define RT_LLM_INFER_H
 
@@ -41,6 +47,14 @@ typedef struct rt_llm_stats {
   uint64_t failed;         /* calls with ok = 0 */
   uint64_t prompt_tokens, completion_tokens; /* as reported by the endpoint (usage) */
   double seconds;
+  /* Per-status detail (http_5xx above is their 5xx sum). */
+  uint64_t answered;       /* requests that got a usable 2xx answer */
+  uint64_t http_500, http_502, http_503, http_504, http_5xx_other;
+  uint64_t http_4xx;       /* 4xx other than 429: not retried */
+  uint64_t http_other;     /* any other non-2xx status */
+  uint64_t samples;        /* answers voted on (llm.samples > 1) */
+  uint64_t est_tokens;     /* tokens charged to llm.tpm: ceil(prompt bytes / 4) + max_tokens */
+  uint64_t throttled_ms;   /* time new requests waited on 429 / Retry-After ("not before") */
 } rt_llm_stats;
 
 typedef struct rt_llm_client rt_llm_client;
@@ -62,6 +76,9 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
 uint64_t rt_llm_request_key(const rt_llm_client *c, const rt_llm_call *call);
 
 const rt_llm_stats *rt_llm_get_stats(const rt_llm_client *c);
+
+/* The endpoint URL requests go to (no key in it), for messages. */
+const char *rt_llm_client_url(const rt_llm_client *c);
 void rt_llm_answer_free(rt_llm_answer *a);
 void rt_llm_client_free(rt_llm_client *c);
 

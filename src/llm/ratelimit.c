@@ -1,0 +1,157 @@
+/* ratelimit.c — token buckets, backoff, and the MPI share of global limits. */
+#include "llm/ratelimit.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+#define RT_HAVE_MPI 1 /* ragtide_llm links MPI: only for the shared rate-limit budget */
+
+void rt_bucket_init(rt_bucket *b, double rate, double cap, double now) {
+  b->rate = rate;
+  b->cap = cap > 0 ? cap : 1;
+  b->level = b->cap; /* start full: one capacity of burst */
+  b->last = now;
+}
+
+static void refill(rt_bucket *b, double now) {
+  if (now > b->last) {
+    b->level += (now - b->last) * b->rate;
+    if (b->level > b->cap) b->level = b->cap;
+  }
+  b->last = now;
+}
+
+void rt_bucket_set_rate(rt_bucket *b, double rate, double cap, double now) {
+  refill(b, now);
+  b->rate = rate;
+  b->cap = cap > 0 ? cap : 1;
+  if (b->level > b->cap) b->level = b->cap;
+}
+
+double rt_bucket_take(rt_bucket *b, double amount, double now) {
+  if (b->rate <= 0) return 0;
+  refill(b, now);
+  double need = amount < b->cap ? amount : b->cap;
+  if (b->level >= need - 1e-9) {
+    b->level -= amount;
+    return 0;
+  }
+  return (need - b->level) / b->rate;
+}
+
+double rt_backoff_s(int retry, double base, double cap, rt_rng *r) {
+  if (retry < 1) retry = 1;
+  double ceil_s = retry > 60 ? cap : base * ldexp(1.0, retry - 1);
+  if (ceil_s > cap) ceil_s = cap;
+  return ceil_s * rt_rng_unit(r);
+}
+
+/* --- share of the global limits ------------------------------------------ */
+
+void rt_share_init(rt_share *s) {
+  memset(s, 0, sizeof *s);
+  s->rank = 0;
+  s->nranks = 1;
+  s->me_active = 1;
+#if RT_HAVE_MPI
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  if (init) MPI_Finalized(&fin);
+  if (init && !fin) {
+    s->mpi = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &s->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &s->nranks);
+  }
+#endif
+  s->active = rt_xmalloc((size_t)s->nranks);
+  memset(s->active, 1, (size_t)s->nranks); /* until told otherwise, everyone calls */
+  s->nactive = s->nranks;
+  s->last_poll = -1;
+}
+
+#if RT_HAVE_MPI
+static void reap_sends(rt_share *s) {
+  MPI_Request *r = s->sends;
+  size_t w = 0;
+  for (size_t i = 0; i < s->nsends; i++) {
+    int done = 0;
+    MPI_Test(&r[i], &done, MPI_STATUS_IGNORE);
+    if (!done) r[w++] = r[i];
+  }
+  s->nsends = w;
+}
+#endif
+
+void rt_share_set_active(rt_share *s, int active) {
+  active = !!active;
+  if (active == s->me_active) return;
+  s->me_active = active;
+  s->nactive += active ? 1 : -1;
+  s->active[s->rank] = (unsigned char)active;
+#if RT_HAVE_MPI
+  if (!s->mpi || s->nranks < 2) return;
+  reap_sends(s);
+  static const int states[2] = {0, 1}; /* send buffers must outlive the Isend */
+  size_t need = s->nsends + (size_t)s->nranks;
+  if (need > s->capsends) {
+    s->capsends = need * 2;
+    s->sends = rt_xrealloc(s->sends, s->capsends * sizeof(MPI_Request));
+  }
+  MPI_Request *r = s->sends;
+  for (int p = 0; p < s->nranks; p++) {
+    if (p == s->rank) continue;
+    MPI_Isend((void *)&states[active], 1, MPI_INT, p, RT_LLM_SHARE_TAG, MPI_COMM_WORLD, &r[s->nsends++]);
+  }
+#endif
+}
+
+int rt_share_poll(rt_share *s, double now) {
+#if RT_HAVE_MPI
+  if (!s->mpi || s->nranks < 2) return 0;
+  if (s->last_poll >= 0 && now - s->last_poll < 0.02) return 0;
+  s->last_poll = now;
+  int before = s->nactive;
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, RT_LLM_SHARE_TAG, MPI_COMM_WORLD, &flag, &st);
+    if (!flag) break;
+    int v = 0;
+    MPI_Recv(&v, 1, MPI_INT, st.MPI_SOURCE, RT_LLM_SHARE_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    int src = st.MPI_SOURCE;
+    if (src < 0 || src >= s->nranks || src == s->rank) continue;
+    v = !!v;
+    if (s->active[src] != v) {
+      s->active[src] = (unsigned char)v;
+      s->nactive += v ? 1 : -1;
+    }
+  }
+  if (s->nsends) reap_sends(s);
+  return s->nactive != before;
+#else
+  (void)s;
+  (void)now;
+  return 0;
+#endif
+}
+
+void rt_share_free(rt_share *s) {
+#if RT_HAVE_MPI
+  if (s->mpi && s->nsends) {
+    int fin = 0;
+    MPI_Finalized(&fin);
+    /* Small sends complete on their own; freeing the handles lets them. */
+    if (!fin) {
+      MPI_Request *r = s->sends;
+      for (size_t i = 0; i < s->nsends; i++) MPI_Request_free(&r[i]);
+    }
+  }
+#endif
+  free(s->sends);
+  free(s->active);
+  memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,72 @@
+/* ratelimit.h — pacing of LLM requests: token buckets for llm.rpm / llm.tpm,
+ * exponential backoff with full jitter from a seeded PRNG, and the share of
+ * the GLOBAL limits this rank may use.
+ *
+ * The global limits are split equally over the ranks still calling; a rank
+ * that finishes its calls announces it and the others take its share. The
+ * announcement is a tiny point-to-point message (tag RT_LLM_SHARE_TAG on
+ * MPI_COMM_WORLD) polled with MPI_Iprobe from the request loop: nothing
+ * collective, so a rank may create a client, run it or not, in any order.
+ * Without MPI (not initialised: unit tests, tools) the rank is alone. */
+#ifndef RT_LLM_RATELIMIT_H
+#define RT_LLM_RATELIMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Reserved tag on MPI_COMM_WORLD for the share announcements. Code that
+ * receives with MPI_ANY_TAG on MPI_COMM_WORLD would steal them. */
+#define RT_LLM_SHARE_TAG 0x52544c /* "RTL" */
+
+/* Token bucket: `rate` tokens per second up to `cap`. rate <= 0: unlimited. */
+typedef struct rt_bucket {
+  double rate, cap, level, last;
+} rt_bucket;
+
+void rt_bucket_init(rt_bucket *b, double rate, double cap, double now);
+/* Change rate and capacity (a new share) keeping the current level. */
+void rt_bucket_set_rate(rt_bucket *b, double rate, double cap, double now);
+/* Take `amount` tokens if possible and return 0; else return the seconds
+ * until they are there (nothing taken). An amount larger than the capacity
+ * passes when the bucket is full and leaves it in debt, so it never blocks
+ * forever. */
+double rt_bucket_take(rt_bucket *b, double amount, double now);
+
+/* splitmix64 stream: tiny, seedable, reproducible (backoff jitter). */
+typedef struct rt_rng {
+  uint64_t s;
+} rt_rng;
+static inline uint64_t rt_rng_next(rt_rng *r) {
+  uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+/* Uniform in [0, 1). */
+static inline double rt_rng_unit(rt_rng *r) { return (double)(rt_rng_next(r) >> 11) * 0x1.0p-53; }
+
+/* Full-jitter backoff before retry number `retry` (1 = first retry):
+ * uniform in [0, min(cap, base * 2^(retry-1))). */
+double rt_backoff_s(int retry, double base, double cap, rt_rng *r);
+
+/* Which ranks are still calling, as this rank knows it. */
+typedef struct rt_share {
+  int mpi;                 /* 1 when MPI is initialised and not finalised */
+  int rank, nranks;
+  unsigned char *active;   /* [nranks] last state heard from each rank */
+  int nactive;
+  int me_active;           /* what this rank announced last (starts 1) */
+  void *sends;             /* pending MPI_Request[] of announcements */
+  size_t nsends, capsends;
+  double last_poll;
+} rt_share;
+
+void rt_share_init(rt_share *s);
+/* Announce that this rank starts (1) or stops (0) calling. */
+void rt_share_set_active(rt_share *s, int active);
+/* Receive the announcements that arrived; returns 1 if nactive changed. Cheap
+ * enough to call every loop turn (rate-limited to one probe per 20 ms). */
+int rt_share_poll(rt_share *s, double now);
+void rt_share_free(rt_share *s);
+
+#endif

@@ -1,0 +1,383 @@
+/* request.c — OpenAI / Gemini request bodies and response parsing (jansson). */
+#include "llm/request.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+/* %.10g keeps 0.7 as 0.7 instead of 0.69999999999999996. */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10))
+
+static void oom(void) {
+  fprintf(stderr, "ragtide: out of memory building an LLM request\n");
+  exit(RT_ERR_NOMEM);
+}
+
+/* jansson setters that steal the value; a NULL value means OOM. */
+static void put(json_t *obj, const char *key, json_t *v) {
+  if (!v || json_object_set_new(obj, key, v)) oom();
+}
+static void push(json_t *arr, json_t *v) {
+  if (!v || json_array_append_new(arr, v)) oom();
+}
+/* Strings: jansson refuses invalid UTF-8; a prompt with a stray byte must
+ * still go out, so fall back to a lossy copy (bytes >= 0x80 -> '?'). */
+static json_t *str(const char *s) {
+  json_t *v = json_string(s);
+  if (v) return v;
+  char *c = rt_xstrdup(s);
+  for (char *p = c; *p; p++)
+    if ((unsigned char)*p >= 0x80) *p = '?';
+  v = json_string(c);
+  free(c);
+  return v;
+}
+
+char *rt_llm_trim(char *s) {
+  size_t n = strlen(s);
+  while (n && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
+  size_t i = 0;
+  while (s[i] && isspace((unsigned char)s[i])) i++;
+  if (i) memmove(s, s + i, n - i + 1);
+  return s;
+}
+
+static char *dump(json_t *v, size_t *len) {
+  char *s = json_dumps(v, DUMP_FLAGS);
+  if (!s) oom();
+  if (len) *len = strlen(s);
+  return s;
+}
+
+int rt_llm_reqfmt_init(rt_llm_reqfmt *f, const rt_config *cfg, const rt_catalog *cat, rt_err *err) {
+  memset(f, 0, sizeof *f);
+  if (!cfg->api || strcmp(cfg->api, "openai") == 0)
+    f->api = RT_LLM_API_OPENAI;
+  else if (strcmp(cfg->api, "gemini") == 0)
+    f->api = RT_LLM_API_GEMINI;
+  else if (strcmp(cfg->api, "retrieval") == 0)
+    return rt_err_set(err, RT_ERR_USAGE,
+                      "llm.api = retrieval makes no LLM calls: the caller must not create an endpoint client");
+  else
+    return rt_err_set(err, RT_ERR_USAGE, "llm.api = \"%s\" is not openai, gemini or retrieval", cfg->api);
+  const char *c = cfg->constrain ? cfg->constrain : "off";
+  if (strcmp(c, "off") == 0)
+    f->constrain = RT_LLM_CONSTRAIN_OFF;
+  else if (strcmp(c, "json_schema") == 0)
+    f->constrain = RT_LLM_CONSTRAIN_JSON_SCHEMA;
+  else if (strcmp(c, "guided_choice") == 0)
+    f->constrain = RT_LLM_CONSTRAIN_GUIDED_CHOICE;
+  else
+    return rt_err_set(err, RT_ERR_USAGE, "llm.constrain = \"%s\" is not off, json_schema or guided_choice", c);
+  if (f->api == RT_LLM_API_GEMINI && f->constrain == RT_LLM_CONSTRAIN_GUIDED_CHOICE)
+    return rt_err_set(err, RT_ERR_USAGE,
+                      "llm.constrain = guided_choice is a vLLM extension of the openai api; with llm.api = "
+                      "gemini use llm.constrain = json_schema");
+  if (!cfg->model || !*cfg->model) return rt_err_set(err, RT_ERR_USAGE, "llm.model is empty: name the model");
+  if (cfg->max_tokens <= 0)
+    return rt_err_set(err, RT_ERR_USAGE, "llm.max_tokens = %lld: must be > 0", (long long)cfg->max_tokens);
+  f->model = rt_xstrdup(cfg->model);
+  f->temperature = cfg->temperature;
+  f->max_tokens = cfg->max_tokens;
+  if (f->constrain == RT_LLM_CONSTRAIN_OFF) return RT_OK;
+
+  if (!cat || cat->n == 0) {
+    rt_llm_reqfmt_free(f);
+    return rt_err_set(err, RT_ERR_INPUT, "llm.constrain = %s needs the catalog's descriptions, but the catalog is "
+                      "empty", c);
+  }
+  json_t *en = json_array();
+  if (!en) oom();
+  for (uint32_t i = 0; i < cat->n; i++) push(en, str(cat->desc[i]));
+  json_t *frag = NULL;
+  const char *key = NULL;
+  if (f->api == RT_LLM_API_OPENAI && f->constrain == RT_LLM_CONSTRAIN_JSON_SCHEMA) {
+    json_t *cl = json_object(), *props = json_object(), *schema = json_object(), *js = json_object();
+    frag = json_object();
+    if (!cl || !props || !schema || !js || !frag) oom();
+    put(cl, "type", json_string("string"));
+    put(cl, "enum", en);
+    put(props, "cluster", cl);
+    put(schema, "type", json_string("object"));
+    put(schema, "properties", props);
+    json_t *req = json_array();
+    if (!req) oom();
+    push(req, json_string("cluster"));
+    put(schema, "required", req);
+    put(schema, "additionalProperties", json_false());
+    put(js, "name", json_string("next_cluster"));
+    put(js, "strict", json_true());
+    put(js, "schema", schema);
+    put(frag, "type", json_string("json_schema"));
+    put(frag, "json_schema", js);
+    key = "response_format";
+  } else if (f->api == RT_LLM_API_OPENAI) { /* guided_choice */
+    frag = en;
+    key = "guided_choice";
+  } else { /* gemini + json_schema: an enum-typed text response */
+    json_t *schema = json_object();
+    if (!schema) oom();
+    put(schema, "type", json_string("STRING"));
+    put(schema, "enum", en);
+    /* Two keys of generationConfig: wrap them so one dump gives both. */
+    frag = json_object();
+    if (!frag) oom();
+    put(frag, "responseMimeType", json_string("text/x.enum"));
+    put(frag, "responseSchema", schema);
+  }
+  json_t *wrap;
+  if (key) {
+    wrap = json_object();
+    if (!wrap) oom();
+    put(wrap, key, frag);
+  } else {
+    wrap = frag;
+  }
+  size_t wl;
+  char *w = dump(wrap, &wl);
+  json_decref(wrap);
+  /* "{...}" -> ",..." : the members, ready to splice before a closing brace. */
+  w[0] = ',';
+  w[wl - 1] = '\0';
+  f->fragment = w;
+  f->fragment_len = wl - 1;
+  return RT_OK;
+}
+
+void rt_llm_reqfmt_free(rt_llm_reqfmt *f) {
+  if (!f) return;
+  free(f->model);
+  free(f->fragment);
+  memset(f, 0, sizeof *f);
+}
+
+char *rt_llm_endpoint_url(const rt_llm_reqfmt *f, const char *base_url) {
+  size_t bl = strlen(base_url);
+  if (bl && base_url[bl - 1] == '/') bl--;
+  size_t n = bl + strlen(f->model) + 64;
+  char *u = rt_xmalloc(n);
+  if (f->api == RT_LLM_API_OPENAI)
+    snprintf(u, n, "%.*s/v1/chat/completions", (int)bl, base_url);
+  else
+    snprintf(u, n, "%.*s/v1beta/models/%s:generateContent", (int)bl, base_url, f->model);
+  return u;
+}
+
+/* Splice the constraint fragment before the byte at `at` of body. */
+static char *splice(char *body, size_t *len, size_t at, const char *frag, size_t fl) {
+  char *out = rt_xmalloc(*len + fl + 1);
+  memcpy(out, body, at);
+  memcpy(out + at, frag, fl);
+  memcpy(out + at + fl, body + at, *len - at + 1);
+  free(body);
+  *len += fl;
+  return out;
+}
+
+char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed, size_t *len) {
+  json_t *root = json_object();
+  if (!root) oom();
+  size_t n;
+  char *body;
+  if (f->api == RT_LLM_API_OPENAI) {
+    json_t *msgs = json_array();
+    if (!msgs) oom();
+    if (system) {
+      json_t *m = json_object();
+      if (!m) oom();
+      put(m, "role", json_string("system"));
+      put(m, "content", str(system));
+      push(msgs, m);
+    }
+    json_t *m = json_object();
+    if (!m) oom();
+    put(m, "role", json_string("user"));
+    put(m, "content", str(user ? user : ""));
+    push(msgs, m);
+    put(root, "model", str(f->model));
+    put(root, "messages", msgs);
+    put(root, "temperature", json_real(f->temperature));
+    put(root, "max_tokens", json_integer(f->max_tokens));
+    if (seed) put(root, "seed", json_integer(seed));
+    body = dump(root, &n);
+    json_decref(root);
+    if (f->fragment) body = splice(body, &n, n - 1, f->fragment, f->fragment_len);
+  } else {
+    json_t *contents = json_array(), *c = json_object(), *parts = json_array(), *p = json_object();
+    if (!contents || !c || !parts || !p) oom();
+    put(p, "text", str(user ? user : ""));
+    push(parts, p);
+    put(c, "role", json_string("user"));
+    put(c, "parts", parts);
+    push(contents, c);
+    put(root, "contents", contents);
+    if (system) {
+      json_t *si = json_object(), *sparts = json_array(), *sp = json_object();
+      if (!si || !sparts || !sp) oom();
+      put(sp, "text", str(system));
+      push(sparts, sp);
+      put(si, "parts", sparts);
+      put(root, "systemInstruction", si);
+    }
+    json_t *gc = json_object();
+    if (!gc) oom();
+    put(gc, "temperature", json_real(f->temperature));
+    put(gc, "maxOutputTokens", json_integer(f->max_tokens));
+    if (seed) put(gc, "seed", json_integer(seed));
+    /* generationConfig is the last member, so the body ends with "}}" and the
+     * fragment goes before the inner brace. */
+    put(root, "generationConfig", gc);
+    body = dump(root, &n);
+    json_decref(root);
+    if (f->fragment) body = splice(body, &n, n - 2, f->fragment, f->fragment_len);
+  }
+  if (len) *len = n;
+  return body;
+}
+
+static int bad(char *why, size_t cap, const char *fmt, const char *a) {
+  if (why && cap) snprintf(why, cap, fmt, a);
+  return RT_ERR_ENDPOINT;
+}
+
+static int64_t int_or(json_t *o, const char *k) {
+  json_t *v = o ? json_object_get(o, k) : NULL;
+  return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+}
+
+int rt_llm_parse_response(const rt_llm_reqfmt *f, const char *body, size_t len, char **text, rt_llm_usage *usage,
+                          char *why, size_t why_cap) {
+  *text = NULL;
+  if (usage) usage->prompt_tokens = usage->completion_tokens = -1;
+  json_error_t je;
+  json_t *root = json_loadb(body ? body : "", body ? len : 0, 0, &je);
+  if (!root) {
+    if (why && why_cap)
+      snprintf(why, why_cap, "malformed JSON response at byte %d: %s", je.position, je.text);
+    return RT_ERR_ENDPOINT;
+  }
+  int rc = RT_OK;
+  const char *content = NULL;
+  char *joined = NULL;
+  if (!json_is_object(root)) {
+    rc = bad(why, why_cap, "response is not a JSON object%s", "");
+    goto out;
+  }
+  json_t *e = json_object_get(root, "error");
+  if (e) {
+    json_t *m = json_is_object(e) ? json_object_get(e, "message") : e;
+    rc = bad(why, why_cap, "response carries an error: %.200s", json_is_string(m) ? json_string_value(m) : "?");
+    goto out;
+  }
+  if (f->api == RT_LLM_API_OPENAI) {
+    json_t *ch = json_object_get(root, "choices");
+    if (!json_is_array(ch) || json_array_size(ch) == 0) {
+      rc = bad(why, why_cap, "response has no choices[0]%s", "");
+      goto out;
+    }
+    json_t *msg = json_object_get(json_array_get(ch, 0), "message");
+    json_t *ct = json_is_object(msg) ? json_object_get(msg, "content") : NULL;
+    if (!json_is_string(ct)) {
+      rc = bad(why, why_cap, "choices[0].message.content is %s", ct ? "not a string" : "missing");
+      goto out;
+    }
+    content = json_string_value(ct);
+    json_t *u = json_object_get(root, "usage");
+    if (usage) {
+      usage->prompt_tokens = int_or(u, "prompt_tokens");
+      usage->completion_tokens = int_or(u, "completion_tokens");
+    }
+  } else {
+    json_t *cands = json_object_get(root, "candidates");
+    if (!json_is_array(cands) || json_array_size(cands) == 0) {
+      json_t *pf = json_object_get(root, "promptFeedback");
+      json_t *br = json_is_object(pf) ? json_object_get(pf, "blockReason") : NULL;
+      if (json_is_string(br))
+        rc = bad(why, why_cap, "no candidates: the prompt was blocked (%.100s)", json_string_value(br));
+      else
+        rc = bad(why, why_cap, "response has no candidates[0]%s", "");
+      goto out;
+    }
+    json_t *cont = json_object_get(json_array_get(cands, 0), "content");
+    json_t *parts = json_is_object(cont) ? json_object_get(cont, "parts") : NULL;
+    if (!json_is_array(parts) || json_array_size(parts) == 0) {
+      rc = bad(why, why_cap, "candidates[0].content.parts is %s", parts ? "empty or not an array" : "missing");
+      goto out;
+    }
+    /* The answer is the text of the parts (normally exactly one); parts marked
+     * "thought" are a thinking model's reasoning, not the answer. */
+    size_t total = 0, nt = 0;
+    for (size_t i = 0; i < json_array_size(parts); i++) {
+      json_t *p = json_array_get(parts, i);
+      json_t *t = json_object_get(p, "text");
+      if (json_is_string(t) && !json_is_true(json_object_get(p, "thought"))) {
+        total += json_string_length(t);
+        nt++;
+      }
+    }
+    if (nt == 0) {
+      rc = bad(why, why_cap, "candidates[0].content.parts has no text part%s", "");
+      goto out;
+    }
+    joined = rt_xmalloc(total + 1);
+    size_t w = 0;
+    for (size_t i = 0; i < json_array_size(parts); i++) {
+      json_t *p = json_array_get(parts, i);
+      json_t *t = json_object_get(p, "text");
+      if (json_is_string(t) && !json_is_true(json_object_get(p, "thought"))) {
+        memcpy(joined + w, json_string_value(t), json_string_length(t));
+        w += json_string_length(t);
+      }
+    }
+    joined[w] = '\0';
+    content = joined;
+    json_t *u = json_object_get(root, "usageMetadata");
+    if (usage) {
+      usage->prompt_tokens = int_or(u, "promptTokenCount");
+      usage->completion_tokens = int_or(u, "candidatesTokenCount");
+    }
+  }
+  if (f->api == RT_LLM_API_OPENAI && f->constrain == RT_LLM_CONSTRAIN_JSON_SCHEMA) {
+    /* Structured output: {"cluster": "..."}; anything else is returned raw. */
+    json_t *inner = json_loads(content, 0, NULL);
+    json_t *cl = json_is_object(inner) ? json_object_get(inner, "cluster") : NULL;
+    if (json_is_string(cl)) *text = rt_xstrdup(json_string_value(cl));
+    json_decref(inner);
+  }
+  if (!*text) *text = rt_xstrdup(content);
+  rt_llm_trim(*text);
+out:
+  free(joined);
+  json_decref(root);
+  return rc;
+}
+
+void rt_llm_error_message(const char *body, size_t len, char *out, size_t cap) {
+  if (!cap) return;
+  out[0] = '\0';
+  if (!body || !len) return;
+  json_t *root = json_loadb(body, len, 0, NULL);
+  if (root) {
+    json_t *e = json_object_get(root, "error");
+    json_t *m = json_is_object(e) ? json_object_get(e, "message") : e;
+    if (!json_is_string(m)) m = json_object_get(root, "message");
+    if (json_is_string(m)) {
+      snprintf(out, cap, "%s", json_string_value(m));
+      json_decref(root);
+      goto clean;
+    }
+    json_decref(root);
+  }
+  size_t n = len < cap - 1 ? len : cap - 1;
+  if (n > 200) n = 200;
+  memcpy(out, body, n);
+  out[n] = '\0';
+clean:
+  for (char *p = out; *p; p++)
+    if ((unsigned char)*p < 0x20) *p = ' ';
+  rt_llm_trim(out);
+}

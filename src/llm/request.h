@@ -1,0 +1,71 @@
+/* request.h — the wire format of one LLM call: request bodies and response
+ * parsing for the OpenAI chat-completions and Gemini generateContent APIs,
+ * including constrained output (llm.constrain). No curl, no MPI: pure
+ * bytes in, bytes out, so it is unit-tested field by field.
+ *
+ * The constraint (the catalog descriptions as an enum) is serialised ONCE per
+ * client into a JSON fragment and spliced into every body: a 1000-cluster
+ * enum is ~30 KB that must not be rebuilt per request. */
+#ifndef RT_LLM_REQUEST_H
+#define RT_LLM_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "format/catalog.h"
+#include "format/config.h"
+
+typedef enum { RT_LLM_API_OPENAI = 0, RT_LLM_API_GEMINI = 1 } rt_llm_api;
+typedef enum {
+  RT_LLM_CONSTRAIN_OFF = 0,
+  RT_LLM_CONSTRAIN_JSON_SCHEMA,
+  RT_LLM_CONSTRAIN_GUIDED_CHOICE
+} rt_llm_constrain;
+
+typedef struct rt_llm_reqfmt {
+  rt_llm_api api;
+  rt_llm_constrain constrain;
+  char *model;
+  double temperature;
+  int64_t max_tokens;
+  char *fragment;      /* ",\"response_format\":{...}" etc.; NULL when constrain = off */
+  size_t fragment_len;
+} rt_llm_reqfmt;
+
+typedef struct rt_llm_usage {
+  int64_t prompt_tokens, completion_tokens; /* -1 when the response does not say */
+} rt_llm_usage;
+
+/* Set up the format from [llm] (api, model, temperature, max_tokens,
+ * constrain) and the catalog (the enum). RT_ERR_USAGE for llm.api =
+ * retrieval or a combination that does not exist (gemini + guided_choice),
+ * RT_ERR_INPUT for an empty catalog with constrain on. */
+int rt_llm_reqfmt_init(rt_llm_reqfmt *f, const rt_config *cfg, const rt_catalog *cat, rt_err *err);
+void rt_llm_reqfmt_free(rt_llm_reqfmt *f);
+
+/* The endpoint URL for this api: {base}/v1/chat/completions or
+ * {base}/v1beta/models/{model}:generateContent (one trailing '/' of base
+ * dropped). malloc'ed. */
+char *rt_llm_endpoint_url(const rt_llm_reqfmt *f, const char *base_url);
+
+/* Build the request body (malloc'ed, NUL-terminated, *len bytes). system may
+ * be NULL; seed 0 is not sent. Deterministic: same inputs, same bytes. */
+char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed, size_t *len);
+
+/* Parse a 200 response body into *text (malloc'ed, trimmed; for json_schema
+ * + openai the "cluster" field when the content is such JSON) and *usage.
+ * Returns RT_OK, or RT_ERR_ENDPOINT with a short reason in why (malformed
+ * JSON at byte N, no choices, content not a string, ...). */
+int rt_llm_parse_response(const rt_llm_reqfmt *f, const char *body, size_t len, char **text, rt_llm_usage *usage,
+                          char *why, size_t why_cap);
+
+/* The endpoint's own error message from an error body ({"error":{"message":
+ * ...}} in both APIs), else the body's first bytes made printable; "" for an
+ * empty body. Writes at most cap-1 bytes. */
+void rt_llm_error_message(const char *body, size_t len, char *out, size_t cap);
+
+/* Trim ASCII white space at both ends, in place; returns s. */
+char *rt_llm_trim(char *s);
+
+#endif

@@ -1,0 +1,561 @@
+/* test_request.c — LLM request bodies (OpenAI, Gemini, constrained output)
+ * checked field by field, response parsing, API keys, headers, redaction,
+ * and the pacing helpers (token bucket, backoff). No network. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/util.h"
+#include "format/catalog.h"
+#include "format/config.h"
+#include "llm/infer.h"
+#include "llm/keys.h"
+#include "llm/ratelimit.h"
+#include "llm/request.h"
+
+static const char *DESCS[] = {"jazz, saxophone", "hiking, mountains", "cooking \"pasta\", italian",
+                              "k-pop, dance"};
+static rt_catalog cat;
+static rt_config cfg;
+static char tmpdir[256];
+
+static void setup(void) {
+  uint32_t ids[] = {10, 20, 30, 40};
+  rt_err e = {0};
+  cr_assert_eq(rt_catalog_build(ids, DESCS, 4, "test", &cat, &e), RT_OK, "%s", e.msg);
+  rt_config_defaults(&cfg);
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/rt_request_XXXXXX");
+  cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void teardown(void) {
+  rt_catalog_free(&cat);
+  rt_config_free(&cfg);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(request, .init = setup, .fini = teardown);
+
+static void set(const char *kv) {
+  rt_err e = {0};
+  cr_assert_eq(rt_config_set(&cfg, kv, &e), RT_OK, "%s: %s", kv, e.msg);
+}
+
+static json_t *body_json(rt_llm_reqfmt *f, const char *sys, const char *user, int64_t seed) {
+  size_t len;
+  char *b = rt_llm_build_body(f, sys, user, seed, &len);
+  cr_assert_eq(strlen(b), len);
+  json_error_t je;
+  json_t *j = json_loads(b, 0, &je);
+  cr_assert_not_null(j, "body is not JSON (%s): %s", je.text, b);
+  free(b);
+  return j;
+}
+
+static void assert_enum(json_t *arr) {
+  cr_assert(json_is_array(arr));
+  cr_assert_eq(json_array_size(arr), 4);
+  for (size_t i = 0; i < 4; i++) cr_assert_str_eq(json_string_value(json_array_get(arr, i)), DESCS[i]);
+}
+
+Test(request, openai_plain_body_fields) {
+  set("llm.model=gpt-test");
+  set("llm.temperature=0.7");
+  set("llm.max_tokens=48");
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK, "%s", e.msg);
+  json_t *j = body_json(&f, "be brief", "pair: jazz -> \"hiking\"\nnext?", 42);
+  cr_assert_str_eq(json_string_value(json_object_get(j, "model")), "gpt-test");
+  json_t *msgs = json_object_get(j, "messages");
+  cr_assert_eq(json_array_size(msgs), 2);
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "role")), "system");
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "content")), "be brief");
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 1), "role")), "user");
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
+                   "pair: jazz -> \"hiking\"\nnext?");
+  cr_assert(json_is_real(json_object_get(j, "temperature")));
+  cr_assert_float_eq(json_real_value(json_object_get(j, "temperature")), 0.7, 1e-12);
+  cr_assert_eq(json_integer_value(json_object_get(j, "max_tokens")), 48);
+  cr_assert_eq(json_integer_value(json_object_get(j, "seed")), 42);
+  cr_assert_null(json_object_get(j, "response_format"));
+  cr_assert_null(json_object_get(j, "guided_choice"));
+  cr_assert_eq(json_object_size(j), 5);
+  json_decref(j);
+  /* No system message, seed 0: neither is sent. */
+  j = body_json(&f, NULL, "u", 0);
+  cr_assert_eq(json_array_size(json_object_get(j, "messages")), 1);
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "messages"), 0), "role")),
+                   "user");
+  cr_assert_null(json_object_get(j, "seed"));
+  json_decref(j);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, openai_json_schema_body) {
+  set("llm.constrain=json_schema");
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK, "%s", e.msg);
+  json_t *j = body_json(&f, NULL, "next?", 7);
+  json_t *rf = json_object_get(j, "response_format");
+  cr_assert_str_eq(json_string_value(json_object_get(rf, "type")), "json_schema");
+  json_t *js = json_object_get(rf, "json_schema");
+  cr_assert_str_eq(json_string_value(json_object_get(js, "name")), "next_cluster");
+  cr_assert(json_is_true(json_object_get(js, "strict")));
+  json_t *schema = json_object_get(js, "schema");
+  cr_assert_str_eq(json_string_value(json_object_get(schema, "type")), "object");
+  json_t *cl = json_object_get(json_object_get(schema, "properties"), "cluster");
+  cr_assert_str_eq(json_string_value(json_object_get(cl, "type")), "string");
+  assert_enum(json_object_get(cl, "enum"));
+  cr_assert_eq(json_object_size(json_object_get(schema, "properties")), 1);
+  json_t *req = json_object_get(schema, "required");
+  cr_assert_eq(json_array_size(req), 1);
+  cr_assert_str_eq(json_string_value(json_array_get(req, 0)), "cluster");
+  cr_assert(json_is_false(json_object_get(schema, "additionalProperties")));
+  cr_assert_null(json_object_get(j, "guided_choice"));
+  cr_assert_eq(json_integer_value(json_object_get(j, "seed")), 7);
+  json_decref(j);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, openai_guided_choice_body) {
+  set("llm.constrain=guided_choice");
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK, "%s", e.msg);
+  json_t *j = body_json(&f, "s", "u", 0);
+  assert_enum(json_object_get(j, "guided_choice"));
+  cr_assert_null(json_object_get(j, "response_format"));
+  cr_assert_eq(json_array_size(json_object_get(j, "messages")), 2);
+  json_decref(j);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, gemini_body_and_enum) {
+  set("llm.api=gemini");
+  set("llm.model=gemini-2.0-flash");
+  set("llm.temperature=0.25");
+  set("llm.max_tokens=32");
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK, "%s", e.msg);
+  json_t *j = body_json(&f, "system text", "user text", 9);
+  json_t *c0 = json_array_get(json_object_get(j, "contents"), 0);
+  cr_assert_eq(json_array_size(json_object_get(j, "contents")), 1);
+  cr_assert_str_eq(json_string_value(json_object_get(c0, "role")), "user");
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(c0, "parts"), 0), "text")),
+                   "user text");
+  json_t *si = json_object_get(j, "systemInstruction");
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(si, "parts"), 0), "text")),
+                   "system text");
+  json_t *gc = json_object_get(j, "generationConfig");
+  cr_assert_float_eq(json_real_value(json_object_get(gc, "temperature")), 0.25, 1e-12);
+  cr_assert_eq(json_integer_value(json_object_get(gc, "maxOutputTokens")), 32);
+  cr_assert_eq(json_integer_value(json_object_get(gc, "seed")), 9);
+  cr_assert_null(json_object_get(gc, "responseMimeType"));
+  cr_assert_null(json_object_get(j, "model"), "gemini names the model in the URL");
+  json_decref(j);
+  char *url = rt_llm_endpoint_url(&f, "https://example.test/");
+  cr_assert_str_eq(url, "https://example.test/v1beta/models/gemini-2.0-flash:generateContent");
+  free(url);
+  rt_llm_reqfmt_free(&f);
+
+  set("llm.constrain=json_schema");
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK, "%s", e.msg);
+  j = body_json(&f, NULL, "u", 0);
+  cr_assert_null(json_object_get(j, "systemInstruction"));
+  gc = json_object_get(j, "generationConfig");
+  cr_assert_str_eq(json_string_value(json_object_get(gc, "responseMimeType")), "text/x.enum");
+  json_t *rs = json_object_get(gc, "responseSchema");
+  cr_assert_str_eq(json_string_value(json_object_get(rs, "type")), "STRING");
+  assert_enum(json_object_get(rs, "enum"));
+  cr_assert_null(json_object_get(gc, "seed"));
+  cr_assert_eq(json_integer_value(json_object_get(gc, "maxOutputTokens")), 32);
+  cr_assert_null(json_object_get(j, "response_format"));
+  json_decref(j);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, openai_url_and_bad_combinations) {
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK);
+  char *url = rt_llm_endpoint_url(&f, "http://127.0.0.1:8088");
+  cr_assert_str_eq(url, "http://127.0.0.1:8088/v1/chat/completions");
+  free(url);
+  rt_llm_reqfmt_free(&f);
+
+  set("llm.api=gemini");
+  set("llm.constrain=guided_choice");
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_ERR_USAGE);
+  cr_assert(strstr(e.msg, "guided_choice") && strstr(e.msg, "json_schema"), "%s", e.msg);
+
+  set("llm.api=retrieval");
+  set("llm.constrain=off");
+  rt_llm_client *c = NULL;
+  e.code = 0;
+  cr_assert_eq(rt_llm_client_new(&cfg, &cat, &c, &e), RT_ERR_USAGE);
+  cr_assert_null(c);
+  cr_assert(strstr(e.msg, "retrieval"), "%s", e.msg);
+
+  set("llm.api=openai");
+  set("llm.base_url=ftp://x");
+  cr_assert_eq(rt_llm_client_new(&cfg, &cat, &c, &e), RT_ERR_USAGE);
+  cr_assert(strstr(e.msg, "llm.base_url"), "%s", e.msg);
+}
+
+Test(request, body_is_deterministic_and_escapes) {
+  set("llm.constrain=json_schema");
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK);
+  const char *user = "tab\there \"quoted\" back\\slash caf\xc3\xa9 \x01";
+  size_t l1, l2;
+  char *b1 = rt_llm_build_body(&f, NULL, user, 3, &l1);
+  char *b2 = rt_llm_build_body(&f, NULL, user, 3, &l2);
+  cr_assert_eq(l1, l2);
+  cr_assert_eq(memcmp(b1, b2, l1), 0);
+  json_t *j = json_loads(b1, 0, NULL);
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "messages"), 0), "content")),
+                   user);
+  json_decref(j);
+  free(b1);
+  free(b2);
+  /* Invalid UTF-8 still produces valid JSON (lossy), never a failure. */
+  char *b3 = rt_llm_build_body(&f, NULL, "bad \xff byte", 0, &l1);
+  j = json_loads(b3, 0, NULL);
+  cr_assert_not_null(j);
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "messages"), 0), "content")),
+                   "bad ? byte");
+  json_decref(j);
+  free(b3);
+  rt_llm_reqfmt_free(&f);
+}
+
+static int parse(rt_llm_reqfmt *f, const char *body, char **text, rt_llm_usage *u, char *why) {
+  return rt_llm_parse_response(f, body, strlen(body), text, u, why, 256);
+}
+
+Test(request, parse_openai_responses) {
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK);
+  char *t;
+  rt_llm_usage u;
+  char why[256];
+  cr_assert_eq(parse(&f,
+                     "{\"id\":\"x\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                     "\"  jazz, saxophone\\n\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,"
+                     "\"completion_tokens\":5,\"total_tokens\":17}}",
+                     &t, &u, why),
+               RT_OK, "%s", why);
+  cr_assert_str_eq(t, "jazz, saxophone");
+  cr_assert_eq(u.prompt_tokens, 12);
+  cr_assert_eq(u.completion_tokens, 5);
+  free(t);
+  /* No usage: -1. Extra choices: the first wins. */
+  cr_assert_eq(parse(&f, "{\"choices\":[{\"message\":{\"content\":\"a\"}},{\"message\":{\"content\":\"b\"}}]}", &t,
+                     &u, why),
+               RT_OK);
+  cr_assert_str_eq(t, "a");
+  cr_assert_eq(u.prompt_tokens, -1);
+  free(t);
+  /* Odd and malformed responses. */
+  cr_assert_eq(parse(&f, "{\"choices\":[{\"message\":{\"con", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert_null(t);
+  cr_assert(strstr(why, "malformed JSON") && strstr(why, "byte"), "%s", why);
+  cr_assert_eq(parse(&f, "{\"choices\":[]}", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert(strstr(why, "choices[0]"), "%s", why);
+  cr_assert_eq(parse(&f, "{\"choices\":[{\"message\":{\"content\":null}}]}", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert(strstr(why, "content"), "%s", why);
+  cr_assert_eq(parse(&f, "[1,2]", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert_eq(parse(&f, "", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert_eq(parse(&f, "{\"error\":{\"message\":\"model overloaded\"}}", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert(strstr(why, "model overloaded"), "%s", why);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, parse_json_schema_content) {
+  set("llm.constrain=json_schema");
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK);
+  char *t;
+  char why[256];
+  cr_assert_eq(parse(&f, "{\"choices\":[{\"message\":{\"content\":\"{\\\"cluster\\\": \\\"k-pop, dance\\\"}\"}}]}",
+                     &t, NULL, why),
+               RT_OK, "%s", why);
+  cr_assert_str_eq(t, "k-pop, dance");
+  free(t);
+  /* Not such JSON: the content is returned raw. */
+  cr_assert_eq(parse(&f, "{\"choices\":[{\"message\":{\"content\":\" hiking, mountains \"}}]}", &t, NULL, why),
+               RT_OK);
+  cr_assert_str_eq(t, "hiking, mountains");
+  free(t);
+  cr_assert_eq(parse(&f, "{\"choices\":[{\"message\":{\"content\":\"{\\\"other\\\":1}\"}}]}", &t, NULL, why), RT_OK);
+  cr_assert_str_eq(t, "{\"other\":1}");
+  free(t);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, parse_gemini_responses) {
+  set("llm.api=gemini");
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK);
+  char *t;
+  rt_llm_usage u;
+  char why[256];
+  cr_assert_eq(parse(&f,
+                     "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"hiking, mountains\\n\"}]},"
+                     "\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":20,"
+                     "\"candidatesTokenCount\":3,\"totalTokenCount\":23}}",
+                     &t, &u, why),
+               RT_OK, "%s", why);
+  cr_assert_str_eq(t, "hiking, mountains");
+  cr_assert_eq(u.prompt_tokens, 20);
+  cr_assert_eq(u.completion_tokens, 3);
+  free(t);
+  /* Several parts are joined; a thinking model's thought part is skipped. */
+  cr_assert_eq(parse(&f,
+                     "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"let me think\",\"thought\":true},"
+                     "{\"text\":\"jazz, \"},{\"text\":\"saxophone\"}]}}]}",
+                     &t, &u, why),
+               RT_OK, "%s", why);
+  cr_assert_str_eq(t, "jazz, saxophone");
+  free(t);
+  cr_assert_eq(parse(&f, "{\"candidates\":[],\"promptFeedback\":{\"blockReason\":\"SAFETY\"}}", &t, &u, why),
+               RT_ERR_ENDPOINT);
+  cr_assert(strstr(why, "blocked") && strstr(why, "SAFETY"), "%s", why);
+  cr_assert_eq(parse(&f, "{\"candidates\":[{\"content\":{\"parts\":[]}}]}", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert_eq(parse(&f, "{\"candidates\":[{\"finishReason\":\"MAX_TOKENS\"}]}", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert_eq(parse(&f, "not json", &t, &u, why), RT_ERR_ENDPOINT);
+  cr_assert(strstr(why, "malformed"), "%s", why);
+  /* An OpenAI-shaped answer is not a Gemini answer. */
+  cr_assert_eq(parse(&f, "{\"choices\":[{\"message\":{\"content\":\"a\"}}]}", &t, &u, why), RT_ERR_ENDPOINT);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, endpoint_error_messages) {
+  char m[128];
+  const char *b1 = "{\"error\":{\"message\":\"Incorrect API key provided\",\"type\":\"invalid_request_error\"}}";
+  rt_llm_error_message(b1, strlen(b1), m, sizeof m);
+  cr_assert_str_eq(m, "Incorrect API key provided");
+  const char *b2 = "{\"error\":{\"code\":400,\"message\":\"API key not valid.\",\"status\":\"INVALID_ARGUMENT\"}}";
+  rt_llm_error_message(b2, strlen(b2), m, sizeof m);
+  cr_assert_str_eq(m, "API key not valid.");
+  const char *b3 = "<html>\nBad Gateway\n</html>";
+  rt_llm_error_message(b3, strlen(b3), m, sizeof m);
+  cr_assert_str_eq(m, "<html> Bad Gateway </html>");
+  rt_llm_error_message("", 0, m, sizeof m);
+  cr_assert_str_eq(m, "");
+}
+
+static void write_file(const char *path, const char *data, mode_t mode) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(data, f);
+  fclose(f);
+  cr_assert_eq(chmod(path, mode), 0);
+}
+
+Test(request, key_file_permissions) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/key", tmpdir);
+  write_file(path, "sk-perm-test-0123456789\n", 0644);
+  char spec[420];
+  snprintf(spec, sizeof spec, "llm.api_key_file=%s", path);
+  set(spec);
+  char *key = NULL;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_ERR_USAGE);
+  cr_assert_null(key);
+  cr_assert(strstr(e.msg, "0644"), "%s", e.msg);
+  cr_assert(strstr(e.msg, "chmod 600"), "%s", e.msg);
+  cr_assert_null(strstr(e.msg, "sk-perm-test"), "the key leaked: %s", e.msg);
+  /* The client refuses it too. */
+  rt_llm_client *c = NULL;
+  cr_assert_eq(rt_llm_client_new(&cfg, &cat, &c, &e), RT_ERR_USAGE);
+  cr_assert_null(c);
+
+  cr_assert_eq(chmod(path, 0640), 0);
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_ERR_USAGE);
+  cr_assert(strstr(e.msg, "0640"), "%s", e.msg);
+
+  cr_assert_eq(chmod(path, 0600), 0);
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_OK, "%s", e.msg);
+  cr_assert_str_eq(key, "sk-perm-test-0123456789");
+  free(key);
+
+  write_file(path, "  \n", 0600);
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_ERR_USAGE);
+  cr_assert(strstr(e.msg, "empty"), "%s", e.msg);
+  write_file(path, "part1\npart2\n", 0600);
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_ERR_USAGE);
+  cr_assert_null(strstr(e.msg, "part1"), "%s", e.msg);
+
+  snprintf(spec, sizeof spec, "llm.api_key_file=%s/missing", tmpdir);
+  set(spec);
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_ERR_USAGE);
+  cr_assert(strstr(e.msg, "missing"), "%s", e.msg);
+}
+
+Test(request, key_env_and_redaction) {
+  set("llm.api_key_env=RT_TEST_UNSET_KEY_VAR");
+  unsetenv("RT_TEST_UNSET_KEY_VAR");
+  char *key = NULL;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_ERR_USAGE);
+  cr_assert(strstr(e.msg, "RT_TEST_UNSET_KEY_VAR"), "%s", e.msg);
+
+  const char *secret = "sk-redact-me-9f8e7d6c5b4a";
+  setenv("RT_TEST_KEY_VAR", secret, 1);
+  set("llm.api_key_env=RT_TEST_KEY_VAR");
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_OK, "%s", e.msg);
+  cr_assert_str_eq(key, secret);
+  free(key);
+  /* Registered: any error or log line that contains it prints [REDACTED]. */
+  rt_err_set(&e, RT_ERR_ENDPOINT, "401 from http://x: key %s rejected", secret);
+  cr_assert_null(strstr(e.msg, secret), "%s", e.msg);
+  cr_assert_str_eq(e.msg, "401 from http://x: key [REDACTED] rejected");
+
+  /* Both sources set: refused. */
+  set("llm.api_key_file=/tmp/whatever");
+  cr_assert_eq(rt_llm_read_key(&cfg, &key, &e), RT_ERR_USAGE);
+  cr_assert(strstr(e.msg, "both"), "%s", e.msg);
+  unsetenv("RT_TEST_KEY_VAR");
+}
+
+static int slist_has(struct curl_slist *l, const char *line) {
+  for (; l; l = l->next)
+    if (strcmp(l->data, line) == 0) return 1;
+  return 0;
+}
+
+Test(request, headers) {
+  struct curl_slist *h = NULL;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_build_headers(0, "sk-abc", "X-Team: ranking; OpenAI-Organization: org-1 ;; X-Empty:", &h, &e),
+               RT_OK, "%s", e.msg);
+  cr_assert(slist_has(h, "Authorization: Bearer sk-abc"));
+  cr_assert(slist_has(h, "Content-Type: application/json"));
+  cr_assert(slist_has(h, "Expect:"));
+  cr_assert(slist_has(h, "X-Team: ranking"));
+  cr_assert(slist_has(h, "OpenAI-Organization: org-1"));
+  cr_assert(slist_has(h, "X-Empty;"));
+  curl_slist_free_all(h);
+  h = NULL;
+  cr_assert_eq(rt_llm_build_headers(1, "gk-xyz", "", &h, &e), RT_OK);
+  cr_assert(slist_has(h, "x-goog-api-key: gk-xyz"));
+  cr_assert(!slist_has(h, "Authorization: Bearer gk-xyz"));
+  curl_slist_free_all(h);
+  h = NULL;
+  cr_assert_eq(rt_llm_build_headers(0, NULL, "no colon here", &h, &e), RT_ERR_USAGE);
+  cr_assert_null(h);
+  cr_assert(strstr(e.msg, "entry 1") && strstr(e.msg, "Name: value"), "%s", e.msg);
+  cr_assert_eq(rt_llm_build_headers(0, NULL, "Good: 1; Bad Name: 2", &h, &e), RT_ERR_USAGE);
+  cr_assert(strstr(e.msg, "entry 2"), "%s", e.msg);
+}
+
+Test(request, request_key) {
+  rt_llm_client *c = NULL;
+  rt_err e = {0};
+  set("llm.concurrency=2");
+  cr_assert_eq(rt_llm_client_new(&cfg, &cat, &c, &e), RT_OK, "%s", e.msg);
+  rt_llm_call a = {.system = "s", .user = "u1", .tag = 1};
+  rt_llm_call a2 = {.system = "s", .user = "u1", .tag = 99};
+  rt_llm_call b = {.system = "s", .user = "u2", .tag = 1};
+  rt_llm_call d = {.system = NULL, .user = "u1", .tag = 1};
+  uint64_t ka = rt_llm_request_key(c, &a);
+  cr_assert_eq(ka, rt_llm_request_key(c, &a2), "the tag is not part of the request");
+  cr_assert_neq(ka, rt_llm_request_key(c, &b));
+  cr_assert_neq(ka, rt_llm_request_key(c, &d));
+  rt_llm_client_free(c);
+  /* Gemini puts the model in the URL, not the body: the key still differs. */
+  set("llm.api=gemini");
+  set("llm.model=m1");
+  cr_assert_eq(rt_llm_client_new(&cfg, &cat, &c, &e), RT_OK, "%s", e.msg);
+  uint64_t k1 = rt_llm_request_key(c, &a);
+  rt_llm_client_free(c);
+  set("llm.model=m2");
+  cr_assert_eq(rt_llm_client_new(&cfg, &cat, &c, &e), RT_OK, "%s", e.msg);
+  cr_assert_neq(k1, rt_llm_request_key(c, &a));
+  cr_assert_str_eq(rt_llm_client_url(c), "http://127.0.0.1:8088/v1beta/models/m2:generateContent");
+  rt_llm_client_free(c);
+}
+
+Test(request, run_of_zero_calls) {
+  rt_llm_client *c = NULL;
+  rt_err e = {0};
+  set("llm.concurrency=1");
+  cr_assert_eq(rt_llm_client_new(&cfg, &cat, &c, &e), RT_OK, "%s", e.msg);
+  cr_assert_eq(rt_llm_run(c, NULL, 0, NULL, &e), RT_OK);
+  cr_assert_eq(rt_llm_get_stats(c)->requests, 0);
+  rt_llm_client_free(c);
+}
+
+Test(pacing, token_bucket) {
+  rt_bucket b;
+  rt_bucket_init(&b, 10.0, 5.0, 100.0); /* 10/s, burst 5, starts full */
+  for (int i = 0; i < 5; i++) cr_assert_eq(rt_bucket_take(&b, 1, 100.0), 0.0);
+  double w = rt_bucket_take(&b, 1, 100.0);
+  cr_assert_float_eq(w, 0.1, 1e-9);
+  cr_assert_eq(rt_bucket_take(&b, 1, 100.1), 0.0);
+  /* Refill is capped at the capacity. */
+  cr_assert_eq(rt_bucket_take(&b, 5, 200.0), 0.0);
+  cr_assert_gt(rt_bucket_take(&b, 1, 200.0), 0.0);
+  /* More than the capacity passes when full, leaving debt. */
+  rt_bucket_init(&b, 10.0, 5.0, 0.0);
+  cr_assert_eq(rt_bucket_take(&b, 8, 0.0), 0.0);
+  cr_assert_float_eq(rt_bucket_take(&b, 1, 0.0), 0.4, 1e-9); /* level -3: 4 tokens short */
+  /* rate 0: unlimited. */
+  rt_bucket_init(&b, 0, 1, 0);
+  for (int i = 0; i < 1000; i++) cr_assert_eq(rt_bucket_take(&b, 50, 0), 0.0);
+  /* A larger share raises the rate without refilling. */
+  rt_bucket_init(&b, 1.0, 1.0, 0.0);
+  cr_assert_eq(rt_bucket_take(&b, 1, 0.0), 0.0);
+  rt_bucket_set_rate(&b, 4.0, 2.0, 0.0);
+  cr_assert_float_eq(rt_bucket_take(&b, 1, 0.0), 0.25, 1e-9);
+}
+
+Test(pacing, backoff_full_jitter_is_seeded) {
+  rt_rng a = {42}, b = {42}, c = {43};
+  double sa = 0, sc = 0;
+  for (int retry = 1; retry <= 12; retry++) {
+    double da = rt_backoff_s(retry, 0.1, 10.0, &a), db = rt_backoff_s(retry, 0.1, 10.0, &b);
+    double dc = rt_backoff_s(retry, 0.1, 10.0, &c);
+    cr_assert_eq(da, db, "same seed, same delays");
+    double ceil_s = 0.1 * (double)(1u << (retry - 1));
+    if (ceil_s > 10.0) ceil_s = 10.0;
+    cr_assert(da >= 0 && da < ceil_s, "retry %d: %g not in [0, %g)", retry, da, ceil_s);
+    sa += da;
+    sc += dc;
+  }
+  cr_assert_neq(sa, sc, "another seed gives other delays");
+  /* The mean over many draws is half the ceiling (full jitter). */
+  rt_rng r = {7};
+  double sum = 0;
+  for (int i = 0; i < 20000; i++) sum += rt_backoff_s(3, 0.1, 10.0, &r);
+  cr_assert_float_eq(sum / 20000, 0.2, 0.01);
+}
+
+Test(pacing, share_without_mpi_is_one_rank) {
+  rt_share s;
+  rt_share_init(&s);
+  cr_assert_eq(s.nranks, 1);
+  cr_assert_eq(s.nactive, 1);
+  rt_share_set_active(&s, 0);
+  cr_assert_eq(s.nactive, 0);
+  rt_share_set_active(&s, 1);
+  cr_assert_eq(s.nactive, 1);
+  cr_assert_eq(rt_share_poll(&s, 1.0), 0);
+  rt_share_free(&s);
+}
