@@ -297,6 +297,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   rt_result *all = NULL;
   size_t nall = 0;
   const char *status = "failed";
+  int summary_due = 0; /* set once start-up succeeded; cleared when the summary is written */
 
   /* Set-up every rank does; each may fail alone, so agree after each. */
   rc = rt_template_load(cfg->template_path, &r.tmpl, &err);
@@ -304,6 +305,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   if (rc == RT_OK && strcmp(cfg->api, "retrieval") != 0) rc = rt_llm_client_new(cfg, &job.cat, &r.client, &err);
   rc = rt_agree(job.comm, rc, &err);
   if (rc) goto out;
+  summary_due = 1;
   rt_matcher_init(&r.matcher, &job.cat, cfg->fuzzy, cfg->fuzzy_threshold);
   /* The cache: rank 0 opens it first (it repairs a torn tail), then the
    * others open it to read. Only rank 0 appends, after the gather. */
@@ -483,9 +485,25 @@ int rt_cmd_refresh(int argc, char **argv) {
   }
   free(fresh);
   free(allfp);
+  summary_due = 0;
   rc = rt_agree(job.comm, rc, &err);
 
 out:
+  if (rc && summary_due) {
+    /* Failed after start-up (the same rc on every rank): still leave a
+     * summary, so the operator sees how far the run got and why it stopped. */
+    copy_llm_stats(r.client);
+    uint64_t tot[RT_M_COUNT];
+    rt_metrics_reduce(job.comm, tot);
+    json_t *rss2 = rt_summary_rss(job.comm);
+    if (job.rank == 0) {
+      json_t *s = summary_json(&r, tot, rc, &err, "failed", cfg->table, NULL, -1, -1);
+      json_object_set_new(s, "peak_rss_kb_per_rank", rss2);
+      rt_err serr = {0};
+      if (rt_summary_write(s, summary_path, &serr)) rt_warn("%s", serr.msg);
+      json_decref(s);
+    }
+  }
   free(all);
   free(counts.data);
   rt_retrieval_free(&ret);
