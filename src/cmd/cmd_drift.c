@@ -25,24 +25,6 @@ typedef struct drift_opts {
   int json;
 } drift_opts;
 
-/* "--name V" or "--name=V": 1 and *val if argv[*i] is that flag, 0 if not,
- * -1 (after an error message) when the value is missing. */
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **val, rt_err *err) {
-  size_t n = strlen(name);
-  const char *a = argv[*i];
-  if (strncmp(a, name, n) != 0) return 0;
-  if (a[n] == '=') {
-    *val = a + n + 1;
-    return 1;
-  }
-  if (a[n] != '\0') return 0;
-  if (*i + 1 >= argc) {
-    rt_err_set(err, RT_ERR_USAGE, "%s needs a value (see `ragtide help drift`)", name);
-    return -1;
-  }
-  *val = argv[++*i];
-  return 1;
-}
 
 static int parse_u64(const char *flag, const char *s, uint64_t lo, uint64_t hi, uint64_t *out, rt_err *err) {
   char *end;
@@ -65,17 +47,17 @@ static int parse_opts(int argc, char **argv, drift_opts *o, rt_err *err) {
     int r;
     if (!strcmp(argv[i], "--json")) {
       o->json = 1;
-    } else if ((r = flag_value(argc, argv, &i, "--counts", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--counts", &v, "drift", err))) {
       if (r < 0) return RT_ERR_USAGE;
       o->counts = v;
-    } else if ((r = flag_value(argc, argv, &i, "--period", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--period", &v, "drift", err))) {
       if (r < 0) return RT_ERR_USAGE;
       o->period = v;
-    } else if ((r = flag_value(argc, argv, &i, "--k", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--k", &v, "drift", err))) {
       uint64_t k;
       if (r < 0 || parse_u64("--k", v, 1, 1000, &k, err)) return RT_ERR_USAGE;
       o->k = (uint32_t)k;
-    } else if ((r = flag_value(argc, argv, &i, "--min-count", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--min-count", &v, "drift", err))) {
       if (r < 0 || parse_u64("--min-count", v, 1, UINT64_MAX, &o->min_count, err)) return RT_ERR_USAGE;
     } else {
       return rt_err_set(err, RT_ERR_USAGE, "drift: unexpected argument \"%s\" (see `ragtide help drift`)",

@@ -37,23 +37,6 @@ typedef struct ft_opts {
   double cap_frac;
 } ft_opts;
 
-/* "--name V" or "--name=V"; see cmd_drift.c. */
-static int flag_value(int argc, char **argv, int *i, const char *name, const char **val, rt_err *err) {
-  size_t n = strlen(name);
-  const char *a = argv[*i];
-  if (strncmp(a, name, n) != 0) return 0;
-  if (a[n] == '=') {
-    *val = a + n + 1;
-    return 1;
-  }
-  if (a[n] != '\0') return 0;
-  if (*i + 1 >= argc) {
-    rt_err_set(err, RT_ERR_USAGE, "%s needs a value (see `ragtide help export-finetune`)", name);
-    return -1;
-  }
-  *val = argv[++*i];
-  return 1;
-}
 
 /* First pass over argv: everything but --set, which is applied after the file. */
 static int parse_opts(int argc, char **argv, ft_opts *o, rt_err *err) {
@@ -63,24 +46,24 @@ static int parse_opts(int argc, char **argv, ft_opts *o, rt_err *err) {
   for (int i = 1; i < argc; i++) {
     const char *v = NULL, *set = NULL;
     int r;
-    if ((r = flag_value(argc, argv, &i, "--set", &set, err))) {
+    if ((r = rt_flag_value(argc, argv, &i, "--set", &set, "export-finetune", err))) {
       if (r < 0) return RT_ERR_USAGE;
-    } else if ((r = flag_value(argc, argv, &i, "--config", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--config", &v, "export-finetune", err))) {
       if (r < 0) return RT_ERR_USAGE;
       o->config = v;
-    } else if ((r = flag_value(argc, argv, &i, "--counts", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--counts", &v, "export-finetune", err))) {
       if (r < 0) return RT_ERR_USAGE;
       o->counts = v;
-    } else if ((r = flag_value(argc, argv, &i, "--out", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--out", &v, "export-finetune", err))) {
       if (r < 0) return RT_ERR_USAGE;
       o->out = v;
-    } else if ((r = flag_value(argc, argv, &i, "--split-date", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--split-date", &v, "export-finetune", err))) {
       int32_t d;
       if (r < 0) return RT_ERR_USAGE;
       if (rt_day_parse(v, &d))
         return rt_err_set(err, RT_ERR_USAGE, "--split-date \"%s\": expected a UTC date YYYY-MM-DD", v);
       o->split_date = v;
-    } else if ((r = flag_value(argc, argv, &i, "--pairs", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--pairs", &v, "export-finetune", err))) {
       char *end;
       errno = 0;
       unsigned long long n = r < 0 ? 0 : strtoull(v, &end, 10);
@@ -88,7 +71,7 @@ static int parse_opts(int argc, char **argv, ft_opts *o, rt_err *err) {
       if (!(v[0] >= '0' && v[0] <= '9') || errno || *end || n < 1 || n > 100000000ULL)
         return rt_err_set(err, RT_ERR_USAGE, "--pairs \"%s\": expected an integer in 1..100000000", v);
       o->pairs = n;
-    } else if ((r = flag_value(argc, argv, &i, "--cap-per-next", &v, err))) {
+    } else if ((r = rt_flag_value(argc, argv, &i, "--cap-per-next", &v, "export-finetune", err))) {
       char *end;
       if (r < 0) return RT_ERR_USAGE;
       errno = 0;
@@ -112,13 +95,7 @@ static int parse_opts(int argc, char **argv, ft_opts *o, rt_err *err) {
  * MPI and without rt_config_validate: this tool needs only input.catalog and
  * prompt.template, not the logs, window or table a refresh requires. */
 static int load_config(int argc, char **argv, const ft_opts *o, rt_config *cfg, rt_err *err) {
-  rt_config_defaults(cfg);
-  int rc = rt_config_load(cfg, o->config, err);
-  for (int i = 1; i < argc && rc == RT_OK; i++) {
-    const char *set;
-    rt_err dummy;
-    if (flag_value(argc, argv, &i, "--set", &set, &dummy) == 1) rc = rt_config_set(cfg, set, err);
-  }
+  int rc = rt_config_from_args(cfg, o->config, argc, argv, err);
   if (rc == RT_OK && !*cfg->catalog)
     rc = rt_err_set(err, RT_ERR_USAGE, "%s: input.catalog is required (the labels are catalog descriptions)",
                     o->config);

@@ -4,6 +4,8 @@
 #ifndef RT_CMD_COMMANDS_H
 #define RT_CMD_COMMANDS_H
 
+#include "base/err.h"
+
 typedef int (*rt_cmd_fn)(int argc, char **argv);
 
 typedef struct rt_command {
@@ -29,6 +31,12 @@ int rt_cmd_export_finetune(int argc, char **argv);
 const rt_command *rt_command_find(const char *name);
 /* Print a command's help (usage text) to stdout. */
 void rt_command_help(const rt_command *c);
+/* "--name V" or "--name=V" at argv[*i]: returns 1 with *val set (advancing
+ * *i past V), 0 if argv[*i] is another flag, -1 with err set (RT_ERR_USAGE,
+ * naming `cmd`) when the value is missing. */
+int rt_flag_value(int argc, char **argv, int *i, const char *name, const char **val, const char *cmd,
+                  rt_err *err);
+
 /* True if argv[1..] contains -h or --help. */
 int rt_wants_help(int argc, char **argv);
 

@@ -28,11 +28,10 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   rt_config_defaults(&job->cfg);
   const char *config = NULL;
   int rc = RT_OK;
-  /* Two passes: the file first, then --set overrides in order. */
   for (int i = 1; i < argc && rc == RT_OK; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--config") && i + 1 < argc) config = argv[++i];
-    else if (!strcmp(a, "--set") && i + 1 < argc) i++;
+    else if (!strcmp(a, "--set") && i + 1 < argc) i++; /* applied by rt_config_from_args, in order */
     else if (!strcmp(a, "--no-cache")) job->no_cache = 1;
     else if (!strcmp(a, "--out") && i + 1 < argc) job->out = argv[++i];
     else if (!strcmp(a, "--format") && i + 1 < argc) job->out_format = argv[++i];
@@ -40,9 +39,10 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   }
   if (rc == RT_OK && !config)
     rc = rt_err_set(err, RT_ERR_USAGE, "%s: --config FILE is required (see `ragtide help %s`)", cmd, cmd);
-  if (rc == RT_OK) rc = rt_config_load(&job->cfg, config, err);
-  for (int i = 1; i < argc && rc == RT_OK; i++)
-    if (!strcmp(argv[i], "--set") && i + 1 < argc) rc = rt_config_set(&job->cfg, argv[++i], err);
+  if (rc == RT_OK) {
+    rt_config_free(&job->cfg);
+    rc = rt_config_from_args(&job->cfg, config, argc, argv, err);
+  }
   if (rc == RT_OK) rc = rt_config_validate(&job->cfg, err);
   if (rc == RT_OK && !strcmp(cmd, "refresh") && !*job->cfg.table)
     rc = rt_err_set(err, RT_ERR_USAGE, "config: output.table is required");

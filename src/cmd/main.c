@@ -72,6 +72,24 @@ const rt_command *rt_command_find(const char *name) {
 
 void rt_command_help(const rt_command *c) { fputs(c->usage, stdout); }
 
+int rt_flag_value(int argc, char **argv, int *i, const char *name, const char **val, const char *cmd,
+                  rt_err *err) {
+  size_t n = strlen(name);
+  const char *a = argv[*i];
+  if (strncmp(a, name, n) != 0) return 0;
+  if (a[n] == '=') {
+    *val = a + n + 1;
+    return 1;
+  }
+  if (a[n] != '\0') return 0;
+  if (*i + 1 >= argc) {
+    rt_err_set(err, RT_ERR_USAGE, "%s needs a value (see `ragtide help %s`)", name, cmd);
+    return -1;
+  }
+  *val = argv[++*i];
+  return 1;
+}
+
 int rt_wants_help(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--")) break;

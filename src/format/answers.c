@@ -141,16 +141,6 @@ static void index_put(rt_answers *j, uint64_t key, uint32_t day, const char *tex
   e->day = day;
 }
 
-static int fsync_dir(const char *path) {
-  char *d = rt_xstrdup(path);
-  int fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  free(d);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
 static int write_all(int fd, const void *p, size_t n) {
   const unsigned char *c = p;
   while (n) {
@@ -256,7 +246,7 @@ int rt_answers_open(const char *path, rt_answers **out, rt_err *err) {
       return rt_err_set(err, RT_ERR_OUTPUT, "cannot write header of answer journal %s: %s", path, strerror(e));
     }
     good = J_HDR;
-    if (size == 0) fsync_dir(path);
+    if (size == 0) rt_fsync_dir_of(path, NULL);
   }
   j->committed = good;
   j->st.keys = j->nents;
@@ -382,7 +372,7 @@ int rt_answers_compact(rt_answers *j, rt_err *err) {
   }
   arena_free(j->arena);
   j->arena = arena;
-  fsync_dir(j->path);
+  rt_fsync_dir_of(j->path, NULL);
   /* Pending buffered records are in the new file already (they were indexed). */
   j->wlen = 0;
   close(j->fd);

@@ -282,6 +282,16 @@ int rt_config_set(rt_config *cfg, const char *assignment, rt_err *err) {
   return apply(cfg, k, v, "--set", err);
 }
 
+int rt_config_from_args(rt_config *cfg, const char *path, int argc, char **argv, rt_err *err) {
+  rt_config_defaults(cfg);
+  int rc = rt_config_load(cfg, path, err);
+  for (int i = 1; i < argc && rc == RT_OK; i++) {
+    if (!strcmp(argv[i], "--set") && i + 1 < argc) rc = rt_config_set(cfg, argv[++i], err);
+    else if (!strncmp(argv[i], "--set=", 6)) rc = rt_config_set(cfg, argv[i] + 6, err);
+  }
+  return rc;
+}
+
 int rt_config_validate(const rt_config *c, rt_err *err) {
   if (!*c->catalog) return rt_err_set(err, RT_ERR_USAGE, "config: input.catalog is required");
   if (!*c->logs && !*c->counts && strcmp(c->prompt_mode, "base") != 0)

@@ -81,6 +81,10 @@ int rt_config_load(rt_config *cfg, const char *path, rt_err *err);
 /* Apply one "section.key=value" override (from --set). */
 int rt_config_set(rt_config *cfg, const char *assignment, rt_err *err);
 
+/* Defaults, then the file `path`, then every "--set section.key=value" found
+ * in argv (in order; other arguments are ignored). No validation. */
+int rt_config_from_args(rt_config *cfg, const char *path, int argc, char **argv, rt_err *err);
+
 /* Cross-key checks after everything is applied (window order, required keys,
  * ranges). */
 int rt_config_validate(const rt_config *cfg, rt_err *err);

@@ -1,5 +1,6 @@
 /* publish.c — atomic publishing with K backups, and rollback. */
 #include "format/publish.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,47 +19,6 @@ static int exists(const char *p) {
 }
 
 static void backup_name(char *buf, size_t cap, const char *path, int i) { snprintf(buf, cap, "%s.%d", path, i); }
-
-static int fsync_dir(const char *path, rt_err *err) {
-  char *d = strdup(path);
-  if (!d) return rt_err_set(err, RT_ERR_NOMEM, "out of memory");
-  int fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int rc = fd < 0 ? -1 : fsync(fd);
-  int e = errno;
-  if (fd >= 0) close(fd);
-  free(d);
-  if (rc != 0)
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot fsync the directory of %s: %s", path, strerror(e));
-  return RT_OK;
-}
-
-/* Write + fsync the temp file; on failure remove it. */
-static int write_temp(const char *tmp, const void *data, size_t len, rt_err *err) {
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s: %s (check that the directory exists and is "
-                      "writable)", tmp, strerror(errno));
-  const char *p = data;
-  size_t left = len;
-  while (left) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      int e = w < 0 ? errno : ENOSPC;
-      close(fd);
-      unlink(tmp);
-      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s at byte %zu: %s", tmp, len - left, strerror(e));
-    }
-    p += w;
-    left -= (size_t)w;
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", tmp, strerror(e));
-  }
-  return RT_OK;
-}
 
 /* Shift PATH.1..PATH.keep-1 up by one (dropping PATH.keep and older), then
  * hard-link PATH as PATH.1. PATH itself is never touched. */
@@ -95,7 +55,7 @@ int rt_table_publish_bytes(const void *data, size_t len, const char *path, int k
   if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp - 8)
     return rt_err_set(err, RT_ERR_OUTPUT, "table path too long: %s", path);
   unlink(tmp); /* a leftover of a crashed run with the same pid */
-  int rc = write_temp(tmp, data, len, err);
+  int rc = rt_write_fsync(tmp, data, len, err);
   if (rc) return rc;
   if ((rc = rotate(path, keep, err)) != RT_OK) {
     unlink(tmp);
@@ -106,7 +66,7 @@ int rt_table_publish_bytes(const void *data, size_t len, const char *path, int k
     unlink(tmp);
     return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", tmp, path, strerror(e));
   }
-  return fsync_dir(path, err);
+  return rt_fsync_dir_of(path, err);
 }
 
 int rt_table_publish(ragtide_table_builder *b, const char *path, int keep, rt_err *err) {
@@ -149,5 +109,5 @@ int rt_table_rollback(const char *path, rt_err *err) {
       return rt_err_set(err, RT_ERR_OUTPUT, "rolled back %s, but cannot shift %s to %s: %s", path, a, b,
                         strerror(errno));
   }
-  return fsync_dir(path, err);
+  return rt_fsync_dir_of(path, err);
 }

@@ -17,17 +17,6 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-static int fail(char *errbuf, size_t errcap, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *errbuf, size_t errcap, int code, const char *fmt, ...) {
-  if (errbuf && errcap) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errcap, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 static char *dupstr(const char *s) {
   s = s ? s : "";

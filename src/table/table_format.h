@@ -8,7 +8,9 @@
 #ifndef RT_TABLE_FORMAT_H
 #define RT_TABLE_FORMAT_H
 
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <ragtide/table.h>
@@ -82,5 +84,19 @@ struct ragtide_table {
   int32_t *hval;
   uint32_t hmask;
 };
+
+/* Fill errbuf (if any) with a message and return code: every failure path of
+ * the library reports through this. */
+static inline int fail(char *errbuf, size_t errcap, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline int fail(char *errbuf, size_t errcap, int code, const char *fmt, ...) {
+  if (errbuf && errcap) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errcap, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
 
 #endif
