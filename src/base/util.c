@@ -1,6 +1,7 @@
 /* util.c — allocation, hashing, time, files. */
 #include "base/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -35,6 +36,15 @@ char *rt_xstrdup(const char *s) {
   char *d = rt_xmalloc(n);
   memcpy(d, s, n);
   return d;
+}
+
+char *rt_trim(char *s) {
+  size_t n = strlen(s);
+  while (n && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
+  size_t i = 0;
+  while (s[i] && isspace((unsigned char)s[i])) i++;
+  if (i) memmove(s, s + i, n - i + 1);
+  return s;
 }
 
 uint64_t rt_hash_bytes(const void *p, size_t n) {

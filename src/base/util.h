@@ -34,6 +34,9 @@ char *rt_xstrdup(const char *s);
     (v)->data[(v)->len++] = (x);                                               \
   } while (0)
 
+/* Trim ASCII white space at both ends, in place; returns s. */
+char *rt_trim(char *s);
+
 /* Hashing: splitmix64 finalizer (fast, well mixed; used for ownership maps,
  * so it must never change without a format/plan version bump). */
 static inline uint64_t rt_mix64(uint64_t x) {

@@ -12,15 +12,6 @@
 
 #include "base/util.h"
 
-/* Trim white space in place; returns s. */
-static char *trim(char *s) {
-  size_t n = strlen(s);
-  while (n && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
-  size_t i = 0;
-  while (s[i] && isspace((unsigned char)s[i])) i++;
-  if (i) memmove(s, s + i, n - i + 1);
-  return s;
-}
 
 /* A key goes into a header line: a control byte would let it inject headers. */
 static int has_control(const char *s) {
@@ -60,7 +51,7 @@ static int read_key_file(const char *path, char **key, rt_err *err) {
   }
   close(fd);
   buf[got] = '\0';
-  trim(buf);
+  rt_trim(buf);
   if (!*buf) {
     free(buf);
     return rt_err_set(err, RT_ERR_USAGE, "llm.api_key_file %s is empty: write the API key into it", path);
@@ -90,7 +81,7 @@ int rt_llm_read_key(const rt_config *cfg, char **key, rt_err *err) {
                         "llm.api_key_env = %s but the environment variable %s is unset or empty: export it "
                         "or use llm.api_key_file",
                         env, env);
-    char *k = trim(rt_xstrdup(v));
+    char *k = rt_trim(rt_xstrdup(v));
     if (!*k || has_control(k)) {
       free(k);
       return rt_err_set(err, RT_ERR_USAGE,
@@ -144,7 +135,7 @@ int rt_llm_build_headers(int gemini, const char *key, const char *extra, struct 
     char *save = NULL;
     for (char *tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
       idx++;
-      trim(tok);
+      rt_trim(tok);
       if (!*tok) continue;
       char *colon = strchr(tok, ':');
       size_t nl = colon ? (size_t)(colon - tok) : 0;

@@ -37,14 +37,6 @@ static json_t *str(const char *s) {
   return v;
 }
 
-char *rt_llm_trim(char *s) {
-  size_t n = strlen(s);
-  while (n && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
-  size_t i = 0;
-  while (s[i] && isspace((unsigned char)s[i])) i++;
-  if (i) memmove(s, s + i, n - i + 1);
-  return s;
-}
 
 static char *dump(json_t *v, size_t *len) {
   char *s = json_dumps(v, DUMP_FLAGS);
@@ -349,7 +341,7 @@ int rt_llm_parse_response(const rt_llm_reqfmt *f, const char *body, size_t len, 
     json_decref(inner);
   }
   if (!*text) *text = rt_xstrdup(content);
-  rt_llm_trim(*text);
+  rt_trim(*text);
 out:
   free(joined);
   json_decref(root);
@@ -379,5 +371,5 @@ void rt_llm_error_message(const char *body, size_t len, char *out, size_t cap) {
 clean:
   for (char *p = out; *p; p++)
     if ((unsigned char)*p < 0x20) *p = ' ';
-  rt_llm_trim(out);
+  rt_trim(out);
 }

@@ -65,7 +65,5 @@ int rt_llm_parse_response(const rt_llm_reqfmt *f, const char *body, size_t len, 
  * empty body. Writes at most cap-1 bytes. */
 void rt_llm_error_message(const char *body, size_t len, char *out, size_t cap);
 
-/* Trim ASCII white space at both ends, in place; returns s. */
-char *rt_llm_trim(char *s);
 
 #endif
