@@ -8,7 +8,7 @@
 
 static rt_count_vec counts_of(const rt_count *c, size_t n) {
   /* through the counter, as the pipeline does: splits and merges */
-  rt_counter *h = rt_counter_new();
+  rt_counter *h = rt_counter_new(10, 90, 120);
   for (size_t i = 0; i < n; i++) rt_counter_add(h, c[i].key, c[i].day, c[i].win, c[i].n);
   rt_count_vec v = {0};
   rt_counter_finish(h, &v);
