@@ -39,7 +39,7 @@ typedef struct refresh {
   char *examples;           /* global granularity block, or "" */
   uint32_t day;             /* day the answers are produced */
   int base_mode;            /* prompt.mode = base */
-  RT_VEC(rt_result) results;
+  rt_result_buf results;    /* this rank's per-pair results (gather.h encoding) */
   RT_VEC(char) fresh;       /* new answers for the cache: [key u64][day u32][len u32][text] ... */
 } refresh;
 
@@ -53,15 +53,14 @@ static char *path_or(const char *v, const char *table, const char *suffix) {
 
 /* What a pair gets when the endpoint failed or the answer is unusable: the
  * base answer if there is one, else the top retrieved successor. */
-static void fallback(refresh *r, uint64_t pair, const uint32_t *ret, uint32_t nret, rt_result *out) {
+static void fallback(refresh *r, uint64_t pair, const uint32_t *ret, uint32_t nret) {
   uint32_t c1 = rt_pair_c1(pair), c2 = rt_pair_c2(pair);
   int32_t b = rt_base_next(r->base, c1, c2);
-  out->n = 0;
-  if (b >= 0) out->next[out->n++] = (uint32_t)b;
-  for (uint32_t k = 0; k < nret && out->n < (uint32_t)r->cfg->candidates; k++)
-    if (out->n == 0 || ret[k] != out->next[0]) out->next[out->n++] = ret[k];
-  if (b >= 0 && out->n > 1) out->n = 1; /* a base answer stands alone, as in the base table */
-  out->prov = RAGTIDE_PROV_FALLBACK;
+  rt_result out = {.pair = pair, .prov = RAGTIDE_PROV_FALLBACK, .n = 0};
+  if (b >= 0) out.next[out.n++] = (uint32_t)b;
+  else /* a base answer stands alone, as in the base table; else the retrieved list */
+    for (uint32_t k = 0; k < nret && out.n < (uint32_t)r->cfg->candidates; k++) out.next[out.n++] = ret[k];
+  if (out.n) rt_result_put(&r->results, &out);
 }
 
 static void add_result(refresh *r, uint64_t pair, uint32_t answer, const uint32_t *ret, uint32_t nret,
@@ -70,7 +69,7 @@ static void add_result(refresh *r, uint64_t pair, uint32_t answer, const uint32_
   res.next[res.n++] = answer;
   for (uint32_t k = 0; k < nret && res.n < (uint32_t)r->cfg->candidates; k++)
     if (ret[k] != answer) res.next[res.n++] = ret[k];
-  rt_vec_push(&r->results, res);
+  rt_result_put(&r->results, &res);
 }
 
 static void remember(refresh *r, uint64_t key, const char *text) {
@@ -140,10 +139,8 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   }
   for (size_t i = 0; i < n && rc == RT_OK; i++) {
     const uint32_t *rn = ret ? &ret->next.data[ctx[i].off] : NULL;
-    rt_result fb = {.pair = ctx[i].pair};
     if (!text[i]) { /* the endpoint failed for this pair */
-      fallback(r, ctx[i].pair, rn, ctx[i].n, &fb);
-      if (fb.n) rt_vec_push(&r->results, fb);
+      fallback(r, ctx[i].pair, rn, ctx[i].n);
       continue;
     }
     rt_metric_add(RT_M_match_answers, 1);
@@ -156,8 +153,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
       /* A base run's answers are the base (fine-tuned model's) answers. */
       add_result(r, ctx[i].pair, (uint32_t)m.idx, rn, ctx[i].n, r->base_mode ? RAGTIDE_PROV_BASE : RAGTIDE_PROV_RAG);
     } else {
-      fallback(r, ctx[i].pair, rn, ctx[i].n, &fb);
-      if (fb.n) rt_vec_push(&r->results, fb);
+      fallback(r, ctx[i].pair, rn, ctx[i].n);
     }
   }
   rt_stage_end(RT_M_match_us, t0);
@@ -176,6 +172,24 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   free(calls);
   free(text);
   return rc;
+}
+
+/* The table stage's side of the results gather (rank 0). */
+typedef struct {
+  ragtide_table_builder *b; /* NULL: a gate failed, results are dropped */
+  int candidates;
+  uint32_t day;
+  int bad;
+  uint64_t applied;
+  ragtide_table_info info;
+} overlay_ctx;
+
+static void on_results(void *ctx, const char *buf, size_t len) {
+  overlay_ctx *oc = ctx;
+  if (!oc->b) return;
+  long n = rt_table_overlay(oc->b, oc->candidates, buf, len, oc->day);
+  if (n < 0) oc->bad = 1;
+  else oc->applied += (uint64_t)n;
 }
 
 static int cmp_fp(const void *a, const void *b) {
@@ -294,8 +308,6 @@ int rt_cmd_refresh(int argc, char **argv) {
   r.base_mode = base_mode;
   rt_count_vec counts = {0};
   rt_retrieval ret = {0};
-  rt_result *all = NULL;
-  size_t nall = 0;
   const char *status = "failed";
   int summary_due = 0; /* set once start-up succeeded; cleared when the summary is written */
 
@@ -360,8 +372,8 @@ int rt_cmd_refresh(int argc, char **argv) {
   rc = rt_agree(job.comm, rc, &err);
   if (rc) goto out;
 
-  /* Stage 10: gather results and fresh answers to rank 0. */
-  rt_gather_results(job.comm, r.results.data, r.results.len, &all, &nall);
+  /* Stage 10: fresh answers, context fingerprints and counters to rank 0
+   * (the results follow once rank 0 knows whether it will build a table). */
   void *fresh;
   size_t nfresh;
   rt_gather_bytes(job.comm, 0, r.fresh.data, r.fresh.len, &fresh, &nfresh);
@@ -375,6 +387,8 @@ int rt_cmd_refresh(int argc, char **argv) {
   json_t *rss = rt_summary_rss(job.comm);
 
   /* Stage 11 (rank 0): gates, overlay, publish, summary. */
+  overlay_ctx oc = {.candidates = (int)cfg->candidates, .day = r.day};
+  double exact = -1, failed = -1, ctx_changed = -1;
   if (job.rank == 0) {
     if (r.cache) { /* answers are paid for: keep them even if a gate fails */
       for (size_t off = 0; off < nfresh && rc == RT_OK;) {
@@ -397,13 +411,12 @@ int rt_cmd_refresh(int argc, char **argv) {
       if (rc == RT_OK && js.records_loaded + js.appended > 2 * js.keys + 1024) rc = rt_answers_compact(r.cache, &err);
       if (rc) rt_warn("answer cache %s not updated: %s", cache_path, err.msg), rc = RT_OK;
     }
-    double exact = total[RT_M_match_answers] ? (double)total[RT_M_match_exact] / (double)total[RT_M_match_answers] : -1;
-    double failed = total[RT_M_infer_calls] - total[RT_M_infer_cache_hits]
+    exact = total[RT_M_match_answers] ? (double)total[RT_M_match_exact] / (double)total[RT_M_match_answers] : -1;
+    failed = total[RT_M_infer_calls] - total[RT_M_infer_cache_hits]
                         ? (double)total[RT_M_infer_failed] /
                               (double)(total[RT_M_infer_calls] - total[RT_M_infer_cache_hits])
                         : -1;
     /* Context drift since the previous run (a report; never fails the run). */
-    double ctx_changed = -1;
     if (!base_mode) {
       size_t nfp = nfpb / sizeof(rt_ctx_fp);
       rt_ctx_fp *cur = allfp;
@@ -418,7 +431,6 @@ int rt_cmd_refresh(int argc, char **argv) {
       if (rt_contexts_save(ctx_path, job.cat.hash, cur, nfp, &cerr)) rt_warn("%s", cerr.msg);
       free(ctx_path);
     }
-    ragtide_table *pub = NULL;
     if (failed > cfg->max_failed_fraction) {
       status = "halted";
       rc = rt_err_set(&err, RT_ERR_ENDPOINT,
@@ -447,12 +459,21 @@ int rt_cmd_refresh(int argc, char **argv) {
       info.model = r.client ? cfg->model : "retrieval";
       info.run_id = job.run_id;
       info.base_run_id = r.base ? ragtide_table_get_info(r.base)->run_id : "";
-      ragtide_table_builder *b = NULL;
-      rc = rt_table_assemble(&job.cat, (int)cfg->candidates, r.base, all, nall, r.day, &info, &b, &err);
-      if (rc == RT_OK) {
-        rc = rt_table_publish(b, cfg->table, (int)cfg->keep, &err);
-        ragtide_builder_free(b);
-      }
+      rc = rt_table_begin(&job.cat, (int)cfg->candidates, r.base, &oc.b, &err);
+      oc.info = info;
+    }
+  }
+  /* Results stream to rank 0 rank by rank, straight into the builder. */
+  rt_gather_results(job.comm, &r.results, on_results, &oc);
+  if (job.rank == 0) {
+    ragtide_table *pub = NULL;
+    if (oc.b) {
+      if (oc.bad)
+        rc = rt_err_set(&err, RT_ERR_INTERNAL, "a rank sent a malformed result buffer; nothing published");
+      if (rc == RT_OK && ragtide_builder_set_info(oc.b, &oc.info) != RAGTIDE_OK)
+        rc = rt_err_set(&err, RT_ERR_INTERNAL, "table header rejected by the builder");
+      if (rc == RT_OK) rc = rt_table_publish(oc.b, cfg->table, (int)cfg->keep, &err);
+      ragtide_builder_free(oc.b);
       if (rc == RT_OK) {
         char msg[512];
         if (ragtide_table_open(cfg->table, &pub, msg, sizeof msg) != RAGTIDE_OK)
@@ -460,6 +481,10 @@ int rt_cmd_refresh(int argc, char **argv) {
         else status = "published";
       }
     }
+    /* gather and table ran on rank 0 after the counters were reduced */
+    total[RT_M_gather_us] = rt_metrics[RT_M_gather_us];
+    total[RT_M_gather_results] = oc.applied;
+    total[RT_M_table_us] = rt_metrics[RT_M_table_us];
     json_t *s = summary_json(&r, total, rc, &err, status, cfg->table, pub ? ragtide_table_get_info(pub) : NULL,
                              exact, failed);
     json_object_set_new(s, "peak_rss_kb_per_rank", rss);
@@ -504,7 +529,6 @@ out:
       json_decref(s);
     }
   }
-  free(all);
   free(counts.data);
   rt_retrieval_free(&ret);
   free(r.results.data);

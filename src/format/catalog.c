@@ -16,7 +16,7 @@ static int cmp_str(const void *a, const void *b) {
 size_t rt_normalize_desc(const char *in, char *out, size_t cap) {
   size_t n = strlen(in);
   char *work = rt_xmalloc(n + 1);
-  char **kw = rt_xmalloc((n / 1 + 1) * sizeof *kw);
+  char **kw = rt_xmalloc((n + 1) * sizeof *kw); /* at most one keyword per byte */
   size_t nkw = 0, w = 0;
   char *cur = work;
   int space = 0;
@@ -99,29 +99,23 @@ static int build(entry *e, uint32_t n, const char *origin, rt_catalog *cat, rt_e
     h = (h ^ rt_hash_bytes(cat->norm[i], strlen(cat->norm[i]))) * 0x100000001b3ULL;
   }
   cat->hash = h;
-  /* Unique normalised descriptions: check via a sorted index. */
-  uint32_t *ord = rt_xmalloc(n * sizeof *ord);
-  for (uint32_t i = 0; i < n; i++) ord[i] = i;
-  /* insertion into sorted order by norm (qsort with context-free compare) */
-  char **tmp = rt_xmalloc(n * sizeof *tmp);
-  for (uint32_t i = 0; i < n; i++) tmp[i] = cat->norm[i];
-  qsort(tmp, n, sizeof *tmp, cmp_str);
+  /* Unique normalised descriptions (an answer must name one cluster): sort
+   * pointers to them and compare neighbours. */
+  char **sorted = rt_xmalloc(n * sizeof *sorted);
+  memcpy(sorted, cat->norm, n * sizeof *sorted);
+  qsort(sorted, n, sizeof *sorted, cmp_str);
   for (uint32_t i = 1; i < n; i++) {
-    if (strcmp(tmp[i], tmp[i - 1]) == 0) {
-      int32_t a = rt_catalog_find_norm(cat, tmp[i]);
+    if (strcmp(sorted[i], sorted[i - 1]) == 0) {
       char dup[256];
-      snprintf(dup, sizeof dup, "%s", tmp[i]);
-      free(ord);
-      free(tmp);
+      snprintf(dup, sizeof dup, "%s", sorted[i]);
+      free(sorted);
       rt_catalog_free(cat);
-      (void)a;
       return rt_err_set(err, RT_ERR_INPUT,
                         "%s: two clusters have the same description \"%s\" once normalised; "
                         "descriptions must be unique so an answer names one cluster", origin, dup);
     }
   }
-  free(ord);
-  free(tmp);
+  free(sorted);
   /* id -> index map, load factor <= 0.5 */
   uint32_t cap = 16;
   while (cap < 2 * n) cap *= 2;
@@ -159,7 +153,6 @@ int rt_catalog_load(const char *path, rt_catalog *cat, rt_err *err) {
   if (rc) return rt_err_wrap(err, "catalog: ");
   RT_VEC(entry) v = {0};
   size_t lineno = 0;
-  char *save = NULL;
   char *p = text;
   rc = RT_OK;
   while (p && *p) {
@@ -198,7 +191,6 @@ int rt_catalog_load(const char *path, rt_catalog *cat, rt_err *err) {
     entry e = {(uint32_t)id, d, lineno};
     rt_vec_push(&v, e);
   }
-  (void)save;
   if (rc == RT_OK) rc = build(v.data, (uint32_t)v.len, path, cat, err);
   free(v.data);
   free(text);
@@ -234,10 +226,7 @@ int32_t rt_catalog_index(const rt_catalog *cat, uint32_t id) {
 }
 
 int32_t rt_catalog_find_norm(const rt_catalog *cat, const char *norm) {
-  /* Linear scan would be O(n) per answer; a sorted permutation is cheap to
-   * build lazily but the catalog is const here, so we use a hash probe over
-   * the normalised strings computed on first use by the match stage instead.
-   * This function is the simple reference: O(n). */
+  /* The reference lookup, O(n): the match stage keeps a hash index instead. */
   for (uint32_t i = 0; i < cat->n; i++)
     if (strcmp(cat->norm[i], norm) == 0) return (int32_t)i;
   return -1;

@@ -1,6 +1,7 @@
 /* table.c (pipeline) — base + overlay -> builder. */
 #include "pipeline/table.h"
 #include "base/metrics.h"
+#include "pipeline/count.h"
 
 #include <string.h>
 
@@ -33,9 +34,8 @@ int32_t rt_base_next(const ragtide_table *base, uint32_t c1, uint32_t c2) {
   return (int32_t)next;
 }
 
-int rt_table_assemble(const rt_catalog *cat, int candidates, const ragtide_table *base, const rt_result *res,
-                      size_t nres, uint32_t day, const ragtide_table_info *info, ragtide_table_builder **out,
-                      rt_err *err) {
+int rt_table_begin(const rt_catalog *cat, int candidates, const ragtide_table *base, ragtide_table_builder **out,
+                   rt_err *err) {
   double t0 = rt_stage_begin();
   ragtide_table_builder *b = ragtide_builder_new(cat->ids, cat->n, (uint32_t)candidates);
   if (!b) return rt_err_set(err, RT_ERR_NOMEM, "cannot allocate a table for %u clusters", cat->n);
@@ -53,22 +53,27 @@ int rt_table_assemble(const rt_catalog *cat, int candidates, const ragtide_table
           ragtide_builder_set(b, i1, i2, j, next, RAGTIDE_PROV_BASE, d);
         }
   }
-  for (size_t i = 0; i < nres; i++) {
-    const rt_result *r = &res[i];
-    uint32_t c1 = (uint32_t)(r->pair >> 20), c2 = (uint32_t)(r->pair & 0xFFFFF);
-    if (r->n == 0) continue;
-    /* The overlay replaces the pair's whole candidate list. */
-    for (uint32_t j = 0; j < (uint32_t)candidates; j++) {
-      if (j < r->n) ragtide_builder_set(b, c1, c2, j, r->next[j], (ragtide_provenance)r->prov, day);
-      else ragtide_builder_set(b, c1, c2, j, UINT32_MAX, RAGTIDE_PROV_NONE, 0);
-    }
-  }
-  int rc = ragtide_builder_set_info(b, info);
-  if (rc != RAGTIDE_OK) {
-    ragtide_builder_free(b);
-    return rt_err_set(err, RT_ERR_INTERNAL, "table header: %s", ragtide_strerror(rc));
-  }
   *out = b;
   rt_stage_end(RT_M_table_us, t0);
   return RT_OK;
+}
+
+long rt_table_overlay(ragtide_table_builder *b, int candidates, const char *buf, size_t len, uint32_t day) {
+  double t0 = rt_stage_begin();
+  size_t off = 0;
+  long applied = 0;
+  rt_result r;
+  int got;
+  while ((got = rt_result_next(buf, len, &off, &r)) == 1) {
+    uint32_t c1 = rt_pair_c1(r.pair), c2 = rt_pair_c2(r.pair);
+    if (r.n == 0) continue;
+    /* The overlay replaces the pair's whole candidate list. */
+    for (uint32_t j = 0; j < (uint32_t)candidates; j++) {
+      if (j < r.n) ragtide_builder_set(b, c1, c2, j, r.next[j], (ragtide_provenance)r.prov, day);
+      else ragtide_builder_set(b, c1, c2, j, UINT32_MAX, RAGTIDE_PROV_NONE, 0);
+    }
+    applied++;
+  }
+  rt_stage_end(RT_M_table_us, t0);
+  return got < 0 ? -1 : applied;
 }
