@@ -212,17 +212,19 @@ static void copy_llm_stats(const rt_llm_client *c) {
   rt_metrics[RT_M_infer_completion_tokens] = s->completion_tokens;
 }
 
-/* Contexts for prompt.mode = base: every ordered pair of distinct clusters
- * this rank owns, with no retrieved context. */
-static void base_contexts(const rt_job *job, rt_retrieval *ret) {
-  memset(ret, 0, sizeof *ret);
-  for (uint32_t a = 0; a < job->cat.n; a++)
-    for (uint32_t b = 0; b < job->cat.n; b++) {
-      if (a == b) continue;
-      uint64_t pair = ((uint64_t)a << RT_KEY_BITS) | b;
-      if (rt_pair_owner(&job->plan, pair) != job->rank) continue;
-      rt_vec_push(&ret->ctx, ((rt_context){pair, 0, 0, 0}));
-    }
+/* Contexts for prompt.mode = base: the next `max` ordered pairs of distinct
+ * clusters this rank owns, from *cursor on (pair index c1 * n + c2). Made
+ * batch by batch: a 10,000-cluster catalog has 10^8 pairs. */
+static size_t base_contexts(const rt_job *job, uint64_t *cursor, rt_context *out, size_t max) {
+  const uint64_t n = job->cat.n, total = n * n;
+  size_t k = 0;
+  for (; *cursor < total && k < max; (*cursor)++) {
+    uint64_t a = *cursor / n, b = *cursor % n;
+    if (a == b) continue;
+    uint64_t pair = (a << RT_KEY_BITS) | b;
+    if (rt_pair_owner(&job->plan, pair) == job->rank) out[k++] = (rt_context){pair, 0, 0, 0};
+  }
+  return k;
 }
 
 static char *render_examples(const rt_catalog *cat, const rt_triple_count *t, size_t n) {
@@ -347,7 +349,6 @@ int rt_cmd_refresh(int argc, char **argv) {
     }
   } else {
     rt_plan_pairs_only(job.size, &job.plan);
-    base_contexts(&job, &ret);
   }
   if (!r.examples) r.examples = rt_xstrdup("");
   free(counts.data);
@@ -364,9 +365,16 @@ int rt_cmd_refresh(int argc, char **argv) {
   /* Stages 7–9 in batches, so prompts and answers in memory stay bounded. */
   size_t batch = (size_t)cfg->concurrency * 16;
   if (batch < 1024) batch = 1024;
-  for (size_t off = 0; off < ret.ctx.len && rc == RT_OK; off += batch) {
+  if (base_mode) {
+    rt_context *buf = rt_xmalloc(batch * sizeof *buf);
+    uint64_t cursor = 0;
+    size_t n;
+    while (rc == RT_OK && (n = base_contexts(&job, &cursor, buf, batch)) > 0) rc = run_batch(&r, buf, n, NULL, &err);
+    free(buf);
+  }
+  for (size_t off = 0; !base_mode && off < ret.ctx.len && rc == RT_OK; off += batch) {
     size_t n = ret.ctx.len - off < batch ? ret.ctx.len - off : batch;
-    rc = run_batch(&r, ret.ctx.data + off, n, base_mode ? NULL : &ret, &err);
+    rc = run_batch(&r, ret.ctx.data + off, n, &ret, &err);
   }
   copy_llm_stats(r.client);
   rc = rt_agree(job.comm, rc, &err);

@@ -24,6 +24,8 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   /* The stages allocate and free buffers of hundreds of MB in turn; by
    * default glibc maps each afresh and unmaps it on free, so every batch pays
    * page faults again (12% of an aggregate run). Keep freed memory for reuse. */
+  /* (Not under memory.per_rank_mb, set after the config is read: there,
+   * returning memory matters more.) */
   mallopt(M_MMAP_THRESHOLD, 512 << 20);
   mallopt(M_TRIM_THRESHOLD, 1024 << 20);
   MPI_Init(&argc, &argv);
@@ -50,6 +52,10 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     rc = rt_config_from_args(&job->cfg, config, argc, argv, err);
   }
   if (rc == RT_OK) rc = rt_config_validate(&job->cfg, err);
+  if (rc == RT_OK && job->cfg.per_rank_mb) { /* back to glibc's defaults: give memory back */
+    mallopt(M_MMAP_THRESHOLD, 128 << 10);
+    mallopt(M_TRIM_THRESHOLD, 128 << 10);
+  }
   if (rc == RT_OK && !strcmp(cmd, "refresh") && !*job->cfg.table)
     rc = rt_err_set(err, RT_ERR_USAGE, "config: output.table is required");
   rc = rt_agree(job->comm, rc, err);
@@ -151,6 +157,7 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
   rt_window w;
   rt_window_from_config(&job->cfg, &w);
   count_ctx cc = {rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400))};
+  if (mp.store_events) rt_counter_set_limit(cc.h, mp.batch_events); /* the triple buffer within budget too */
   rt_ev_vec ev = {0};
   for (size_t b = 0; b < store.nbuckets && rc == RT_OK; b++) {
     rc = rt_spill_take(&store, b, &ev, err);
