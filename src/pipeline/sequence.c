@@ -94,7 +94,22 @@ static void group_by_user(rt_ev *ev, size_t n, rt_ev *tmp) {
   for (size_t i = 0; i < n; i++) tmp[pos[rt_mix64(ev[i].user) & mask]++] = ev[i];
   for (size_t b = 0; b < nb; b++) {
     size_t lo = start[b], len = start[b + 1] - lo;
-    if (len > 1) qsort(tmp + lo, len, sizeof *tmp, rt_ev_order);
+    if (len > 64) {
+      qsort(tmp + lo, len, sizeof *tmp, rt_ev_order);
+      continue;
+    }
+    /* Small buckets: insertion sort, linear on the nearly sorted input that
+     * time-ordered shards give. */
+    rt_ev *a = tmp + lo;
+    for (size_t i = 1; i < len; i++) {
+      rt_ev x = a[i];
+      size_t j = i;
+      while (j > 0 && rt_ev_order(&a[j - 1], &x) > 0) {
+        a[j] = a[j - 1];
+        j--;
+      }
+      a[j] = x;
+    }
   }
   memcpy(ev, tmp, n * sizeof *ev);
   free(start);

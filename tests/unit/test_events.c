@@ -890,3 +890,62 @@ Test(events, gen_logs_usage_errors) {
   put_file(tpath("file"), "x", 1); /* --out under a regular file cannot be created */
   cr_assert_eq(gen(tpath("file/sub"), "--clusters 10 --users 1 --days 1"), 6);
 }
+
+/* ---- every msgpack integer/float width, fast path and generic path --------- */
+
+/* Records written with forced widths (msgpack_pack_fix_*): the reader's fast
+ * path takes the usual encodings, msgpack-c the others; both must give the
+ * same values as the generic decoder would. */
+Test(events, every_encoding_width_decodes_to_the_same_values) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  enum { N = 9 };
+  for (int i = 0; i < N; i++) {
+    msgpack_pack_array(&pk, 4);
+    switch (i % 5) { /* user */
+    case 0: msgpack_pack_fix_uint8(&pk, 200); break;
+    case 1: msgpack_pack_fix_uint16(&pk, 200); break;
+    case 2: msgpack_pack_fix_uint32(&pk, 200); break;
+    case 3: msgpack_pack_fix_uint64(&pk, 200); break;
+    default: msgpack_pack_fix_int64(&pk, 200); break; /* int encoding of a non-negative user: generic path */
+    }
+    switch (i % 6) { /* ts, 1767225600 or -5 */
+    case 0: msgpack_pack_fix_uint32(&pk, 1767225600u); break;
+    case 1: msgpack_pack_fix_int64(&pk, 1767225600); break;
+    case 2: msgpack_pack_fix_uint64(&pk, 1767225600u); break;
+    case 3: msgpack_pack_fix_int8(&pk, -5); break;
+    case 4: msgpack_pack_fix_int32(&pk, -5); break;
+    default: msgpack_pack_int(&pk, -5); break; /* negative fixint */
+    }
+    switch (i % 4) { /* cluster 7 */
+    case 0: msgpack_pack_uint32(&pk, 7); break; /* positive fixint */
+    case 1: msgpack_pack_fix_uint8(&pk, 7); break;
+    case 2: msgpack_pack_fix_uint16(&pk, 7); break;
+    default: msgpack_pack_fix_uint32(&pk, 7); break;
+    }
+    switch (i % 4) { /* engagement 0.75 or 2 */
+    case 0: msgpack_pack_float(&pk, 0.75f); break;
+    case 1: msgpack_pack_double(&pk, 0.75); break;
+    case 2: msgpack_pack_uint32(&pk, 2); break;
+    default: msgpack_pack_fix_int16(&pk, 2); break;
+    }
+  }
+  put_file(tpath("widths.msgpack"), sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  rt_event_reader *r;
+  rt_err err = {0};
+  cr_assert_eq(rt_events_open(tpath("widths.msgpack"), &r, &err), RT_OK, "%s", err.msg);
+  rt_event ev[N + 1];
+  long got = rt_events_read(r, ev, N + 1, &err);
+  cr_assert_eq(got, N, "read %ld: %s", got, err.msg);
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(ev[i].user, 200, "record %d", i);
+    cr_assert_eq(ev[i].ts, i % 6 < 3 ? 1767225600 : -5, "record %d", i);
+    cr_assert_eq(ev[i].cluster, 7, "record %d", i);
+    cr_assert_float_eq(ev[i].engagement, i % 4 < 2 ? 0.75f : 2.0f, 1e-9, "record %d", i);
+  }
+  cr_assert_eq(rt_events_read(r, ev, N, &err), 0);
+  rt_events_close(r);
+}
