@@ -12,27 +12,35 @@
 #include "pipeline/collective.h"
 #include "pipeline/summary.h"
 
+#include <errno.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int write_tsv(const rt_job *job, const rt_count *c, size_t n, const char *path, rt_err *err) {
-  RT_VEC(char) b = {0};
+/* Rank 0's side of the merge: records arrive in global order. */
+typedef struct {
+  const rt_job *job;
+  rt_counts_writer *w; /* counts format */
+  FILE *tsv;           /* --format tsv: `c1 c2 c_next YYYY-MM-DD count`, refresh window only */
+  char tmp[4096];      /* the TSV is written here, renamed into place at the end */
+  rt_err err;
+} out_ctx;
+
+static int emit_counts(void *ctx, const rt_count *c, size_t n) {
+  out_ctx *o = ctx;
+  if (o->w) return rt_counts_writer_add(o->w, c, n, &o->err);
+  if (!o->tsv) return RT_OK;
+  const uint32_t *ids = o->job->cat.ids;
   for (size_t i = 0; i < n; i++) {
     if (c[i].win != 0) continue; /* the previous window is an input to trend only */
-    char day[32], line[128];
+    char day[32];
     rt_format_utc((int64_t)c[i].day * 86400, day, sizeof day);
     uint64_t k = c[i].key;
-    int len = snprintf(line, sizeof line, "%u\t%u\t%u\t%.10s\t%llu\n", job->cat.ids[rt_pair_c1(rt_key_pair(k))],
-                       job->cat.ids[rt_pair_c2(rt_key_pair(k))], job->cat.ids[rt_key_next(k)], day,
-                       (unsigned long long)c[i].n);
-    rt_vec_reserve(&b, b.len + (size_t)len);
-    memcpy(b.data + b.len, line, (size_t)len);
-    b.len += (size_t)len;
+    fprintf(o->tsv, "%u\t%u\t%u\t%.10s\t%llu\n", ids[rt_pair_c1(rt_key_pair(k))], ids[rt_pair_c2(rt_key_pair(k))],
+            ids[rt_key_next(k)], day, (unsigned long long)c[i].n);
   }
-  int rc = rt_write_file_atomic(path, b.data ? b.data : "", b.len, err);
-  free(b.data);
-  return rc;
+  return RT_OK;
 }
 
 int rt_cmd_aggregate(int argc, char **argv) {
@@ -47,35 +55,50 @@ int rt_cmd_aggregate(int argc, char **argv) {
   rt_count_vec counts = {0};
   rc = rt_job_aggregate(&job, &counts, &err);
   if (rc) return rt_job_end(&job, rc, &err);
-  /* Gather the owned counts to rank 0; sorted by key = by (c1, c2, c_next) id. */
-  void *all;
-  size_t nbytes;
-  rt_gather_bytes(job.comm, 0, counts.data, counts.len * sizeof(rt_count), &all, &nbytes);
+  /* Owned counts reach rank 0 as one sorted stream (by key = by (c1, c2,
+   * c_next) id), written as they arrive: rank 0 never holds all of them. */
+  uint64_t mine = counts.len, nrec;
+  MPI_Allreduce(&mine, &nrec, 1, MPI_UINT64_T, MPI_SUM, job.comm);
+  out_ctx oc = {.job = &job};
+  if (job.rank == 0) {
+    if (job.out_format && !strcmp(job.out_format, "tsv")) {
+      snprintf(oc.tmp, sizeof oc.tmp, "%s.tmp.%ld", job.out, (long)getpid());
+      oc.tsv = fopen(oc.tmp, "w");
+      if (!oc.tsv) rc = rt_err_set(&err, RT_ERR_OUTPUT, "cannot create %s: %s", oc.tmp, strerror(errno));
+    } else {
+      rt_counts_meta meta = {job.cat.ids, job.cat.n, job.cat.hash, job.cfg.window_start, job.cfg.window_end,
+                             job.run_id};
+      rc = rt_counts_writer_open(job.out, &meta, nrec, &oc.w, &err);
+    }
+  }
+  int rc2 = rt_counts_merge_to_root(job.comm, &counts, emit_counts, &oc);
   free(counts.data);
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);
   json_t *rss = rt_summary_rss(job.comm);
   if (job.rank == 0) {
-    rt_count_vec v = {all, nbytes / sizeof(rt_count), nbytes / sizeof(rt_count)};
-    rt_counts_reduce(&v);
-    if (job.out_format && !strcmp(job.out_format, "tsv")) {
-      rc = write_tsv(&job, v.data, v.len, job.out, &err);
-    } else {
-      rt_counts_meta meta = {job.cat.ids, job.cat.n, job.cat.hash, job.cfg.window_start, job.cfg.window_end,
-                             job.run_id};
-      rc = rt_counts_write(job.out, &meta, v.data, v.len, &err);
+    if (rc == RT_OK && rc2) rc = rc2, err = oc.err;
+    if (oc.w) {
+      if (rc == RT_OK) rc = rt_counts_writer_finish(oc.w, &err);
+      else rt_counts_writer_abort(oc.w);
+    }
+    if (oc.tsv) {
+      if (fclose(oc.tsv) != 0 && rc == RT_OK) rc = rt_err_set(&err, RT_ERR_OUTPUT, "cannot write %s (disk full?)", oc.tmp);
+      if (rc == RT_OK && rename(oc.tmp, job.out) != 0)
+        rc = rt_err_set(&err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", oc.tmp, job.out, strerror(errno));
+      if (rc) unlink(oc.tmp);
     }
     if (rc == RT_OK)
-      rt_info("wrote %zu (triple, day) counts to %s: %llu events read, %llu kept, %llu triples", v.len, job.out,
-              (unsigned long long)total[RT_M_read_events], (unsigned long long)total[RT_M_read_kept],
-              (unsigned long long)total[RT_M_sequence_triples]);
+      rt_info("wrote %llu (triple, day) counts to %s: %llu events read, %llu kept, %llu triples",
+              (unsigned long long)nrec, job.out, (unsigned long long)total[RT_M_read_events],
+              (unsigned long long)total[RT_M_read_kept], (unsigned long long)total[RT_M_sequence_triples]);
     /* A summary beside the output, the same shape as refresh's. */
     json_t *s = json_object();
     json_object_set_new(s, "run_id", json_string(job.run_id));
     json_object_set_new(s, "status", json_string(rc ? "failed" : "written"));
     json_object_set_new(s, "exit_code", json_integer(rc));
     json_object_set_new(s, "ranks", json_integer(job.size));
-    json_object_set_new(s, "records", json_integer((json_int_t)v.len));
+    json_object_set_new(s, "records", json_integer((json_int_t)nrec));
     json_object_set_new(s, "stages", rt_summary_stages(total));
     json_object_set_new(s, "peak_rss_kb_per_rank", rss);
     json_object_set_new(s, "wall_seconds", json_real(rt_now() - job.t_start));
@@ -84,7 +107,6 @@ int rt_cmd_aggregate(int argc, char **argv) {
     rt_err serr = {0};
     if (rt_summary_write(s, path, &serr)) rt_warn("%s", serr.msg);
     json_decref(s);
-    free(v.data);
   }
   rc = rt_agree(job.comm, rc, &err);
   return rt_job_end(&job, rc, &err);

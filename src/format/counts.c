@@ -2,56 +2,146 @@
 #include "format/counts.h"
 #include "base/util.h"
 
+#include <errno.h>
 #include <msgpack.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
 
 #define MAGIC "RTCOUNT1"
 
-int rt_counts_write(const char *path, const rt_counts_meta *m, const rt_count *rec, size_t n, rt_err *err) {
+struct rt_counts_writer {
+  char *path, tmp[4096];
+  FILE *f;
+  ZSTD_CCtx *cc;
   msgpack_sbuffer sb;
-  msgpack_sbuffer_init(&sb);
   msgpack_packer pk;
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_map(&pk, 7);
-  msgpack_pack_str_with_body(&pk, "version", 7);
-  msgpack_pack_uint32(&pk, 1);
-  msgpack_pack_str_with_body(&pk, "clusters", 8);
-  msgpack_pack_array(&pk, m->n_clusters);
-  for (uint32_t i = 0; i < m->n_clusters; i++) msgpack_pack_uint32(&pk, m->ids[i]);
-  msgpack_pack_str_with_body(&pk, "catalog_hash", 12);
-  msgpack_pack_uint64(&pk, m->catalog_hash);
-  msgpack_pack_str_with_body(&pk, "window_start", 12);
-  msgpack_pack_int64(&pk, m->window_start);
-  msgpack_pack_str_with_body(&pk, "window_end", 10);
-  msgpack_pack_int64(&pk, m->window_end);
-  msgpack_pack_str_with_body(&pk, "run_id", 6);
-  msgpack_pack_str_with_body(&pk, m->run_id, strlen(m->run_id));
-  msgpack_pack_str_with_body(&pk, "records", 7);
-  msgpack_pack_uint64(&pk, n);
+  const uint32_t *ids;
+  char *zbuf;
+  size_t zcap;
+  int failed;
+};
+
+/* Compress what the packer holds (and end the frame when `end`). */
+static int pump(rt_counts_writer *w, int end, rt_err *err) {
+  ZSTD_inBuffer in = {w->sb.data, w->sb.size, 0};
+  ZSTD_EndDirective mode = end ? ZSTD_e_end : ZSTD_e_continue;
+  size_t left;
+  do {
+    ZSTD_outBuffer out = {w->zbuf, w->zcap, 0};
+    left = ZSTD_compressStream2(w->cc, &out, &in, mode);
+    if (ZSTD_isError(left))
+      return rt_err_set(err, RT_ERR_INTERNAL, "compressing %s: %s", w->path, ZSTD_getErrorName(left));
+    if (out.pos && fwrite(w->zbuf, 1, out.pos, w->f) != out.pos)
+      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s (disk full?)", w->tmp);
+  } while (end ? left != 0 : in.pos < in.size);
+  msgpack_sbuffer_clear(&w->sb);
+  return RT_OK;
+}
+
+int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t records, rt_counts_writer **out,
+                          rt_err *err) {
+  rt_counts_writer *w = rt_xcalloc(1, sizeof *w);
+  w->path = rt_xstrdup(path);
+  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
+  w->f = fopen(w->tmp, "wb");
+  if (!w->f) {
+    int rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s: %s (check that the directory exists)", w->tmp,
+                        strerror(errno));
+    free(w->path);
+    free(w);
+    return rc;
+  }
+  w->ids = m->ids;
+  w->cc = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(w->cc, ZSTD_c_compressionLevel, 3);
+  ZSTD_CCtx_setParameter(w->cc, ZSTD_c_checksumFlag, 1);
+  w->zcap = ZSTD_CStreamOutSize();
+  w->zbuf = rt_xmalloc(w->zcap);
+  msgpack_sbuffer_init(&w->sb);
+  msgpack_packer_init(&w->pk, &w->sb, msgpack_sbuffer_write);
+  msgpack_packer *pk = &w->pk;
+  msgpack_pack_map(pk, 7);
+  msgpack_pack_str_with_body(pk, "version", 7);
+  msgpack_pack_uint32(pk, 1);
+  msgpack_pack_str_with_body(pk, "clusters", 8);
+  msgpack_pack_array(pk, m->n_clusters);
+  for (uint32_t i = 0; i < m->n_clusters; i++) msgpack_pack_uint32(pk, m->ids[i]);
+  msgpack_pack_str_with_body(pk, "catalog_hash", 12);
+  msgpack_pack_uint64(pk, m->catalog_hash);
+  msgpack_pack_str_with_body(pk, "window_start", 12);
+  msgpack_pack_int64(pk, m->window_start);
+  msgpack_pack_str_with_body(pk, "window_end", 10);
+  msgpack_pack_int64(pk, m->window_end);
+  msgpack_pack_str_with_body(pk, "run_id", 6);
+  msgpack_pack_str_with_body(pk, m->run_id, strlen(m->run_id));
+  msgpack_pack_str_with_body(pk, "records", 7);
+  msgpack_pack_uint64(pk, records);
+  int rc = fwrite(MAGIC, 1, 8, w->f) == 8 ? RT_OK : rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s", w->tmp);
+  if (rc) {
+    rt_counts_writer_abort(w);
+    return rc;
+  }
+  *out = w;
+  return RT_OK;
+}
+
+int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_err *err) {
   for (size_t i = 0; i < n; i++) {
     uint64_t k = rec[i].key;
-    msgpack_pack_array(&pk, 6);
-    msgpack_pack_uint32(&pk, m->ids[k >> 40]);
-    msgpack_pack_uint32(&pk, m->ids[(k >> 20) & 0xFFFFF]);
-    msgpack_pack_uint32(&pk, m->ids[k & 0xFFFFF]);
-    msgpack_pack_int32(&pk, rec[i].day);
-    msgpack_pack_uint32(&pk, rec[i].win);
-    msgpack_pack_uint64(&pk, rec[i].n);
+    msgpack_pack_array(&w->pk, 6);
+    msgpack_pack_uint32(&w->pk, w->ids[k >> 40]);
+    msgpack_pack_uint32(&w->pk, w->ids[(k >> 20) & 0xFFFFF]);
+    msgpack_pack_uint32(&w->pk, w->ids[k & 0xFFFFF]);
+    msgpack_pack_int32(&w->pk, rec[i].day);
+    msgpack_pack_uint32(&w->pk, rec[i].win);
+    msgpack_pack_uint64(&w->pk, rec[i].n);
+    if (w->sb.size >= (1u << 20)) {
+      int rc = pump(w, 0, err);
+      if (rc) return rc;
+    }
   }
-  size_t cap = ZSTD_compressBound(sb.size);
-  char *out = rt_xmalloc(8 + cap);
-  memcpy(out, MAGIC, 8);
-  size_t z = ZSTD_compress(out + 8, cap, sb.data, sb.size, 3);
-  msgpack_sbuffer_destroy(&sb);
-  if (ZSTD_isError(z)) {
-    free(out);
-    return rt_err_set(err, RT_ERR_INTERNAL, "compressing counts: %s", ZSTD_getErrorName(z));
+  return RT_OK;
+}
+
+void rt_counts_writer_abort(rt_counts_writer *w) {
+  if (!w) return;
+  if (w->f) fclose(w->f);
+  unlink(w->tmp);
+  ZSTD_freeCCtx(w->cc);
+  msgpack_sbuffer_destroy(&w->sb);
+  free(w->zbuf);
+  free(w->path);
+  free(w);
+}
+
+int rt_counts_writer_finish(rt_counts_writer *w, rt_err *err) {
+  int rc = pump(w, 1, err);
+  if (rc == RT_OK && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
+    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", w->tmp, strerror(errno));
+  if (rc == RT_OK) {
+    fclose(w->f);
+    w->f = NULL;
+    if (rename(w->tmp, w->path) != 0)
+      rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
+    else rc = rt_fsync_dir_of(w->path, err);
   }
-  int rc = rt_write_file_atomic(path, out, 8 + z, err);
-  free(out);
+  rt_counts_writer_abort(w); /* frees; the temp file is gone after a rename */
   return rc;
+}
+
+int rt_counts_write(const char *path, const rt_counts_meta *meta, const rt_count *rec, size_t n, rt_err *err) {
+  rt_counts_writer *w;
+  int rc = rt_counts_writer_open(path, meta, n, &w, err);
+  if (rc) return rc;
+  rc = rt_counts_writer_add(w, rec, n, err);
+  if (rc) {
+    rt_counts_writer_abort(w);
+    return rc;
+  }
+  return rt_counts_writer_finish(w, err);
 }
 
 static int find_index(const uint32_t *ids, uint32_t n, uint64_t id) {
@@ -74,18 +164,34 @@ int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count
     free(file);
     return rt_err_set(err, RT_ERR_INPUT, "%s: not a ragtide counts file (bad magic)", path);
   }
-  unsigned long long raw = ZSTD_getFrameContentSize(file + 8, len - 8);
-  if (raw == ZSTD_CONTENTSIZE_ERROR || raw == ZSTD_CONTENTSIZE_UNKNOWN || raw > (1ULL << 36)) {
-    free(file);
-    return rt_err_set(err, RT_ERR_INPUT, "%s: byte 8: corrupt zstd frame", path);
+  /* One or more zstd frames, content size possibly unknown (the streaming
+   * writer does not know it in advance): decompress into a growing buffer. */
+  ZSTD_DCtx *dc = ZSTD_createDCtx();
+  size_t cap = (len - 8) * 4 + 4096, got = 0, zr = 1;
+  char *body = rt_xmalloc(cap);
+  ZSTD_inBuffer in = {file + 8, len - 8, 0};
+  while (in.pos < in.size) {
+    if (cap - got < 65536) body = rt_xrealloc(body, cap *= 2);
+    ZSTD_outBuffer out = {body + got, cap - got, 0};
+    zr = ZSTD_decompressStream(dc, &out, &in);
+    got += out.pos;
+    if (ZSTD_isError(zr)) break;
+    if (zr != 0 && in.pos == in.size && out.pos < out.size) break; /* input ends inside a frame */
   }
-  char *body = rt_xmalloc(raw + 1);
-  size_t got = ZSTD_decompress(body, raw, file + 8, len - 8);
+  while (!ZSTD_isError(zr) && zr != 0) { /* flush what the last frame still holds */
+    if (cap - got < 65536) body = rt_xrealloc(body, cap *= 2);
+    ZSTD_outBuffer out = {body + got, cap - got, 0};
+    size_t before = got;
+    zr = ZSTD_decompressStream(dc, &out, &in);
+    got += out.pos;
+    if (got == before) break;
+  }
+  ZSTD_freeDCtx(dc);
   free(file);
-  if (ZSTD_isError(got) || got != raw) {
+  if (ZSTD_isError(zr) || zr != 0) {
     free(body);
-    return rt_err_set(err, RT_ERR_INPUT, "%s: corrupt zstd frame (%s)", path,
-                      ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
+    return rt_err_set(err, RT_ERR_INPUT, "%s: corrupt or truncated zstd frame (%s); rerun `ragtide aggregate`",
+                      path, ZSTD_isError(zr) ? ZSTD_getErrorName(zr) : "ends inside a frame");
   }
   msgpack_unpacked u;
   msgpack_unpacked_init(&u);

@@ -29,10 +29,21 @@ typedef struct rt_counts_meta {
 } rt_counts_meta;
 
 /* Write records (sorted by key, day, win) with their catalog to path,
- * atomically: "RTCOUNT1" magic, then one zstd frame of msgpack: a header map
+ * atomically: "RTCOUNT1" magic, then a zstd frame of msgpack: a header map
  * {version, clusters: [ids], catalog_hash, window_start, window_end, run_id,
  * records: n} followed by n arrays [c1_id, c2_id, next_id, day, win, count]. */
 int rt_counts_write(const char *path, const rt_counts_meta *meta, const rt_count *rec, size_t n, rt_err *err);
+
+/* The same, streamed: open with the total record count, add records in
+ * global (key, day, win) order in as many calls as convenient, finish (fsync,
+ * rename into place). Memory stays at about 1 MiB whatever the count.
+ * A failed or aborted writer leaves nothing at path. */
+typedef struct rt_counts_writer rt_counts_writer;
+int rt_counts_writer_open(const char *path, const rt_counts_meta *meta, uint64_t records, rt_counts_writer **w,
+                          rt_err *err);
+int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_err *err);
+int rt_counts_writer_finish(rt_counts_writer *w, rt_err *err);
+void rt_counts_writer_abort(rt_counts_writer *w);
 
 /* Read a counts file; records are re-indexed to the dense indices of the
  * file's own catalog ids (returned in *ids / *n_clusters, malloc'ed). */

@@ -268,3 +268,98 @@ int rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_count_vec *v, size
   rt_counts_reduce(v);
   return RT_OK;
 }
+
+/* ---- merge to rank 0 ------------------------------------------------------ */
+
+#define MERGE_CHUNK 65536
+#define TAG_PULL 91
+#define TAG_CHUNK 92
+
+typedef struct {
+  const rt_count *rec;
+  size_t n, pos;
+  int rank, done;
+} source;
+
+/* Pull the next chunk of rank s->rank into buf; a 0-record chunk ends it. */
+static void pull(MPI_Comm comm, source *s, rt_count *buf) {
+  int go = 1;
+  MPI_Send(&go, 1, MPI_INT, s->rank, TAG_PULL, comm);
+  MPI_Status st;
+  MPI_Recv(buf, (int)(MERGE_CHUNK * sizeof *buf), MPI_BYTE, s->rank, TAG_CHUNK, comm, &st);
+  int bytes;
+  MPI_Get_count(&st, MPI_BYTE, &bytes);
+  s->rec = buf;
+  s->n = (size_t)bytes / sizeof *buf;
+  s->pos = 0;
+  s->done = s->n == 0;
+}
+
+static int src_less(const source *a, const source *b) {
+  return cmp_count(&a->rec[a->pos], &b->rec[b->pos]) < 0;
+}
+
+static void sift_down(source **h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && src_less(h[l], h[m])) m = l;
+    if (r < n && src_less(h[r], h[m])) m = r;
+    if (m == i) return;
+    source *t = h[i];
+    h[i] = h[m];
+    h[m] = t;
+    i = m;
+  }
+}
+
+int rt_counts_merge_to_root(MPI_Comm comm, const rt_count_vec *mine, rt_count_emit emit, void *ctx) {
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  if (rank != 0) { /* serve chunks until an empty one has been sent */
+    size_t off = 0;
+    for (;;) {
+      int go;
+      MPI_Recv(&go, 1, MPI_INT, 0, TAG_PULL, comm, MPI_STATUS_IGNORE);
+      size_t k = mine->len - off < MERGE_CHUNK ? mine->len - off : MERGE_CHUNK;
+      MPI_Send(mine->data + off, (int)(k * sizeof(rt_count)), MPI_BYTE, 0, TAG_CHUNK, comm);
+      off += k;
+      if (k == 0) return RT_OK;
+    }
+  }
+  source *src = rt_xcalloc((size_t)size, sizeof *src);
+  rt_count *bufs = rt_xmalloc((size_t)size * MERGE_CHUNK * sizeof *bufs);
+  source **heap = rt_xmalloc((size_t)size * sizeof *heap);
+  size_t nh = 0;
+  src[0] = (source){mine->data, mine->len, 0, 0, mine->len == 0};
+  if (!src[0].done) heap[nh++] = &src[0];
+  for (int r = 1; r < size; r++) {
+    src[r].rank = r;
+    pull(comm, &src[r], bufs + (size_t)r * MERGE_CHUNK);
+    if (!src[r].done) heap[nh++] = &src[r];
+  }
+  for (size_t i = nh; i-- > 0;) sift_down(heap, nh, i);
+  rt_count *out = rt_xmalloc(MERGE_CHUNK * sizeof *out);
+  size_t nout = 0;
+  int rc = RT_OK;
+  while (nh) {
+    source *s = heap[0];
+    out[nout++] = s->rec[s->pos++];
+    if (nout == MERGE_CHUNK) {
+      if (rc == RT_OK) rc = emit(ctx, out, nout); /* after a failure keep pulling so the ranks finish */
+      nout = 0;
+    }
+    if (s->pos == s->n) {
+      if (s->rank != 0) pull(comm, s, bufs + (size_t)s->rank * MERGE_CHUNK);
+      else s->done = 1;
+      if (s->done) heap[0] = heap[--nh];
+    }
+    sift_down(heap, nh, 0);
+  }
+  if (nout && rc == RT_OK) rc = emit(ctx, out, nout);
+  free(out);
+  free(heap);
+  free(bufs);
+  free(src);
+  return rc;
+}

@@ -49,4 +49,12 @@ void rt_counts_reduce(rt_count_vec *v);
  * Replaces *v with this rank's owned records, sorted. */
 int rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_count_vec *v, size_t round_bytes, rt_err *err);
 
+/* Collective: every rank's owned records (sorted, unique, disjoint pairs
+ * across ranks) reach rank 0 as ONE globally sorted stream: rank 0 pulls
+ * fixed-size chunks from each rank on demand and merges them, calling emit
+ * with batches in order. Rank 0 holds its own records plus one chunk per
+ * rank, not everything (the counts file of `aggregate` is written this way). */
+typedef int (*rt_count_emit)(void *ctx, const rt_count *rec, size_t n);
+int rt_counts_merge_to_root(MPI_Comm comm, const rt_count_vec *mine, rt_count_emit emit, void *ctx);
+
 #endif
