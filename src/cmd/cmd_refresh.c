@@ -384,10 +384,10 @@ int rt_cmd_refresh(int argc, char **argv) {
    * (the results follow once rank 0 knows whether it will build a table). */
   void *fresh;
   size_t nfresh;
-  rt_gather_bytes(job.comm, 0, r.fresh.data, r.fresh.len, &fresh, &nfresh);
+  rt_gather_bytes(job.comm, r.fresh.data, r.fresh.len, &fresh, &nfresh);
   void *allfp;
   size_t nfpb;
-  rt_gather_bytes(job.comm, 0, fps.data, fps.len * sizeof *fps.data, &allfp, &nfpb);
+  rt_gather_bytes(job.comm, fps.data, fps.len * sizeof *fps.data, &allfp, &nfpb);
   free(fps.data);
   fps.data = NULL;
   uint64_t total[RT_M_COUNT];

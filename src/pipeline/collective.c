@@ -67,14 +67,13 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
   int rounds = 0;
   for (;;) {
     /* Pack this round's slice per destination contiguously. */
-    size_t total = 0, left = 0;
+    size_t total = 0;
     for (int r = 0; r < size; r++) {
       size_t rem = sendcounts[r] - sent[r];
       size_t k = rem < per_round ? rem : per_round;
       sc[r] = (int)(k * recsize);
       sd[r] = (int)(total * recsize);
       total += k;
-      left += rem - k;
     }
     uint64_t any_local = total, any;
     MPI_Allreduce(&any_local, &any, 1, MPI_UINT64_T, MPI_SUM, comm);
@@ -98,7 +97,6 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
     char *dst = (char *)*recv + (*nrecv) * recsize;
     MPI_Alltoallv(tmp, sc, sd, MPI_BYTE, dst, rc, rd, MPI_BYTE, comm);
     *nrecv += rtotal / recsize;
-    (void)left;
   }
   free(tmp);
   free(sdispl);
@@ -110,42 +108,56 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
   return rounds;
 }
 
-void rt_gather_bytes(MPI_Comm comm, int root, const void *buf, size_t len, void **out, size_t *outlen) {
+void rt_gather_stream(MPI_Comm comm, const void *buf, size_t len, rt_bytes_cb cb, void *ctx) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  /* Sizes first as 64-bit, then the data in chunks below INT_MAX per rank. */
   uint64_t mine = len;
-  uint64_t *lens = rank == root ? rt_xmalloc((size_t)size * sizeof *lens) : NULL;
-  MPI_Gather(&mine, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, root, comm);
-  *out = NULL;
-  *outlen = 0;
-  if (rank == root) {
-    uint64_t total = 0;
-    for (int r = 0; r < size; r++) total += lens[r];
-    char *dst = rt_xmalloc(total + 1);
-    uint64_t off = 0;
-    for (int r = 0; r < size; r++) {
-      if (r == root) {
-        memcpy(dst + off, buf, len);
-      } else {
-        for (uint64_t got = 0; got < lens[r];) {
-          int chunk = lens[r] - got > (uint64_t)INT_MAX / 2 ? INT_MAX / 2 : (int)(lens[r] - got);
-          MPI_Recv(dst + off + got, chunk, MPI_BYTE, r, 77, comm, MPI_STATUS_IGNORE);
-          got += (uint64_t)chunk;
-        }
+  uint64_t *lens = rank == 0 ? rt_xmalloc((size_t)size * sizeof *lens) : NULL;
+  MPI_Gather(&mine, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, 0, comm);
+  const int chunk = INT_MAX / 2; /* MPI counts are int */
+  if (rank == 0) {
+    cb(ctx, 0, buf ? buf : "", len);
+    for (int r = 1; r < size; r++) {
+      char *in = rt_xmalloc(lens[r] + 1);
+      for (uint64_t got = 0; got < lens[r];) {
+        int n = lens[r] - got > (uint64_t)chunk ? chunk : (int)(lens[r] - got);
+        MPI_Recv(in + got, n, MPI_BYTE, r, 77, comm, MPI_STATUS_IGNORE);
+        got += (uint64_t)n;
       }
-      off += lens[r];
+      cb(ctx, r, in, lens[r]);
+      free(in);
     }
-    *out = dst;
-    *outlen = total;
     free(lens);
   } else {
     const char *p = buf;
     for (uint64_t sent = 0; sent < len;) {
-      int chunk = len - sent > (uint64_t)INT_MAX / 2 ? INT_MAX / 2 : (int)(len - sent);
-      MPI_Send(p + sent, chunk, MPI_BYTE, root, 77, comm);
-      sent += (uint64_t)chunk;
+      int n = len - sent > (uint64_t)chunk ? chunk : (int)(len - sent);
+      MPI_Send(p + sent, n, MPI_BYTE, 0, 77, comm);
+      sent += (uint64_t)n;
     }
   }
+}
+
+typedef struct {
+  char *data;
+  size_t len;
+} concat;
+
+static void append(void *ctx, int rank, const void *buf, size_t len) {
+  (void)rank;
+  concat *c = ctx;
+  c->data = rt_xrealloc(c->data, c->len + len + 1);
+  memcpy(c->data + c->len, buf, len);
+  c->len += len;
+}
+
+void rt_gather_bytes(MPI_Comm comm, const void *buf, size_t len, void **out, size_t *outlen) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  concat c = {NULL, 0};
+  rt_gather_stream(comm, buf, len, append, &c);
+  if (rank == 0 && !c.data) c.data = rt_xmalloc(1);
+  *out = c.data;
+  *outlen = c.len;
 }

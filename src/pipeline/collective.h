@@ -30,8 +30,14 @@ void rt_bcast_bytes(MPI_Comm comm, int root, void **buf, size_t *len);
 int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendcounts, size_t recsize,
                         void **recv, size_t *nrecv, size_t round_bytes);
 
-/* Gather variable-length byte buffers to root: root gets the concatenation in
- * rank order (malloc'ed) and its length; others get NULL/0. */
-void rt_gather_bytes(MPI_Comm comm, int root, const void *buf, size_t len, void **out, size_t *outlen);
+/* Collective: every rank's byte buffer to rank 0, one rank at a time. Rank 0
+ * calls cb(ctx, rank, buf, len) for each rank in rank order (its own first)
+ * and holds one received buffer at a time; others only send. */
+typedef void (*rt_bytes_cb)(void *ctx, int rank, const void *buf, size_t len);
+void rt_gather_stream(MPI_Comm comm, const void *buf, size_t len, rt_bytes_cb cb, void *ctx);
+
+/* The same, concatenated: rank 0 gets every buffer in rank order in one
+ * malloc'ed block (*out, *outlen); others get NULL and 0. */
+void rt_gather_bytes(MPI_Comm comm, const void *buf, size_t len, void **out, size_t *outlen);
 
 #endif
