@@ -314,7 +314,8 @@ int rt_cmd_refresh(int argc, char **argv) {
   int summary_due = 0; /* set once start-up succeeded; cleared when the summary is written */
 
   /* Set-up every rank does; each may fail alone, so agree after each. */
-  rc = rt_template_load(cfg->template_path, &r.tmpl, &err);
+  /* llm.api = retrieval asks no model: it needs no template. */
+  if (strcmp(cfg->api, "retrieval") != 0) rc = rt_template_load(cfg->template_path, &r.tmpl, &err);
   if (rc == RT_OK && *cfg->base_table) rc = rt_base_open(cfg->base_table, &job.cat, &r.base, &err);
   if (rc == RT_OK && strcmp(cfg->api, "retrieval") != 0) rc = rt_llm_client_new(cfg, &job.cat, &r.client, &err);
   rc = rt_agree(job.comm, rc, &err);
@@ -392,7 +393,6 @@ int rt_cmd_refresh(int argc, char **argv) {
   fps.data = NULL;
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);
-  json_t *rss = rt_summary_rss(job.comm);
 
   /* Stage 11 (rank 0): gates, overlay, publish, summary. */
   overlay_ctx oc = {.candidates = (int)cfg->candidates, .day = r.day};
@@ -473,8 +473,8 @@ int rt_cmd_refresh(int argc, char **argv) {
   }
   /* Results stream to rank 0 rank by rank, straight into the builder. */
   rt_gather_results(job.comm, &r.results, on_results, &oc);
+  ragtide_table *pub = NULL; /* the published table, read back (rank 0) */
   if (job.rank == 0) {
-    ragtide_table *pub = NULL;
     if (oc.b) {
       if (oc.bad)
         rc = rt_err_set(&err, RT_ERR_INTERNAL, "a rank sent a malformed result buffer; nothing published");
@@ -489,6 +489,12 @@ int rt_cmd_refresh(int argc, char **argv) {
         else status = "published";
       }
     }
+  }
+  /* Peak memory after the table was built (rank 0's largest moment). */
+  json_t *rss = rt_summary_rss(job.comm);
+  if (job.rank == 0) {
+    long own = rt_peak_rss_kb();
+    if (own > 0 && (uint64_t)own > total[RT_M_process_peak_rss_kb]) total[RT_M_process_peak_rss_kb] = (uint64_t)own;
     /* gather and table ran on rank 0 after the counters were reduced */
     total[RT_M_gather_us] = rt_metrics[RT_M_gather_us];
     total[RT_M_gather_results] = oc.applied;
