@@ -99,6 +99,53 @@ print("json_schema sample answers:", [a[2] for a in answers("schema")[:3]])
 if schema["prompt_tokens"] <= 0 or schema["completion_tokens"] <= 0: errors.append("usage not reported")
 for e in errors: print("FAIL:", e)
 print(f"llama_server: off exact rate {off['exact_rate']:.2f}, json_schema exact rate {schema['exact_rate']:.2f}")
-print("1 passed, 0 failed" if not errors else "0 passed, 1 failed")
 sys.exit(1 if errors else 0)
 EOF
+
+# --- The whole job against the real server: the exact-match gate of §2.2.
+# A small TSV log over the 20-cluster catalog: 6 users walking the clusters.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mkdir -p "$WORK/logs" "$WORK/out"
+python3 - "$WORK/logs/day.tsv" <<'PY'
+import sys
+t0 = 1767225600 + 3600
+with open(sys.argv[1], "w") as f:
+    for u in range(6):
+        for i in range(6):
+            f.write(f"{u + 1}\t{t0 + 60 * i}\t{10 + (u * 3 + i * (u + 1)) % 20}\t1.0\n")
+PY
+cat >"$WORK/job.ini" <<INI
+[input]
+catalog = $CAT
+logs = $WORK/logs/*.tsv
+window_start = 2026-01-01
+window_end = 2026-01-02
+[prompt]
+template = $SRC/jobs/prompts/rag.tmpl
+[llm]
+base_url = $URL
+model = stories260K
+concurrency = 2
+timeout_ms = 60000
+temperature = 0.8
+[output]
+table = $WORK/out/table.rtt
+INI
+set +e
+mpirun -n 2 "$BUILD/ragtide" refresh --config "$WORK/job.ini" --set llm.max_tokens=48 >"$WORK/r-off.log" 2>&1
+rc=$?
+set -e
+[[ $rc -eq 5 ]] || { tail -5 "$WORK/r-off.log"; fail "refresh with constrain=off: exit $rc, wanted 5 (exact-match gate)"; }
+[[ ! -e "$WORK/out/table.rtt" ]] || fail "the gate let a table through"
+grep -q "quality gate: exact-match rate" "$WORK/r-off.log" || fail "the gate's message is missing"
+mpirun -n 2 "$BUILD/ragtide" refresh --config "$WORK/job.ini" --set llm.constrain=json_schema \
+  --set llm.max_tokens=256 >"$WORK/r-schema.log" 2>&1 || { tail -5 "$WORK/r-schema.log"; fail "refresh with json_schema"; }
+python3 - "$WORK/out/table.rtt.summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+n = s["stages"]["count"]["pairs_with_data"]
+assert s["status"] == "published" and s["quality"]["exact_match_rate"] == 1.0, s["quality"]
+assert s["table"]["pairs"]["rag"] + s["table"]["pairs"]["fallback"] == n and n > 0, (s["table"], n)
+print(f"refresh: constrain=off halted by the gate (exit 5); json_schema published {n} pairs, exact match 1.0")
+PY
+echo "1 passed, 0 failed"
