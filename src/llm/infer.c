@@ -1,17 +1,26 @@
 /* infer.c — the request loop of the LLM client: a pool of reusable curl easy
  * handles on one multi handle driven by curl's socket interface over epoll
  * (curl_multi_poll polls every socket on each wake-up: O(in flight) per
- * answer, ~55 us/request at 512 in flight; epoll touches only the ready
- * ones), a retry heap with
- * full-jitter backoff, a rank-wide "not before" time after 429 / Retry-After,
- * token buckets for the rank's share of llm.rpm / llm.tpm, fail-fast, and the
- * majority vote of llm.samples. */
+ * answer; epoll touches only the ready ones), a retry heap with full-jitter
+ * backoff, an adaptive request rate after 429s (AIMD, ratelimit.h), token
+ * buckets for the rank's share of llm.rpm / llm.tpm, fail-fast, and the
+ * majority vote of llm.samples.
+ *
+ * CPU per request is what limits a rank at thousands of requests in flight,
+ * so the hot path avoids what curl and jansson would otherwise do per
+ * request: bodies are spliced from pre-serialised pieces (request.c), the
+ * easy handles and the header list are set up once, curl's verbose/debug
+ * machinery stays off (the send count comes from CURLOPT_PREREQFUNCTION), and
+ * a kept-alive connection stays registered in epoll between its requests
+ * (curl removes and re-adds it around every transfer: two epoll_ctl calls
+ * per request otherwise). */
 #include "llm/infer.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +40,12 @@
 #define MAX_RESPONSE (8u << 20) /* an answer is short; a bigger body is broken */
 #define FAIL_SLACK 3            /* failed calls allowed above max_failed_fraction * n */
 #define FAST_FAIL_CALLS 16      /* the first calls that, all refused, stop the run */
+/* Slots per curl multi handle. curl 7.88 walks every connection of a multi
+ * handle's cache on each request (ConnectionExists scans the host's bundle,
+ * curl_multi_remove_handle runs close_connect_only over the whole cache):
+ * O(concurrency) per request, ~25% of the CPU samples at 2048 in flight. Shards of
+ * this many slots, each with its own multi handle and cache, bound it. */
+#define SHARD_SLOTS 64
 
 typedef struct job {
   char *body;        /* built at first dispatch, kept for retries */
@@ -43,14 +58,26 @@ typedef struct job {
   int done;
 } job;
 
+struct rt_llm_client;
+
+typedef struct shard {
+  CURLM *multi;
+  struct rt_llm_client *c;
+  double timer_at;    /* curl's timeout deadline (rt_now seconds), < 0: none */
+  uint32_t idx;
+  int dirty;          /* socket_action ran on it since its messages were read */
+} shard;
+
 typedef struct slot {
   CURL *easy;
+  shard *sh;          /* the multi handle this slot's easy handle always joins */
   job *j;
   char *buf;
   size_t len, cap;
   double retry_after; /* seconds, -1 if the response had none */
   int overflow;
-  int sends;          /* request heads sent in this transfer (> 1: curl resent it) */
+  int sends;          /* requests sent in this transfer (> 1: curl resent it) */
+  double started;     /* when the transfer was started (the AIMD window) */
   char errbuf[CURL_ERROR_SIZE];
 } slot;
 
@@ -63,16 +90,20 @@ struct rt_llm_client {
   rt_llm_reqfmt fmt;
   char *url;
   struct curl_slist *headers;
-  CURLM *multi;
+  shard *shards;
+  size_t nshards;
   int epfd;           /* epoll set of curl's sockets */
-  double timer_at;    /* curl's timeout deadline (rt_now seconds), < 0: none */
+  uint32_t *fds;      /* [nfds] per descriptor: FD_* state | shard index << 8, see on_socket */
+  size_t nfds;
+  double now;         /* the loop's clock, read once per turn (curl's timer uses it) */
   slot *slots;
   slot **free_slots;
   size_t nslots, nfree;
   int64_t max_attempts, samples, seed, rpm, tpm, timeout_ms;
   double max_failed_fraction;
-  double not_before;  /* no new request before this time (429 storm) */
+  double not_before;  /* no new request before this time (Retry-After with nothing accepted) */
   rt_bucket req_bucket, tok_bucket;
+  rt_aimd aimd;       /* adaptive request rate after 429s */
   rt_share share;
   rt_rng rng;
   rt_llm_stats stats;
@@ -99,28 +130,61 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
+/* A Retry-After value: delay-seconds only (an HTTP-date is ignored: backoff
+ * applies), capped at RETRY_AFTER_MAX_S; -1 when unusable. */
+static double parse_retry_after(const char *p, size_t n) {
+  char tmp[64];
+  size_t k = n < sizeof tmp - 1 ? n : sizeof tmp - 1;
+  memcpy(tmp, p, k);
+  tmp[k] = '\0';
+  char *end;
+  double v = strtod(tmp, &end);
+  if (end == tmp || !(v >= 0) || !isfinite(v)) return -1;
+  return v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : v;
+}
+
+/* Retry-After is read only from the responses that use it (429, 503): with
+ * curl's header API (7.84+) after the transfer, instead of a callback on
+ * every header line of every response. */
+#if LIBCURL_VERSION_NUM >= 0x075400
+#define RT_HEADER_API 1
+static double retry_after_of(CURL *e) {
+  struct curl_header *h = NULL;
+  if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h || !h->value) return -1;
+  return parse_retry_after(h->value, strlen(h->value));
+}
+#else
+#define RT_HEADER_API 0
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
   slot *s = ud;
   size_t n = size * nmemb;
-  if (n > 5 && memcmp(p, "HTTP/", 5) == 0) {
+  if (n > 5 && memcmp(p, "HTTP/", 5) == 0)
     s->retry_after = -1; /* a new response (after 100 Continue or a redirect) */
-  } else if (n > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
-    char tmp[64];
-    size_t k = n - 12 < sizeof tmp - 1 ? n - 12 : sizeof tmp - 1;
-    memcpy(tmp, p + 12, k);
-    tmp[k] = '\0';
-    char *end;
-    double v = strtod(tmp, &end);
-    /* Only the delay-seconds form; an HTTP-date is ignored (backoff applies). */
-    if (end != tmp && v >= 0 && isfinite(v)) s->retry_after = v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : v;
-  }
+  else if (n > 12 && strncasecmp(p, "retry-after:", 12) == 0)
+    s->retry_after = parse_retry_after(p + 12, n - 12);
   return n;
 }
+#endif
 
 /* curl silently resends a request whose reused connection died before any
  * byte came back (a server closing a keep-alive connection, a reset). The
- * endpoint saw each send, so count them: the debug callback sees every
- * request head that goes out. Nothing here is printed (it holds the key). */
+ * endpoint saw each send, so count them: the pre-request callback runs once
+ * per request curl makes on a connection, resends included. (Before curl
+ * 7.80 the debug callback counts the request heads instead, at the cost of
+ * curl's verbose formatting on every transfer.) */
+#if LIBCURL_VERSION_NUM >= 0x075000
+#define RT_HAVE_PREREQ 1
+static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_port) {
+  (void)ip;
+  (void)local_ip;
+  (void)port;
+  (void)local_port;
+  ((slot *)ud)->sends++;
+  return CURL_PREREQFUNC_OK;
+}
+#else
+#define RT_HAVE_PREREQ 0
+/* Nothing here is printed (it holds the key). */
 static int on_debug(CURL *e, curl_infotype type, char *data, size_t size, void *ud) {
   (void)e;
   (void)data;
@@ -128,32 +192,92 @@ static int on_debug(CURL *e, curl_infotype type, char *data, size_t size, void *
   if (type == CURLINFO_HEADER_OUT) ((slot *)ud)->sends++;
   return 0;
 }
+#endif
+
+/* Descriptor states (c->fds). Sockets the client opened itself (FD_OWNED,
+ * through on_opensocket) stay registered in epoll while their connection idles
+ * between requests; curl's other descriptors (a resolver's pipe) are
+ * registered only while curl watches them, because they are closed without
+ * telling us. on_closesocket forgets an owned socket before closing it, so a
+ * reused descriptor number never inherits a stale state. */
+enum { FD_IN = 1, FD_OUT = 2, FD_REG = 4, FD_WATCHED = 8, FD_OWNED = 16 };
+
+static uint32_t *fd_state(rt_llm_client *c, curl_socket_t fd) {
+  if (fd < 0) return NULL;
+  if ((size_t)fd >= c->nfds) {
+    size_t n = c->nfds ? c->nfds : 256;
+    while (n <= (size_t)fd) n *= 2;
+    c->fds = rt_xrealloc(c->fds, n * sizeof *c->fds);
+    memset(c->fds + c->nfds, 0, (n - c->nfds) * sizeof *c->fds);
+    c->nfds = n;
+  }
+  return &c->fds[fd];
+}
+
+static void ep_set(rt_llm_client *c, curl_socket_t fd, uint32_t *st, unsigned want) {
+  struct epoll_event ev = {0};
+  ev.events = (want & FD_IN ? EPOLLIN : 0u) | (want & FD_OUT ? EPOLLOUT : 0u);
+  ev.data.fd = fd;
+  if (*st & FD_REG) {
+    if ((*st & (FD_IN | FD_OUT)) == want) return; /* armed as wanted: the idle-connection case */
+    if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
+      epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
+  } else if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
+    epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev);
+  }
+  *st = (*st & ~(uint32_t)(FD_IN | FD_OUT)) | FD_REG | want;
+}
+
+static void ep_del(rt_llm_client *c, curl_socket_t fd, uint32_t *st) {
+  if (*st & FD_REG) epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL); /* may already be closed: ignore errors */
+  *st &= ~(uint32_t)(FD_REG | FD_IN | FD_OUT | FD_WATCHED);
+}
 
 /* curl tells which sockets to watch for what; mirror that in epoll. */
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp) {
   (void)e;
-  rt_llm_client *c = ud;
+  (void)sockp;
+  shard *sh = ud;
+  rt_llm_client *c = sh->c;
+  uint32_t *st = fd_state(c, fd);
+  if (!st) return 0;
   if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL); /* may already be closed: ignore errors */
+    if (*st & FD_OWNED)
+      *st &= ~(uint32_t)FD_WATCHED; /* leave it armed: the connection is likely reused next */
+    else
+      ep_del(c, fd, st);
     return 0;
   }
-  struct epoll_event ev = {0};
-  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-  ev.data.fd = fd;
-  if (!sockp) {
-    if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
-      epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev);
-    curl_multi_assign(c->multi, fd, c); /* any non-NULL mark: "known" */
-  } else if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT) {
-    epoll_ctl(c->epfd, EPOLL_CTL_ADD, fd, &ev);
-  }
+  ep_set(c, fd, st, (what & CURL_POLL_IN ? FD_IN : 0u) | (what & CURL_POLL_OUT ? FD_OUT : 0u));
+  *st = (*st & 0xffu) | FD_WATCHED | (sh->idx << 8);
   return 0;
+}
+
+static curl_socket_t on_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  (void)purpose;
+  rt_llm_client *c = ud;
+  curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  uint32_t *st = fd_state(c, fd);
+  if (st) *st = FD_OWNED;
+  return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+static int on_closesocket(void *ud, curl_socket_t fd) {
+  rt_llm_client *c = ud;
+  uint32_t *st = fd_state(c, fd);
+  if (st) {
+    ep_del(c, fd, st);
+    *st = 0;
+  }
+  return close(fd);
 }
 
 static int on_timer(CURLM *m, long timeout_ms, void *ud) {
   (void)m;
-  rt_llm_client *c = ud;
-  c->timer_at = timeout_ms < 0 ? -1 : rt_now() + (double)timeout_ms / 1000.0;
+  shard *sh = ud;
+  /* The loop's clock, not a fresh clock_gettime: curl calls this several times
+   * per request, and firing a little early only makes curl re-arm it. */
+  sh->timer_at = timeout_ms < 0 ? -1 : sh->c->now + (double)timeout_ms / 1000.0;
   return 0;
 }
 
@@ -196,13 +320,13 @@ static int64_t seed_of(const rt_llm_client *c, uint32_t sample) { return c->seed
 
 static void update_rates(rt_llm_client *c, double now) {
   double share = c->share.nactive > 0 ? (double)c->share.nactive : 1.0;
-  if (c->rpm > 0) {
-    double r = (double)c->rpm / 60.0 / share;
-    rt_bucket_set_rate(&c->req_bucket, r, fmax(1.0, r * 0.5), now);
-  }
+  c->aimd.ceiling = c->rpm > 0 ? (double)c->rpm / 60.0 / share : 0;
+  double r = rt_aimd_effective(&c->aimd);
+  if (r > 0) rt_bucket_set_rate(&c->req_bucket, r, fmax(1.0, r * 0.5), now);
+  c->stats.rate_limit = c->aimd.rate;
   if (c->tpm > 0) {
-    double r = (double)c->tpm / 60.0 / share;
-    rt_bucket_set_rate(&c->tok_bucket, r, fmax(1.0, r * 0.5), now);
+    double t = (double)c->tpm / 60.0 / share;
+    rt_bucket_set_rate(&c->tok_bucket, t, fmax(1.0, t * 0.5), now);
   }
 }
 
@@ -267,6 +391,8 @@ int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client
   rt_share_init(&c->share);
   c->rng.s = rt_mix64((uint64_t)cfg->seed ^ ((uint64_t)c->share.rank << 32) ^ 0x6c6c6d5f6a69ULL);
   double now = rt_now();
+  c->now = now;
+  rt_aimd_init(&c->aimd, 0, now);
   rt_bucket_init(&c->req_bucket, 0, 1, now);
   rt_bucket_init(&c->tok_bucket, 0, 1, now);
   update_rates(c, now);
@@ -274,20 +400,33 @@ int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client
   c->tok_bucket.level = c->tok_bucket.cap;
 
   c->epfd = epoll_create1(EPOLL_CLOEXEC);
-  c->timer_at = -1;
-  c->multi = curl_multi_init();
-  if (!c->multi || c->epfd < 0) {
+  if (c->epfd < 0) {
     rt_llm_client_free(c);
-    return rt_err_set(err, RT_ERR_INTERNAL, "curl_multi_init / epoll_create1 failed (out of descriptors?)");
+    return rt_err_set(err, RT_ERR_INTERNAL, "epoll_create1 failed: %s", strerror(errno));
   }
-  curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-  curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-  curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+  int tls = strncmp(c->url, "https://", 8) == 0;
   c->nslots = (size_t)cfg->concurrency;
-  /* Keep one idle connection per slot so every request finds a warm one. */
-  curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->nslots);
-  curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  c->nshards = (c->nslots + SHARD_SLOTS - 1) / SHARD_SLOTS;
+  c->shards = rt_xcalloc(c->nshards, sizeof *c->shards);
+  for (size_t i = 0; i < c->nshards; i++) {
+    shard *sh = &c->shards[i];
+    sh->c = c;
+    sh->idx = (uint32_t)i;
+    sh->timer_at = -1;
+    sh->multi = curl_multi_init();
+    if (!sh->multi) {
+      rt_llm_client_free(c);
+      return rt_err_set(err, RT_ERR_INTERNAL, "curl_multi_init failed for shard %zu (out of memory or descriptors?)",
+                        i);
+    }
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+    /* Keep one idle connection per slot so every request finds a warm one. */
+    curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, (long)SHARD_SLOTS);
+    curl_multi_setopt(sh->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  }
   c->slots = rt_xcalloc(c->nslots, sizeof *c->slots);
   c->free_slots = rt_xmalloc(c->nslots * sizeof *c->free_slots);
   for (size_t i = 0; i < c->nslots; i++) {
@@ -298,23 +437,39 @@ int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client
       return rt_err_set(err, RT_ERR_INTERNAL, "curl_easy_init failed for slot %zu", i);
     }
     s->easy = e;
+    s->sh = &c->shards[i / SHARD_SLOTS];
     curl_easy_setopt(e, CURLOPT_URL, c->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
+#if !RT_HEADER_API
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
+#endif
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
+#if RT_HAVE_PREREQ
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, s);
+#else
     curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
     curl_easy_setopt(e, CURLOPT_DEBUGDATA, s);
     curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* only feeds on_debug; nothing is printed */
+#endif
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    /* PIPEWAIT makes new transfers wait for an existing connection that may
+     * multiplex. Over TLS, ALPN says so at the handshake; over plain http
+     * (HTTP/1.1 here) curl only knows after the first response, so all but
+     * one request of the first round would wait a whole answer latency. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, tls ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "ragtide-llm/0.1");
@@ -338,8 +493,11 @@ void rt_llm_client_free(rt_llm_client *c) {
     if (c->slots[i].easy) curl_easy_cleanup(c->slots[i].easy);
     free(c->slots[i].buf);
   }
-  if (c->multi) curl_multi_cleanup(c->multi);
+  for (size_t i = 0; i < c->nshards; i++)
+    if (c->shards[i].multi) curl_multi_cleanup(c->shards[i].multi);
+  free(c->shards);
   if (c->epfd >= 0) close(c->epfd);
+  free(c->fds);
   free(c->slots);
   free(c->free_slots);
   curl_slist_free_all(c->headers);
@@ -394,6 +552,9 @@ typedef struct run {
   size_t early_done, early_conn; /* the first FAST_FAIL_CALLS finished calls */
   int conn_seen, responded;      /* a connection error / any HTTP response so far */
   int abort;
+  size_t n429;              /* 429s in this batch of answers */
+  double b429_started;      /* the latest start among them */
+  double b429_pause;        /* the longest Retry-After / retry delay among them */
   char last_err[512];
 } run;
 
@@ -481,13 +642,13 @@ static void job_final(run *r, job *j, char *text, const char *why) {
 static void start(run *r, uint32_t ji, double now) {
   rt_llm_client *c = r->c;
   job *j = &r->jobs[ji];
-  (void)now;
   if (!j->body) {
     const rt_llm_call *call = &r->calls[j->call];
     j->body = rt_llm_build_body(&c->fmt, call->system, call->user, seed_of(c, j->sample), &j->len);
   }
   slot *s = c->free_slots[--c->nfree];
   s->j = j;
+  s->started = now;
   s->len = 0;
   s->overflow = 0;
   s->sends = 0;
@@ -500,7 +661,8 @@ static void start(run *r, uint32_t ji, double now) {
   c->stats.requests++;
   c->stats.est_tokens += j->tokens;
   if (j->attempts > 1) c->stats.retries++;
-  CURLMcode mc = curl_multi_add_handle(c->multi, s->easy);
+  CURLMcode mc = curl_multi_add_handle(s->sh->multi, s->easy);
+  s->sh->dirty = 1;
   if (mc != CURLM_OK) {
     /* Cannot happen with a valid handle; treat as a failed attempt. */
     c->free_slots[c->nfree++] = s;
@@ -584,6 +746,9 @@ static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, s
   }
   char msg[256];
   rt_llm_error_message(s->buf, s->len, msg, sizeof msg);
+#if RT_HEADER_API
+  if (status == 429 || status == 503) s->retry_after = retry_after_of(s->easy);
+#endif
   if (status == 429) {
     c->stats.http_429++;
     *retry_after_ok = 1;
@@ -615,7 +780,7 @@ static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, s
 static void finish(run *r, slot *s, CURLcode res, double now) {
   rt_llm_client *c = r->c;
   job *j = s->j;
-  curl_multi_remove_handle(c->multi, s->easy);
+  curl_multi_remove_handle(s->sh->multi, s->easy);
   r->inflight--;
   if (s->sends > 1) {
     /* Each silent resend followed a dead connection: count it as a request
@@ -636,7 +801,16 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
     r->responded = 1;
   else if (j->conn_only)
     r->conn_seen = 1;
+  /* The rate the endpoint accepts: every response but a 429 got past its limiter. */
+  if (res == CURLE_OK && j->status != 429) rt_aimd_accepted(&c->aimd, now);
   double ra = s->retry_after;
+  if (j->status == 429) {
+    /* Acted on once the whole batch of answers is in (rate_after_429s), so
+     * the accepted count the cut is based on includes this batch's. */
+    r->n429++;
+    if (s->started > r->b429_started) r->b429_started = s->started;
+    if (ra > r->b429_pause) r->b429_pause = ra;
+  }
   s->j = NULL;
   c->free_slots[c->nfree++] = s;
   if (o == OUT_OK) {
@@ -646,9 +820,13 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
   if (o == OUT_RETRY && (int64_t)j->attempts < c->max_attempts) {
     double d = rt_backoff_s((int)j->attempts, BACKOFF_BASE_S, BACKOFF_CAP_S, &c->rng);
     if (ra_ok && ra >= 0 && ra > d) d = ra;
-    /* A 429 (or a 503 that names a delay) is about the endpoint, not this
-     * request: hold back every new request of the rank, not just this one. */
-    if (j->status == 429 || (ra_ok && ra >= 0)) {
+    /* A 429 is about the endpoint, not this request, but pausing the whole
+     * rank on each one makes it burst into the limit again when the pause
+     * ends: the adaptive rate paces the rank instead, and the rank pauses
+     * only when the endpoint accepted nothing in the last second (a hard
+     * stop), or on a 503 that names a delay. */
+    if (j->status == 429 && d > r->b429_pause) r->b429_pause = d;
+    if (j->status != 429 && ra_ok && ra >= 0) {
       if (now + d > c->not_before) c->not_before = now + d;
     }
     rt_debug("llm: pair %llu attempt %u failed (%s); retry in %.0f ms", (unsigned long long)r->calls[j->call].tag,
@@ -663,13 +841,35 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
   job_final(r, j, NULL, full);
 }
 
+/* The 429s of one batch of answers: one AIMD decision for all of them. */
+static void rate_after_429s(run *r, double now) {
+  rt_llm_client *c = r->c;
+  int a = rt_aimd_on_429(&c->aimd, r->b429_started, now);
+  if (a == RT_AIMD_CUT) {
+    c->stats.rate_cuts++;
+    update_rates(c, now);
+    /* Pace from here: no burst out of tokens saved under the old rate. */
+    if (c->req_bucket.level > 0) c->req_bucket.level = 0;
+    rt_debug("llm: %zu x 429 from %s: request rate of the rank cut to %.1f/s", r->n429, c->url, c->aimd.rate);
+  } else if (a == RT_AIMD_NOTHING_ACCEPTED) {
+    /* The endpoint took nothing in the last second: stop the rank for as long
+     * as it asked (Retry-After, else the backoff), then pace at the old rate. */
+    double d = r->b429_pause > 0 ? r->b429_pause : BACKOFF_BASE_S;
+    if (now + d > c->not_before) c->not_before = now + d;
+    rt_debug("llm: 429 from %s and nothing accepted in the last second: rank paused %.0f ms", c->url, d * 1000);
+  }
+  r->n429 = 0;
+  r->b429_started = -1;
+  r->b429_pause = 0;
+}
+
 /* Stop the run: cancel transfers, fail what is left. */
 static void abandon(run *r, const char *reason) {
   rt_llm_client *c = r->c;
   for (size_t i = 0; i < c->nslots; i++) {
     slot *s = &c->slots[i];
     if (!s->j) continue;
-    curl_multi_remove_handle(c->multi, s->easy);
+    curl_multi_remove_handle(s->sh->multi, s->easy);
     s->j = NULL;
     c->free_slots[c->nfree++] = s;
   }
@@ -709,6 +909,7 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
     return rt_err_set(err, RT_ERR_USAGE, "%zu calls x %zu samples is too many for one rt_llm_run; split them", n, S);
   run r = {0};
   r.c = c;
+  r.b429_started = -1;
   r.calls = calls;
   r.answers = answers;
   r.n = n;
@@ -735,8 +936,9 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
   char stop[700] = "";
 
   while (r.done_calls < n) {
-    double now = rt_now();
+    double now = c->now = rt_now();
     if (rt_share_poll(&c->share, now)) update_rates(c, now);
+    if (rt_aimd_tick(&c->aimd, now)) update_rates(c, now);
     double wait = 1.0; /* seconds until something may be dispatched */
     while (c->nfree > 0) {
       if (now < c->not_before) {
@@ -758,6 +960,7 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
       }
       double w = rt_bucket_take(&c->req_bucket, 1, now);
       if (w > 0) {
+        c->aimd.limited = 1; /* the rate is what holds the rank back: it may grow */
         wait = fmin(wait, w);
         break;
       }
@@ -778,30 +981,49 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
     int timeout_ms = (int)ceil(fmax(0.0, wait) * 1000.0);
     if (now < c->not_before && r.inflight == 0) c->stats.throttled_ms += (uint64_t)timeout_ms;
     int running = 0;
-    if (c->timer_at >= 0) {
-      int t = (int)ceil(fmax(0.0, c->timer_at - now) * 1000.0);
+    for (size_t i = 0; i < c->nshards; i++) {
+      double at = c->shards[i].timer_at;
+      if (at < 0) continue;
+      int t = (int)ceil(fmax(0.0, at - now) * 1000.0);
       if (t < timeout_ms) timeout_ms = t;
     }
     struct epoll_event evs[256];
     int ne = epoll_wait(c->epfd, evs, 256, timeout_ms);
+    c->now = rt_now();
     for (int k = 0; k < ne; k++) {
+      uint32_t *st = fd_state(c, evs[k].data.fd);
+      if (!st || !(*st & FD_WATCHED)) {
+        /* An idle kept-alive connection became readable: the server closed it
+         * (or sent junk). Stop watching; curl finds it dead before reuse. */
+        if (st) ep_del(c, evs[k].data.fd, st);
+        continue;
+      }
+      shard *sh = &c->shards[*st >> 8];
       int flags = (evs[k].events & EPOLLIN ? CURL_CSELECT_IN : 0) | (evs[k].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                   (evs[k].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
-      curl_multi_socket_action(c->multi, evs[k].data.fd, flags, &running);
+      curl_multi_socket_action(sh->multi, evs[k].data.fd, flags, &running);
+      sh->dirty = 1;
     }
-    if (c->timer_at >= 0 && rt_now() >= c->timer_at) {
-      c->timer_at = -1;
-      curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    now = c->now;
+    for (size_t i = 0; i < c->nshards; i++) {
+      shard *sh = &c->shards[i];
+      if (sh->timer_at >= 0 && now >= sh->timer_at) {
+        sh->timer_at = -1;
+        curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        sh->dirty = 1;
+      }
+      if (!sh->dirty) continue;
+      sh->dirty = 0;
+      CURLMsg *m;
+      int left;
+      while ((m = curl_multi_info_read(sh->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        slot *s = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+        if (s && s->j) finish(&r, s, m->data.result, now);
+      }
     }
-    CURLMsg *m;
-    int left;
-    now = rt_now();
-    while ((m = curl_multi_info_read(c->multi, &left))) {
-      if (m->msg != CURLMSG_DONE) continue;
-      slot *s = NULL;
-      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-      if (s && s->j) finish(&r, s, m->data.result, now);
-    }
+    if (r.n429) rate_after_429s(&r, now);
     /* Fail fast: a dead endpoint must not cost n x max_attempts timeouts. */
     int over_budget = (double)r.failed_calls > fail_budget;
     int all_refused = r.early_done > 0 && r.early_conn == r.early_done && r.done_calls == r.early_done;

@@ -55,6 +55,9 @@ typedef struct rt_llm_stats {
   uint64_t samples;        /* answers voted on (llm.samples > 1) */
   uint64_t est_tokens;     /* tokens charged to llm.tpm: ceil(prompt bytes / 4) + max_tokens */
   uint64_t throttled_ms;   /* time new requests waited on 429 / Retry-After ("not before") */
+  /* Adaptive rate (AIMD on 429, see ratelimit.h). */
+  uint64_t rate_cuts;      /* times a 429 lowered the rank's request rate */
+  double rate_limit;       /* the rank's adaptive rate at the end, requests/s; 0 = never limited */
 } rt_llm_stats;
 
 typedef struct rt_llm_client rt_llm_client;

@@ -50,6 +50,71 @@ double rt_backoff_s(int retry, double base, double cap, rt_rng *r) {
   return ceil_s * rt_rng_unit(r);
 }
 
+/* --- adaptive rate (AIMD) --------------------------------------------------- */
+
+void rt_aimd_init(rt_aimd *a, double ceiling, double now) {
+  memset(a, 0, sizeof *a);
+  a->ceiling = ceiling > 0 ? ceiling : 0;
+  a->last_cut = -1;
+  a->last_tick = now;
+  a->bin = (int64_t)floor(now * 10);
+}
+
+/* Move the ring to the bin of `now`, zeroing the bins that passed. */
+static void advance(rt_aimd *a, double now) {
+  int64_t b = (int64_t)floor(now * 10);
+  if (b <= a->bin) return;
+  int64_t steps = b - a->bin;
+  if (steps > 10) steps = 10;
+  for (int64_t i = 1; i <= steps; i++) a->bins[(a->bin + i) % 10] = 0;
+  a->bin = b;
+}
+
+void rt_aimd_accepted(rt_aimd *a, double now) {
+  advance(a, now);
+  a->bins[a->bin % 10]++;
+}
+
+uint32_t rt_aimd_accepted_last_s(rt_aimd *a, double now) {
+  advance(a, now);
+  uint32_t s = 0;
+  for (int i = 0; i < 10; i++) s += a->bins[i];
+  return s;
+}
+
+double rt_aimd_effective(const rt_aimd *a) {
+  if (a->rate > 0 && a->ceiling > 0) return fmin(a->rate, a->ceiling);
+  return a->rate > 0 ? a->rate : a->ceiling;
+}
+
+int rt_aimd_on_429(rt_aimd *a, double started, double now) {
+  if (a->last_cut >= 0 && started < a->last_cut) return RT_AIMD_KEEP;
+  uint32_t acc = rt_aimd_accepted_last_s(a, now);
+  if (acc == 0) return RT_AIMD_NOTHING_ACCEPTED;
+  double base = (double)acc, cur = rt_aimd_effective(a);
+  if (cur > 0 && cur < base) base = cur;
+  a->rate = fmax(RT_AIMD_MIN_RATE, RT_AIMD_DECREASE * base);
+  a->last_cut = now;
+  a->last_tick = now;
+  a->limited = 0;
+  return RT_AIMD_CUT;
+}
+
+int rt_aimd_tick(rt_aimd *a, double now) {
+  double dt = now - a->last_tick;
+  if (dt < 0.1) return 0;
+  a->last_tick = now;
+  int grow = a->limited && a->rate > 0;
+  a->limited = 0;
+  if (!grow) return 0;
+  if (dt > 1.0) dt = 1.0; /* a stalled loop is not a second of evidence */
+  double r = a->rate * (1.0 + RT_AIMD_INCREASE * dt);
+  if (a->ceiling > 0 && r >= a->ceiling) r = a->ceiling;
+  if (r == a->rate) return 0;
+  a->rate = r;
+  return 1;
+}
+
 /* --- share of the global limits ------------------------------------------ */
 
 void rt_share_init(rt_share *s) {

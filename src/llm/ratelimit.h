@@ -1,6 +1,7 @@
 /* ratelimit.h — pacing of LLM requests: token buckets for llm.rpm / llm.tpm,
- * exponential backoff with full jitter from a seeded PRNG, and the share of
- * the GLOBAL limits this rank may use.
+ * the adaptive request rate after 429s (AIMD), exponential backoff with full
+ * jitter from a seeded PRNG, and the share of the GLOBAL limits this rank may
+ * use.
  *
  * The global limits are split equally over the ranks still calling; a rank
  * that finishes its calls announces it and the others take its share. The
@@ -31,6 +32,47 @@ void rt_bucket_set_rate(rt_bucket *b, double rate, double cap, double now);
  * passes when the bucket is full and leaves it in debt, so it never blocks
  * forever. */
 double rt_bucket_take(rt_bucket *b, double amount, double now);
+
+/* Adaptive rate (AIMD, like TCP congestion control) for an endpoint that
+ * answers 429 below the configured limits. The rank counts the responses the
+ * endpoint accepted (any HTTP status but 429) in 100 ms bins over the last
+ * second. A 429 for a request started after the last cut sets the rate to
+ * 0.9 x min(accepted in the last second, current rate): the requests already
+ * in flight under the old rate do not cut again (one decrease per window).
+ * While the rate holds requests back and no 429 comes, it grows by 5% of
+ * itself per second up to the ceiling (the rank's llm.rpm share; 0 = none).
+ * A 429 with nothing accepted in the last second does not cut: the endpoint
+ * takes nothing, so the caller pauses for Retry-After instead. Pure: time is
+ * passed in, so tests drive it with synthetic clocks. */
+#define RT_AIMD_DECREASE 0.9   /* cut to this fraction of the accepted rate */
+#define RT_AIMD_INCREASE 0.05  /* growth per second, as a fraction of the rate */
+#define RT_AIMD_MIN_RATE 1.0   /* requests/s: never cut below */
+
+typedef struct rt_aimd {
+  double rate;        /* requests/s; 0 = no 429 seen yet: not limited */
+  double ceiling;     /* configured share, requests/s; 0 = none */
+  double last_cut;    /* time of the last decrease (-1: never) */
+  double last_tick;   /* time growth was last applied */
+  int limited;        /* the rate held a request back since the last tick */
+  int64_t bin;        /* index (time x 10) of the newest bin */
+  uint32_t bins[10];  /* accepted responses per 100 ms, ring */
+} rt_aimd;
+
+enum { RT_AIMD_KEEP = 0, RT_AIMD_CUT = 1, RT_AIMD_NOTHING_ACCEPTED = 2 };
+
+void rt_aimd_init(rt_aimd *a, double ceiling, double now);
+/* The endpoint accepted a request (any response but a 429). */
+void rt_aimd_accepted(rt_aimd *a, double now);
+/* Accepted responses in the last second. */
+uint32_t rt_aimd_accepted_last_s(rt_aimd *a, double now);
+/* A 429 for a request started at `started`: RT_AIMD_CUT (the rate changed),
+ * RT_AIMD_KEEP (the request predates the last cut) or
+ * RT_AIMD_NOTHING_ACCEPTED (pause for Retry-After; rate unchanged). */
+int rt_aimd_on_429(rt_aimd *a, double started, double now);
+/* Apply growth (at most every 100 ms); returns 1 if the rate changed. */
+int rt_aimd_tick(rt_aimd *a, double now);
+/* The rate to pace at: min(rate, ceiling) of those set; 0 = unlimited. */
+double rt_aimd_effective(const rt_aimd *a);
 
 /* splitmix64 stream: tiny, seedable, reproducible (backoff jitter). */
 typedef struct rt_rng {

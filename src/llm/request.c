@@ -45,6 +45,47 @@ static char *dump(json_t *v, size_t *len) {
   return s;
 }
 
+/* One JSON value as text, exactly as json_dumps writes it inside a body. */
+static char *dump_any(json_t *v) {
+  if (!v) return NULL;
+  char *s = json_dumps(v, DUMP_FLAGS | JSON_ENCODE_ANY);
+  json_decref(v);
+  if (!s) oom();
+  return s;
+}
+
+static char *cat3(const char *a, const char *b, const char *c, size_t *len) {
+  size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+  char *o = rt_xmalloc(la + lb + lc + 1);
+  memcpy(o, a, la);
+  memcpy(o + la, b, lb);
+  memcpy(o + la + lb, c, lc + 1);
+  *len = la + lb + lc;
+  return o;
+}
+
+/* head and tail (request.h). Returns -1 when the temperature is not finite
+ * (jansson has no JSON for NaN / inf). */
+static int build_pieces(rt_llm_reqfmt *f) {
+  char *t = dump_any(json_real(f->temperature));
+  if (!t) return -1;
+  char mid[96];
+  if (f->api == RT_LLM_API_OPENAI) {
+    char *m = dump_any(str(f->model));
+    f->head = cat3("{\"model\":", m, ",\"messages\":[", &f->head_len);
+    free(m);
+    snprintf(mid, sizeof mid, ",\"max_tokens\":%" JSON_INTEGER_FORMAT, (json_int_t)f->max_tokens);
+    f->tail = cat3("],\"temperature\":", t, mid, &f->tail_len);
+  } else {
+    f->head = rt_xstrdup("{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":");
+    f->head_len = strlen(f->head);
+    snprintf(mid, sizeof mid, ",\"maxOutputTokens\":%" JSON_INTEGER_FORMAT, (json_int_t)f->max_tokens);
+    f->tail = cat3(",\"generationConfig\":{\"temperature\":", t, mid, &f->tail_len);
+  }
+  free(t);
+  return 0;
+}
+
 int rt_llm_reqfmt_init(rt_llm_reqfmt *f, const rt_config *cfg, const rt_catalog *cat, rt_err *err) {
   memset(f, 0, sizeof *f);
   if (!cfg->api || strcmp(cfg->api, "openai") == 0)
@@ -75,6 +116,11 @@ int rt_llm_reqfmt_init(rt_llm_reqfmt *f, const rt_config *cfg, const rt_catalog 
   f->model = rt_xstrdup(cfg->model);
   f->temperature = cfg->temperature;
   f->max_tokens = cfg->max_tokens;
+  if (build_pieces(f)) {
+    double t = f->temperature;
+    rt_llm_reqfmt_free(f);
+    return rt_err_set(err, RT_ERR_USAGE, "llm.temperature = %g: must be a finite number", t);
+  }
   if (f->constrain == RT_LLM_CONSTRAIN_OFF) return RT_OK;
 
   if (!cat || cat->n == 0) {
@@ -144,6 +190,8 @@ void rt_llm_reqfmt_free(rt_llm_reqfmt *f) {
   if (!f) return;
   free(f->model);
   free(f->fragment);
+  free(f->head);
+  free(f->tail);
   memset(f, 0, sizeof *f);
 }
 
@@ -170,7 +218,8 @@ static char *splice(char *body, size_t *len, size_t at, const char *frag, size_t
   return out;
 }
 
-char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed, size_t *len) {
+char *rt_llm_build_body_ref(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed,
+                            size_t *len) {
   json_t *root = json_object();
   if (!root) oom();
   size_t n;
@@ -228,6 +277,147 @@ char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *
     if (f->fragment) body = splice(body, &n, n - 2, f->fragment, f->fragment_len);
   }
   if (len) *len = n;
+  return body;
+}
+
+/* --- the spliced builder ----------------------------------------------------
+ * A body is head + escaped strings + tail + seed + fragment. The escaping is
+ * jansson's (dump.c): '"' '\\' and the controls below 0x20 (\b \f \n \r \t by
+ * name, the rest as \u00XX in upper-case hex), everything else verbatim,
+ * '/' not escaped. A string that is not valid UTF-8 by jansson's rules
+ * (no overlongs, no surrogates, nothing above U+10FFFF) is sent lossy with
+ * bytes >= 0x80 as '?', as str() does. test_request checks this against
+ * rt_llm_build_body_ref on random bytes. */
+
+/* Length of the valid UTF-8 sequence at s, 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s) {
+  unsigned c = s[0];
+  size_t n;
+  uint32_t v;
+  if (c < 0x80) return 1;
+  if (c < 0xC2) return 0; /* a lone continuation byte, or an overlong C0/C1 lead */
+  if (c < 0xE0) {
+    n = 2;
+    v = c & 0x1F;
+  } else if (c < 0xF0) {
+    n = 3;
+    v = c & 0x0F;
+  } else if (c < 0xF5) {
+    n = 4;
+    v = c & 0x07;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0; /* also stops at the terminating NUL */
+    v = (v << 6) | (s[i] & 0x3F);
+  }
+  if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+  if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000)) return 0;
+  return n;
+}
+
+/* Bytes the escaped form of s takes (quotes included); *lossy = 1 when s is
+ * not valid UTF-8. */
+static size_t esc_len(const char *s, int *lossy) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = 2;
+  *lossy = 0;
+  while (*p) {
+    unsigned c = *p;
+    if (c >= 0x80) {
+      size_t k = utf8_seq(p);
+      if (!k) {
+        *lossy = 1;
+        k = 1;
+      }
+      n += k;
+      p += k;
+      continue;
+    }
+    if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+      n += 2;
+    else if (c < 0x20)
+      n += 6;
+    else
+      n += 1;
+    p++;
+  }
+  return n;
+}
+
+static char *esc_put(char *o, const char *s, int lossy) {
+  static const char hex[] = "0123456789ABCDEF";
+  *o++ = '"';
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    unsigned c = *p;
+    if (c >= 0x20 && c != '"' && c != '\\') {
+      *o++ = (lossy && c >= 0x80) ? '?' : (char)c;
+      continue;
+    }
+    *o++ = '\\';
+    switch (c) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    default:
+      memcpy(o, "u00", 3);
+      o[3] = hex[c >> 4];
+      o[4] = hex[c & 15];
+      o += 5;
+    }
+  }
+  *o++ = '"';
+  return o;
+}
+
+#define PUT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) + sizeof(lit) - 1)
+
+char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed, size_t *len) {
+  if (!user) user = "";
+  int ulossy = 0, slossy = 0;
+  size_t ul = esc_len(user, &ulossy), sl = system ? esc_len(system, &slossy) : 0;
+  char seedbuf[40];
+  int seedl = seed ? snprintf(seedbuf, sizeof seedbuf, ",\"seed\":%" JSON_INTEGER_FORMAT, (json_int_t)seed) : 0;
+  /* The literals below are at most ~64 bytes in all. */
+  size_t cap = f->head_len + ul + sl + f->tail_len + (size_t)seedl + f->fragment_len + 128;
+  char *body = rt_xmalloc(cap);
+  char *o = body;
+  memcpy(o, f->head, f->head_len);
+  o += f->head_len;
+  if (f->api == RT_LLM_API_OPENAI) {
+    if (system) {
+      o = PUT(o, "{\"role\":\"system\",\"content\":");
+      o = esc_put(o, system, slossy);
+      o = PUT(o, "},");
+    }
+    o = PUT(o, "{\"role\":\"user\",\"content\":");
+    o = esc_put(o, user, ulossy);
+    o = PUT(o, "}");
+  } else {
+    o = esc_put(o, user, ulossy);
+    o = PUT(o, "}]}]");
+    if (system) {
+      o = PUT(o, ",\"systemInstruction\":{\"parts\":[{\"text\":");
+      o = esc_put(o, system, slossy);
+      o = PUT(o, "}]}");
+    }
+  }
+  memcpy(o, f->tail, f->tail_len);
+  o += f->tail_len;
+  memcpy(o, seedbuf, (size_t)seedl);
+  o += seedl;
+  if (f->fragment) {
+    memcpy(o, f->fragment, f->fragment_len);
+    o += f->fragment_len;
+  }
+  o = f->api == RT_LLM_API_OPENAI ? PUT(o, "}") : PUT(o, "}}");
+  *o = '\0';
+  if (len) *len = (size_t)(o - body);
   return body;
 }
 

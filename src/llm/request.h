@@ -31,6 +31,14 @@ typedef struct rt_llm_reqfmt {
   int64_t max_tokens;
   char *fragment;      /* ",\"response_format\":{...}" etc.; NULL when constrain = off */
   size_t fragment_len;
+  /* The constant parts of every body, serialised once by jansson so a body is
+   * a few memcpy's and one string escape instead of a json_t tree and a
+   * json_dumps per request (~6 us). openai: head = {"model":M,"messages":[
+   * and tail = ],"temperature":T,"max_tokens":K; gemini: head =
+   * {"contents":[{"role":"user","parts":[{"text": and tail =
+   * ,"generationConfig":{"temperature":T,"maxOutputTokens":K. */
+  char *head, *tail;
+  size_t head_len, tail_len;
 } rt_llm_reqfmt;
 
 typedef struct rt_llm_usage {
@@ -50,8 +58,16 @@ void rt_llm_reqfmt_free(rt_llm_reqfmt *f);
 char *rt_llm_endpoint_url(const rt_llm_reqfmt *f, const char *base_url);
 
 /* Build the request body (malloc'ed, NUL-terminated, *len bytes). system may
- * be NULL; seed 0 is not sent. Deterministic: same inputs, same bytes. */
+ * be NULL; seed 0 is not sent. Deterministic: same inputs, same bytes, and
+ * byte for byte what rt_llm_build_body_ref gives (the response-cache key is
+ * a hash of these bytes). Strings that are not valid UTF-8 go out lossy
+ * (bytes >= 0x80 as '?'), as jansson would refuse them. */
 char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed, size_t *len);
+
+/* The same body built the slow, obvious way (a jansson tree and json_dumps):
+ * the reference the spliced builder is tested against. */
+char *rt_llm_build_body_ref(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed,
+                            size_t *len);
 
 /* Parse a 200 response body into *text (malloc'ed, trimmed; for json_schema
  * + openai the "cluster" field when the content is such JSON) and *usage.

@@ -1,8 +1,11 @@
 /* test_request.c — LLM request bodies (OpenAI, Gemini, constrained output)
- * checked field by field, response parsing, API keys, headers, redaction,
- * and the pacing helpers (token bucket, backoff). No network. */
+ * checked field by field and, for the spliced builder, byte for byte against
+ * a jansson-built reference on random bytes; response parsing, API keys,
+ * headers, redaction, and the pacing helpers (token bucket, backoff, the
+ * adaptive 429 rate on synthetic clocks). No network. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +241,75 @@ Test(request, body_is_deterministic_and_escapes) {
   json_decref(j);
   free(b3);
   rt_llm_reqfmt_free(&f);
+}
+
+/* Random strings over the bytes that matter to JSON escaping and UTF-8
+ * validation: ASCII, controls, quotes, valid 2-4 byte sequences, and invalid
+ * ones (lone continuations, overlongs, surrogates, > U+10FFFF, truncated). */
+static void random_text(uint64_t *st, char *out, size_t cap) {
+  static const char *const atoms[] = {
+      "a",  "Z",  " ",  "\"", "\\", "/",  "\b", "\f", "\n", "\r", "\t", "\x01", "\x1f", "\x7f", "caf\xc3\xa9",
+      "\xe2\x82\xac", "\xf0\x9f\x8e\xb5", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf", /* valid, up to U+10FFFF */
+      "\xff", "\x80", "\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf0\x80\x80\xaf",
+      "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xc3", "\xe2\x82", "u\\u0041", "%s%d"};
+  size_t n = sizeof atoms / sizeof atoms[0], w = 0;
+  *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+  int len = (int)((*st >> 33) % 24);
+  for (int i = 0; i < len; i++) {
+    *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+    /* Mostly valid text; an invalid atom in about one string of three. */
+    size_t k = (size_t)(*st >> 33) % n;
+    if (k >= 19 && k < 30 && ((*st >> 20) % 8) != 0) k = 0;
+    const char *a = atoms[k];
+    size_t al = strlen(a);
+    if (w + al + 1 >= cap) break;
+    memcpy(out + w, a, al);
+    w += al;
+  }
+  out[w] = '\0';
+}
+
+static void same_as_reference(const char *api, const char *constrain, const char *model, const char *temp) {
+  char kv[200];
+  snprintf(kv, sizeof kv, "llm.api=%s", api);
+  set(kv);
+  snprintf(kv, sizeof kv, "llm.constrain=%s", constrain);
+  set(kv);
+  snprintf(kv, sizeof kv, "llm.model=%s", model);
+  set(kv);
+  snprintf(kv, sizeof kv, "llm.temperature=%s", temp);
+  set(kv);
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK, "%s", e.msg);
+  uint64_t st = 0x1234;
+  int lossy_seen = 0;
+  for (int i = 0; i < 3000; i++) {
+    char user[256], sys[256];
+    random_text(&st, user, sizeof user);
+    random_text(&st, sys, sizeof sys);
+    const char *system = (i % 3 == 0) ? NULL : sys;
+    int64_t seed = (i % 4 == 0) ? 0 : (i % 4 == 1 ? -7 : (int64_t)i * 1000003);
+    size_t l1, l2;
+    char *fast = rt_llm_build_body(&f, system, user, seed, &l1);
+    char *ref = rt_llm_build_body_ref(&f, system, user, seed, &l2);
+    cr_assert_eq(strlen(fast), l1);
+    cr_assert(l1 == l2 && memcmp(fast, ref, l1) == 0, "%s/%s body %d differs:\n fast %s\n ref  %s", api,
+              constrain, i, fast, ref);
+    if (strchr(ref, '?') && !strchr(user, '?')) lossy_seen = 1;
+    free(fast);
+    free(ref);
+  }
+  cr_assert(lossy_seen, "the random strings never hit the invalid-UTF-8 path");
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, spliced_body_equals_jansson_body) {
+  same_as_reference("openai", "off", "gpt-test", "0.7");
+  same_as_reference("openai", "json_schema", "m\"od\\el/\xc3\xa9", "0");
+  same_as_reference("openai", "guided_choice", "bad\xffmodel", "1e-5");
+  same_as_reference("gemini", "off", "gemini-2.0", "1");
+  same_as_reference("gemini", "json_schema", "gemini-2.0", "0.3333333333333");
 }
 
 static int parse(rt_llm_reqfmt *f, const char *body, char **text, rt_llm_usage *u, char *why) {
@@ -558,4 +630,99 @@ Test(pacing, share_without_mpi_is_one_rank) {
   cr_assert_eq(s.nactive, 1);
   cr_assert_eq(rt_share_poll(&s, 1.0), 0);
   rt_share_free(&s);
+}
+
+Test(pacing, aimd_cuts_once_per_window_and_grows_while_limited) {
+  rt_aimd a;
+  rt_aimd_init(&a, 0, 0.0);
+  cr_assert_eq(rt_aimd_effective(&a), 0.0, "no 429 yet: not limited");
+  for (int i = 0; i < 50; i++) rt_aimd_accepted(&a, 0.55);
+  cr_assert_eq(rt_aimd_accepted_last_s(&a, 1.0), 50);
+  /* The first 429: 0.9 x the 50 accepted in the last second. */
+  cr_assert_eq(rt_aimd_on_429(&a, 0.9, 1.0), RT_AIMD_CUT);
+  cr_assert_float_eq(a.rate, 45.0, 1e-9);
+  cr_assert_float_eq(rt_aimd_effective(&a), 45.0, 1e-9);
+  /* 429s of requests sent before the cut do not cut again. */
+  cr_assert_eq(rt_aimd_on_429(&a, 0.99, 1.01), RT_AIMD_KEEP);
+  cr_assert_float_eq(a.rate, 45.0, 1e-9);
+  /* Growth: only while the rate holds requests back, 5% of the rate per second. */
+  cr_assert_eq(rt_aimd_tick(&a, 2.0), 0);
+  cr_assert_float_eq(a.rate, 45.0, 1e-9);
+  a.limited = 1;
+  cr_assert_eq(rt_aimd_tick(&a, 2.05), 0, "less than 100 ms since the last tick");
+  cr_assert_eq(rt_aimd_tick(&a, 3.0), 1);
+  cr_assert_float_eq(a.rate, 45.0 * 1.05, 1e-9);
+  /* A stalled loop counts as one second at most. */
+  a.limited = 1;
+  cr_assert_eq(rt_aimd_tick(&a, 13.0), 1);
+  cr_assert_float_eq(a.rate, 45.0 * 1.05 * 1.05, 1e-9);
+  /* The configured share caps both the pacing and the growth. */
+  a.ceiling = 46;
+  cr_assert_float_eq(rt_aimd_effective(&a), 46.0, 1e-9);
+  a.limited = 1;
+  rt_aimd_tick(&a, 14.0);
+  cr_assert_float_eq(a.rate, 46.0, 1e-9);
+  /* Nothing accepted in the last second: no cut, the caller pauses. */
+  cr_assert_eq(rt_aimd_on_429(&a, 14.5, 15.0), RT_AIMD_NOTHING_ACCEPTED);
+  cr_assert_float_eq(a.rate, 46.0, 1e-9);
+  /* The cut is from the lower of the accepted rate and the current rate. */
+  for (int i = 0; i < 1000; i++) rt_aimd_accepted(&a, 15.2);
+  cr_assert_eq(rt_aimd_on_429(&a, 15.1, 15.3), RT_AIMD_CUT);
+  cr_assert_float_eq(a.rate, 0.9 * 46.0, 1e-9);
+  /* Old bins leave the window; the rate never goes below the floor. */
+  cr_assert_eq(rt_aimd_accepted_last_s(&a, 16.3), 0);
+  rt_aimd_accepted(&a, 16.4);
+  cr_assert_eq(rt_aimd_on_429(&a, 16.4, 16.5), RT_AIMD_CUT);
+  cr_assert_float_eq(a.rate, RT_AIMD_MIN_RATE, 1e-9);
+}
+
+Test(pacing, aimd_converges_below_a_simulated_limit) {
+  /* A fluid model of an endpoint with a 429 bucket of R/s (burst R) and a
+   * client pacing at the AIMD rate, in 1 ms steps over 60 s: after 10 s the
+   * client gets at least 0.95 R through, fewer than 1% of its sends are
+   * refused and its rate stays within [0.8 R, 1.25 R]. Deterministic: no clock, no sockets. */
+  const double R = 2000, dt = 0.001;
+  rt_aimd a;
+  rt_aimd_init(&a, 0, 0.0);
+  double ep = R, credit = 0; /* endpoint bucket; client send credit */
+  long sent = 0, refused = 0, sent_late = 0, refused_late = 0, cuts = 0;
+  double min_rate = 1e9, max_rate = 0;
+  for (long k = 1; k <= 60000; k++) {
+    double t = k * dt;
+    ep = fmin(R, ep + R * dt);
+    double rate = rt_aimd_effective(&a);
+    credit += (rate > 0 ? rate : 20000) * dt; /* unlimited: 20k/s of offered load */
+    if (rate > 0) credit = fmin(credit, rate * 0.5);
+    int limited = 0;
+    while (credit >= 1) {
+      credit -= 1;
+      sent++;
+      if (t > 10) sent_late++;
+      if (ep >= 1) {
+        ep -= 1;
+        rt_aimd_accepted(&a, t);
+      } else {
+        refused++;
+        if (t > 10) refused_late++;
+        if (rt_aimd_on_429(&a, t - 0.002, t) == RT_AIMD_CUT) {
+          cuts++;
+          credit = 0;
+        }
+      }
+    }
+    if (rate > 0 && credit < 1) limited = 1;
+    a.limited |= limited;
+    rt_aimd_tick(&a, t);
+    if (t > 10) {
+      min_rate = fmin(min_rate, rt_aimd_effective(&a));
+      max_rate = fmax(max_rate, rt_aimd_effective(&a));
+    }
+  }
+  cr_assert_geq(cuts, 1);
+  /* The endpoint's burst (R tokens saved while the client was below R) lets
+   * the rate overshoot R until it is spent; the cuts then bring it back. */
+  cr_assert(min_rate >= 0.8 * R && max_rate <= 1.25 * R, "rate in [%g, %g]", min_rate, max_rate);
+  cr_assert_lt((double)refused_late, 0.01 * (double)sent_late, "%ld of %ld refused after 10 s", refused_late,
+               sent_late);
+  cr_assert_gt((double)(sent_late - refused_late), 0.95 * R * 50, "accepted %ld in 50 s", sent_late - refused_late);
 }

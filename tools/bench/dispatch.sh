@@ -6,10 +6,14 @@
 # 1. Throughput: sim with --latency-ms 50; llm.concurrency = 64, 512, 2048 -> achieved requests/s
 #    vs the ideal (in-flight / 0.05 s) and the client's CPU per request (getrusage of the client
 #    process / requests sent). Median of 3 runs each.
+#    With wrk installed, the same sim driven by wrk (-t1 -cK, 5 s) shows what the sim and this
+#    machine give a near-free client: the ceiling of the ratio.
 # 2. Endpoint rate limit: sim with --rps R (default 2000), llm.rpm far above it -> achieved rate
-#    / R and the share of 429s after the first second. Median of 3 runs.
+#    / R, the share of 429s after the first second, the rate cuts and the client's final adaptive
+#    rate (AIMD). Median of 3 runs.
 # Knobs (env): BENCH_INFLIGHT="64 512 2048", BENCH_ROUNDS=20 (calls = in-flight x rounds),
-#   BENCH_RPS=2000, BENCH_RPS_SECONDS=5, BENCH_RPS_CONCURRENCY=256, BENCH_RUNS=3.
+#   BENCH_RPS="2000" (a list runs each), BENCH_RPS_SECONDS=5, BENCH_RPS_CONCURRENCY=256, BENCH_RUNS=3,
+#   BENCH_WRK=1 (0: skip the wrk ceiling).
 # The client and the sim share this machine's cores: the figures include that contention.
 set -euo pipefail
 
@@ -22,6 +26,8 @@ RPS="${BENCH_RPS:-2000}"
 RPS_SECONDS="${BENCH_RPS_SECONDS:-5}"
 RPS_CONC="${BENCH_RPS_CONCURRENCY:-256}"
 RUNS="${BENCH_RUNS:-3}"
+WRK="${BENCH_WRK:-1}"
+command -v wrk >/dev/null || WRK=0
 
 for f in "$SIM" "$BUILD/libragtide_llm.a" "$BUILD/libragtide_base.a" "$BUILD/libragtide.a"; do
   [[ -e "$f" ]] || { echo "dispatch.sh: $f missing: cmake --build $BUILD first" >&2; exit 2; }
@@ -83,15 +89,28 @@ print(f"{k:<9} {n:<8} {ideal:<12.0f} {ach:<12.0f} {ach/ideal:<9.2f} {cpu:<12.1f}
 EOF
 done
 stop_sim
+if [[ "$WRK" == 1 && -n "$INFLIGHT" ]]; then
+  echo "## 1b. ceiling: the same sim driven by wrk -t1 (5 s), not by the client"
+  printf "%-9s %-12s %-12s %-9s\n" conns ideal_rps wrk_rps ratio
+  for k in $INFLIGHT; do
+    start_sim --latency-ms 50
+    rps=$(wrk -t1 -c"$k" -d5s --timeout 10s -s "$SRC/tools/llm-sim/bench-chat.lua" \
+      "http://127.0.0.1:$PORT/v1/chat/completions" | awk '/Requests\/sec/ {print $2}')
+    stop_sim
+    python3 -c "k=$k; r=float('${rps:-0}'); print(f'{k:<9} {k/0.05:<12.0f} {r:<12.0f} {r/(k/0.05):<9.2f}')"
+  done
+fi
 
-echo "## 2. endpoint limit --rps $RPS, llm.rpm = 100 x that, llm.concurrency = $RPS_CONC (median of $RUNS runs)"
-printf "%-8s %-10s %-12s %-16s %-10s %-14s %-10s\n" calls achieved achieved/R after_1s/R 429s 429_after_1s throttled_ms
-n=$((RPS * RPS_SECONDS))
+for R in $RPS; do
+echo "## 2. endpoint limit --rps $R, llm.rpm = 100 x that, llm.concurrency = $RPS_CONC (median of $RUNS runs)"
+printf "%-8s %-10s %-12s %-16s %-10s %-14s %-12s %-6s %-10s\n" calls achieved achieved/R after_1s/R 429s 429_after_1s \
+  throttled_ms cuts final_rate
+n=$((R * RPS_SECONDS))
 : >"$WORK/rps.jsonl"
 for _ in $(seq 1 "$RUNS"); do
-  start_sim --rps "$RPS"
+  start_sim --rps "$R"
   "$DRIVE" --catalog "$CAT" --n "$n" --set "llm.base_url=http://127.0.0.1:$PORT" --set "llm.concurrency=$RPS_CONC" \
-    --set "llm.rpm=$((RPS * 6000))" --set llm.max_attempts=50 --set llm.max_failed_fraction=1 \
+    --set "llm.rpm=$((R * 6000))" --set llm.max_attempts=50 --set llm.max_failed_fraction=1 \
     >"$WORK/one.json" &
   DPID=$!
   sleep 1
@@ -110,7 +129,7 @@ d["after1_rate"] = (s2["answered"] - s1["answered"]) / (d["wall_s"] - 1.0) if d[
 print(json.dumps(d))
 EOF
 done
-python3 - "$WORK/rps.jsonl" "$RPS" <<'EOF'
+python3 - "$WORK/rps.jsonl" "$R" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 R = float(sys.argv[2])
@@ -119,5 +138,9 @@ a1 = statistics.median(r["after1_rate"] for r in runs)
 share = statistics.median(r["after1_429_share"] for r in runs)
 n429 = statistics.median(r["http_429"] for r in runs)
 thr = statistics.median(r["throttled_ms"] for r in runs)
-print(f"{runs[0]['calls']:<8} {ach:<10.0f} {ach/R:<12.2f} {a1/R:<16.2f} {n429:<10.0f} {share:<14.3f} {thr:<10.0f}")
+cuts = statistics.median(r.get("rate_cuts", 0) for r in runs)
+rate = statistics.median(r.get("rate_limit", 0) for r in runs)
+print(f"{runs[0]['calls']:<8} {ach:<10.0f} {ach/R:<12.2f} {a1/R:<16.2f} {n429:<10.0f} {share:<14.3f} {thr:<12.0f} "
+      f"{cuts:<6.0f} {rate:<10.0f}")
 EOF
+done
