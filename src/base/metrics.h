@@ -69,11 +69,6 @@
   X(match, us, MAX)                                                            \
   X(gather, results, SUM)                                                      \
   X(gather, us, MAX)                                                           \
-  X(table, pairs_rag, SUM)                                                     \
-  X(table, pairs_base, SUM)                                                    \
-  X(table, pairs_fallback, SUM)                                                \
-  X(table, pairs_none, SUM)                                                    \
-  X(table, bytes, SUM)                                                         \
   X(table, us, MAX)                                                            \
   X(process, peak_rss_kb, MAX)
 
