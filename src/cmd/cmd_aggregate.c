@@ -71,7 +71,9 @@ int rt_cmd_aggregate(int argc, char **argv) {
       rc = rt_counts_writer_open(job.out, &meta, nrec, &oc.w, &err);
     }
   }
+  double t0 = rt_stage_begin(); /* the merge to rank 0 is this command's gather */
   int rc2 = rt_counts_merge_to_root(job.comm, &counts, emit_counts, &oc);
+  rt_stage_end(RT_M_gather_us, t0);
   free(counts.data);
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);

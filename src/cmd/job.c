@@ -171,12 +171,13 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
   rt_metric_add(RT_M_sequence_short_sequences, st.short_sequences);
   rt_metric_add(RT_M_sequence_triples, st.triples);
   rt_stage_end(RT_M_sequence_us, t0);
+
+  /* Stage 5: the local pre-aggregation's last merge, then counts to the
+   * pair owners. */
+  t0 = rt_stage_begin();
   memset(counts, 0, sizeof *counts);
   rt_counter_finish(cc.h, counts);
   if ((rc = rt_agree(job->comm, rc, err))) return rc;
-
-  /* Stage 5: counts to the pair owners. */
-  t0 = rt_stage_begin();
   rc = rt_counts_exchange(&job->plan, job->comm, counts, ROUND_BYTES, err);
   rt_metric_add(RT_M_count_triples_distinct, counts->len);
   uint64_t last = UINT64_MAX, pairs = 0;

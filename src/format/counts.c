@@ -58,6 +58,9 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
   w->cc = ZSTD_createCCtx();
   ZSTD_CCtx_setParameter(w->cc, ZSTD_c_compressionLevel, 3);
   ZSTD_CCtx_setParameter(w->cc, ZSTD_c_checksumFlag, 1);
+  /* Compress in a worker thread while this one keeps packing records (a
+   * libzstd built without threads ignores this and compresses inline). */
+  ZSTD_CCtx_setParameter(w->cc, ZSTD_c_nbWorkers, 1);
   w->zcap = ZSTD_CStreamOutSize();
   w->zbuf = rt_xmalloc(w->zcap);
   msgpack_sbuffer_init(&w->sb);

@@ -94,7 +94,7 @@ struct rt_counter {
   size_t limit;
 };
 
-#define COUNTER_LIMIT (8u << 20)
+#define COUNTER_LIMIT (16u << 20) /* 128 MiB of keys before a compaction */
 
 rt_counter *rt_counter_new(uint32_t ncl, int32_t day_lo, int32_t day_hi) {
   rt_counter *h = rt_xcalloc(1, sizeof *h);

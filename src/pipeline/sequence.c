@@ -77,7 +77,7 @@ void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *sc
   }
 }
 
-/* Group events by user, each user's events ordered by rt_ev_order.
+/* Group events by user into tmp, each user's events ordered by rt_ev_order.
  * A full comparison sort of n events costs n log n cache-missing compares;
  * users only need grouping (the triples do not depend on user order), so
  * events are first scattered by a hash of the user into ~n/32 buckets
@@ -111,19 +111,19 @@ static void group_by_user(rt_ev *ev, size_t n, rt_ev *tmp) {
       a[j] = x;
     }
   }
-  memcpy(ev, tmp, n * sizeof *ev);
   free(start);
   free(pos);
 }
 
 void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st) {
-  rt_ev *scratch = rt_xmalloc((n ? n : 1) * sizeof *scratch);
-  group_by_user(ev, n, scratch);
+  rt_ev *grouped = rt_xmalloc((n ? n : 1) * sizeof *grouped);
+  group_by_user(ev, n, grouped);
+  /* ev's own storage is now free: it serves as the dedup scratch */
   size_t start = 0;
   for (size_t i = 1; i <= n; i++) {
-    if (i < n && ev[i].user == ev[start].user) continue;
-    rt_sequence_user(ev + start, i - start, o, scratch, fn, ctx, st);
+    if (i < n && grouped[i].user == grouped[start].user) continue;
+    rt_sequence_user(grouped + start, i - start, o, ev, fn, ctx, st);
     start = i;
   }
-  free(scratch);
+  free(grouped);
 }

@@ -41,7 +41,8 @@ void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *sc
                       void *ctx, rt_seq_stats *st);
 
 /* Group events by user, order each user's events (rt_ev_order) and emit
- * every user's triples. Reorders ev; users come in no particular order. */
+ * every user's triples; users come in no particular order. ev's contents
+ * are overwritten (used as scratch). */
 void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st);
 
 /* The order sequencing relies on: user, ts, cluster, window. */
