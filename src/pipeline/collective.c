@@ -84,7 +84,7 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
       tmp = rt_xrealloc(tmp, tmpcap);
     }
     for (int r = 0; r < size; r++) {
-      memcpy(tmp + sd[r], sb + (sdispl[r] + sent[r]) * recsize, (size_t)sc[r]);
+      if (sc[r]) memcpy(tmp + sd[r], sb + (sdispl[r] + sent[r]) * recsize, (size_t)sc[r]);
       sent[r] += (size_t)sc[r] / recsize;
     }
     MPI_Alltoall(sc, 1, MPI_INT, rc, 1, MPI_INT, comm);

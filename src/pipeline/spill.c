@@ -47,6 +47,7 @@ static int spill_all(rt_spill *s, rt_err *err) {
 }
 
 int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err) {
+  if (n == 0) return RT_OK;
   if (s->nbuckets == 1) {
     rt_vec_reserve(&s->mem[0], s->mem[0].len + n);
     memcpy(s->mem[0].data + s->mem[0].len, ev, n * sizeof *ev);
@@ -87,7 +88,7 @@ int rt_spill_take(rt_spill *s, size_t b, rt_ev_vec *out, rt_err *err) {
     out->len = r;
     s->on_disk[b] = 0;
   }
-  memcpy(out->data + out->len, s->mem[b].data, s->mem[b].len * sizeof(rt_ev));
+  if (s->mem[b].len) memcpy(out->data + out->len, s->mem[b].data, s->mem[b].len * sizeof(rt_ev));
   out->len += s->mem[b].len;
   s->mem_events -= s->mem[b].len;
   free(s->mem[b].data);

@@ -14,12 +14,13 @@ int rt_base_open(const char *path, const rt_catalog *cat, ragtide_table **out, r
   const uint32_t *ids = ragtide_table_cluster_ids(*out, &n);
   const ragtide_table_info *info = ragtide_table_get_info(*out);
   if (n != cat->n || memcmp(ids, cat->ids, n * sizeof *ids) != 0 || info->catalog_hash != cat->hash) {
-    ragtide_table_close(*out);
+    rt_err_set(err, RT_ERR_TABLE,
+               "output.base_table %s was built for another catalog (%u clusters, catalog hash %016llx; "
+               "this run: %u clusters, %016llx); rebuild the base table with this catalog",
+               path, n, (unsigned long long)info->catalog_hash, cat->n, (unsigned long long)cat->hash);
+    ragtide_table_close(*out); /* only now: the message above reads its header */
     *out = NULL;
-    return rt_err_set(err, RT_ERR_TABLE,
-                      "output.base_table %s was built for another catalog (%u clusters, catalog hash %016llx; "
-                      "this run: %u clusters, %016llx); rebuild the base table with this catalog",
-                      path, n, (unsigned long long)info->catalog_hash, cat->n, (unsigned long long)cat->hash);
+    return RT_ERR_TABLE;
   }
   return RT_OK;
 }
