@@ -16,6 +16,7 @@
 #include "llm/infer.h"
 #include "pipeline/collective.h"
 #include "pipeline/gather.h"
+#include "pipeline/progress.h"
 #include "pipeline/summary.h"
 #include "pipeline/table.h"
 #include "rag/match.h"
@@ -366,17 +367,26 @@ int rt_cmd_refresh(int argc, char **argv) {
   /* Stages 7–9 in batches, so prompts and answers in memory stay bounded. */
   size_t batch = (size_t)cfg->concurrency * 16;
   if (batch < 1024) batch = 1024;
+  uint64_t mine = ret.ctx.len, npairs = (uint64_t)job.cat.n * (job.cat.n - 1), done = 0;
+  if (!base_mode) MPI_Allreduce(&mine, &npairs, 1, MPI_UINT64_T, MPI_SUM, job.comm);
+  rt_progress prog;
+  rt_progress_start(&prog, job.comm, "pairs answered", npairs, (double)cfg->progress_s);
   if (base_mode) {
     rt_context *buf = rt_xmalloc(batch * sizeof *buf);
     uint64_t cursor = 0;
     size_t n;
-    while (rc == RT_OK && (n = base_contexts(&job, &cursor, buf, batch)) > 0) rc = run_batch(&r, buf, n, NULL, &err);
+    while (rc == RT_OK && (n = base_contexts(&job, &cursor, buf, batch)) > 0) {
+      rc = run_batch(&r, buf, n, NULL, &err);
+      rt_progress_update(&prog, done += n);
+    }
     free(buf);
   }
   for (size_t off = 0; !base_mode && off < ret.ctx.len && rc == RT_OK; off += batch) {
     size_t n = ret.ctx.len - off < batch ? ret.ctx.len - off : batch;
     rc = run_batch(&r, ret.ctx.data + off, n, &ret, &err);
+    rt_progress_update(&prog, done += n);
   }
+  rt_progress_finish(&prog, done);
   copy_llm_stats(r.client);
   rc = rt_agree(job.comm, rc, &err);
   if (rc) goto out;

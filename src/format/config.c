@@ -95,6 +95,8 @@ static const keydef KEYS[] = {
    "answer journal reused by later runs (incremental refresh); default TABLE.answers; \"off\" disables"},
   {"output.run_dir", K_STR, O(run_dir), "", NULL,
    "run directory for spill files under memory.per_rank_mb; default TABLE.run/ (aggregate: COUNTS.run/)"},
+  {"output.progress_s", K_INT, O(progress_s), "10", NULL,
+   "seconds between progress lines of the LLM stage on rank 0; 0 = none"},
   {"memory.per_rank_mb", K_INT, O(per_rank_mb), "0", NULL, "memory cap per rank in MiB; 0 = none"},
 };
 #undef O
@@ -330,6 +332,7 @@ static int operational(const char *name) {
                                     "llm.insecure", "llm.timeout_ms", "llm.connect_timeout_ms",
                                     "llm.max_attempts", "llm.rpm", "llm.tpm", "llm.headers",
                                     "llm.max_failed_fraction", "memory.per_rank_mb"};
+  /* (output.* keys, progress_s included, are skipped below) */
   if (!strncmp(name, "output.", 7)) return 1;
   for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
     if (!strcmp(name, OPS[i])) return 1;

@@ -67,6 +67,7 @@ typedef struct rt_config {
   int64_t keep;
   char *cache;             /* answer journal; "" = TABLE.answers, "off" = none */
   char *run_dir;
+  int64_t progress_s;      /* seconds between progress lines; 0 = none */
   /* [memory] */
   int64_t per_rank_mb;
 } rt_config;
