@@ -1,6 +1,8 @@
 /* util.c — allocation, hashing, time, files. */
 #include "base/util.h"
 
+#include <ragtide/table.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -119,33 +121,6 @@ int rt_read_file(const char *path, char **out, size_t *len, rt_err *err) {
   return RT_OK;
 }
 
-int rt_write_fsync(const char *path, const void *data, size_t len, rt_err *err) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s: %s (check that the directory exists and is "
-                      "writable)", path, strerror(errno));
-  const char *p = data;
-  size_t left = len;
-  while (left) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      int e = w < 0 ? errno : ENOSPC;
-      close(fd);
-      unlink(path);
-      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s at byte %zu: %s", path, len - left, strerror(e));
-    }
-    p += w;
-    left -= (size_t)w;
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    int e = errno;
-    unlink(path);
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", path, strerror(e));
-  }
-  return RT_OK;
-}
-
 int rt_fsync_dir_of(const char *path, rt_err *err) {
   char dcopy[4096];
   snprintf(dcopy, sizeof dcopy, "%s", path);
@@ -158,17 +133,12 @@ int rt_fsync_dir_of(const char *path, rt_err *err) {
 }
 
 int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err *err) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  int rc = rt_write_fsync(tmp, data, len, err);
-  if (rc) return rc;
-  if (rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", tmp, path, strerror(e));
-  }
-  /* the rename itself must survive a crash */
-  return rt_fsync_dir_of(path, err);
+  /* One implementation of durable replacement, libragtide's (it must not
+   * depend on this layer): temp file, fsync, rename, fsync of the directory. */
+  char msg[RT_ERR_MSG_MAX - 64];
+  if (ragtide_write_file_durable(path, data, len, msg, sizeof msg) != RAGTIDE_OK)
+    return rt_err_set(err, RT_ERR_OUTPUT, "%s", msg);
+  return RT_OK;
 }
 
 long rt_peak_rss_kb(void) {

@@ -60,10 +60,6 @@ void rt_format_utc(int64_t t, char *buf, size_t cap);
 /* Read a whole file into a NUL-terminated malloc'ed buffer. */
 int rt_read_file(const char *path, char **out, size_t *len, rt_err *err);
 
-/* Create path (replacing it), write data, fsync and close; on failure the
- * file is removed. The building block of atomic replacement. */
-int rt_write_fsync(const char *path, const void *data, size_t len, rt_err *err);
-
 /* fsync the directory holding path, so a rename or create in it is durable. */
 int rt_fsync_dir_of(const char *path, rt_err *err);
 

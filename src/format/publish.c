@@ -52,10 +52,11 @@ int rt_table_publish_bytes(const void *data, size_t len, const char *path, int k
     return rt_err_set(err, RT_ERR_INTERNAL, "rt_table_publish: bad arguments (keep=%d, must be 0..%d)", keep,
                       PUB_MAX_KEEP);
   char tmp[4096];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp - 8)
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.new.%ld", path, (long)getpid()) >= sizeof tmp - 32)
     return rt_err_set(err, RT_ERR_OUTPUT, "table path too long: %s", path);
-  unlink(tmp); /* a leftover of a crashed run with the same pid */
-  int rc = rt_write_fsync(tmp, data, len, err);
+  /* The new table goes durably to a side name first; only then are the old
+   * ones rotated and the new one renamed over the served path. */
+  int rc = rt_write_file_atomic(tmp, data, len, err);
   if (rc) return rc;
   if ((rc = rotate(path, keep, err)) != RT_OK) {
     unlink(tmp);

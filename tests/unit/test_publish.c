@@ -152,7 +152,7 @@ Test(publish, failed_publish_leaves_old_file_byte_identical) {
   /* Root ignores permission bits, so block the temp file name with a
    * directory; as a normal user, a read-only directory fails too. */
   char tmp[600];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", ppath(""), (long)getpid());
+  snprintf(tmp, sizeof tmp, "%s.new.%ld.tmp.%ld", ppath(""), (long)getpid(), (long)getpid());
   cr_assert_eq(mkdir(tmp, 0755), 0);
   ragtide_table_builder *b = gen(3);
   rt_err err = {0};
