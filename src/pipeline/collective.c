@@ -108,6 +108,27 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
   return rounds;
 }
 
+int rt_route(MPI_Comm comm, void **recs, size_t *n, size_t recsize, const int *dest, size_t round_bytes) {
+  int size;
+  MPI_Comm_size(comm, &size);
+  /* counting sort by destination, then the rounds */
+  size_t *counts = rt_xcalloc((size_t)size, sizeof *counts), *pos = rt_xcalloc((size_t)size, sizeof *pos);
+  for (size_t i = 0; i < *n; i++) counts[dest[i]]++;
+  for (int r = 1; r < size; r++) pos[r] = pos[r - 1] + counts[r - 1];
+  char *send = rt_xmalloc((*n ? *n : 1) * recsize);
+  const char *src = *recs;
+  for (size_t i = 0; i < *n; i++) memcpy(send + recsize * pos[dest[i]]++, src + recsize * i, recsize);
+  free(*recs);
+  *recs = NULL;
+  size_t nrecv = 0;
+  int rounds = rt_alltoallv_rounds(comm, send, counts, recsize, recs, &nrecv, round_bytes);
+  free(send);
+  free(counts);
+  free(pos);
+  *n = nrecv;
+  return rounds;
+}
+
 void rt_gather_stream(MPI_Comm comm, const void *buf, size_t len, rt_bytes_cb cb, void *ctx) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);

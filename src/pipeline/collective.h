@@ -30,6 +30,11 @@ void rt_bcast_bytes(MPI_Comm comm, int root, void **buf, size_t *len);
 int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendcounts, size_t recsize,
                         void **recv, size_t *nrecv, size_t round_bytes);
 
+/* Collective: send every record of *recs (n of recsize bytes) to the rank
+ * dest[i] names, in bounded rounds; *recs is freed and replaced by the
+ * records this rank received (*n updated). Returns the number of rounds. */
+int rt_route(MPI_Comm comm, void **recs, size_t *n, size_t recsize, const int *dest, size_t round_bytes);
+
 /* Collective: every rank's byte buffer to rank 0, one rank at a time. Rank 0
  * calls cb(ctx, rank, buf, len) for each rank in rank order (its own first)
  * and holds one received buffer at a time; others only send. */

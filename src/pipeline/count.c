@@ -248,23 +248,13 @@ int rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_count_vec *v, size
   (void)err;
   int size = plan->nranks;
   if (size == 1) return RT_OK; /* already reduced and owned */
-  size_t *counts = rt_xcalloc((size_t)size, sizeof *counts), *pos = rt_xcalloc((size_t)size, sizeof *pos);
-  for (size_t i = 0; i < v->len; i++) counts[rt_pair_owner(plan, rt_key_pair(v->data[i].key))]++;
-  for (int r = 1; r < size; r++) pos[r] = pos[r - 1] + counts[r - 1];
-  rt_count *send = rt_xmalloc((v->len ? v->len : 1) * sizeof *send);
-  for (size_t i = 0; i < v->len; i++) send[pos[rt_pair_owner(plan, rt_key_pair(v->data[i].key))]++] = v->data[i];
+  int *dest = rt_xmalloc((v->len ? v->len : 1) * sizeof *dest);
+  for (size_t i = 0; i < v->len; i++) dest[i] = rt_pair_owner(plan, rt_key_pair(v->data[i].key));
   rt_metric_add(RT_M_count_records_sent, v->len);
-  free(v->data);
-  v->data = NULL;
-  v->len = v->cap = 0;
-  void *recv = NULL;
-  size_t nrecv = 0;
-  rt_alltoallv_rounds(comm, send, counts, sizeof(rt_count), &recv, &nrecv, round_bytes);
-  free(send);
-  free(counts);
-  free(pos);
-  v->data = recv;
-  v->len = v->cap = nrecv;
+  size_t n = v->len;
+  rt_route(comm, (void **)&v->data, &n, sizeof(rt_count), dest, round_bytes);
+  free(dest);
+  v->len = v->cap = n;
   rt_counts_reduce(v);
   return RT_OK;
 }

@@ -14,28 +14,12 @@ int rt_shuffle_by_user(const rt_plan *plan, MPI_Comm comm, rt_ev_vec *ev, size_t
     rt_stage_end(RT_M_shuffle_us, t0);
     return RT_OK;
   }
-  size_t *counts = rt_xcalloc((size_t)size, sizeof *counts);
-  size_t *pos = rt_xcalloc((size_t)size, sizeof *pos);
   int *dest = rt_xmalloc((ev->len ? ev->len : 1) * sizeof *dest);
-  for (size_t i = 0; i < ev->len; i++) {
-    dest[i] = rt_user_owner(plan, ev->data[i].user);
-    counts[dest[i]]++;
-  }
-  for (int r = 1; r < size; r++) pos[r] = pos[r - 1] + counts[r - 1];
-  rt_ev *send = rt_xmalloc((ev->len ? ev->len : 1) * sizeof *send);
-  for (size_t i = 0; i < ev->len; i++) send[pos[dest[i]]++] = ev->data[i];
-  free(dest);
+  for (size_t i = 0; i < ev->len; i++) dest[i] = rt_user_owner(plan, ev->data[i].user);
   rt_metric_add(RT_M_shuffle_events_sent, ev->len);
-  free(ev->data);
-  ev->data = NULL;
-  ev->len = ev->cap = 0;
-  void *recv = NULL;
-  size_t nrecv = 0;
-  int rounds = rt_alltoallv_rounds(comm, send, counts, sizeof(rt_ev), &recv, &nrecv, round_bytes);
-  free(send);
-  free(counts);
-  free(pos);
-  ev->data = recv;
+  size_t nrecv = ev->len;
+  int rounds = rt_route(comm, (void **)&ev->data, &nrecv, sizeof(rt_ev), dest, round_bytes);
+  free(dest);
   ev->len = ev->cap = nrecv;
   rt_metric_add(RT_M_shuffle_events_received, nrecv);
   rt_metric_max(RT_M_shuffle_rounds, (uint64_t)rounds);
