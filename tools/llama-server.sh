@@ -32,6 +32,12 @@ do_build() {
   exec 9>"$CACHE/.lock"
   flock 9
   if [[ -x "$BIN" ]]; then echo "$BIN"; return 0; fi
+  if ! command -v npm >/dev/null && [[ "$(id -u)" -eq 0 ]]; then
+    echo "llama-server.sh: installing Debian's npm (needed once, to fetch llama.cpp's source)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+          --no-install-recommends npm >/dev/null 2>&1; }
+  fi
   command -v npm >/dev/null || die "npm not found: apt-get install npm"
   command -v cmake >/dev/null || die "cmake not found: apt-get install cmake"
   command -v g++ >/dev/null || die "g++ not found: apt-get install g++"
