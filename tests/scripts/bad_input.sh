@@ -24,6 +24,12 @@ refresh 3 --set "input.logs=@$T/data/missing.manifest"
 expect_err "logs/2026-01-02/nope.msgpack.zst: No such file or directory"
 untouched "missing shard"; pass "missing shard -> exit 3"
 
+# 1b. an unreadable shard (as root no permission bit stops a read, so a directory stands in)
+mkdir -p "$T/dirshard/x.msgpack.zst"
+refresh 3 --set "input.logs=$T/dirshard/*.msgpack.zst"
+expect_err "$T/dirshard/x.msgpack.zst is not a regular file"
+untouched "unreadable shard"; pass "unreadable shard -> exit 3"
+
 # 2. a glob that matches nothing
 refresh 3 --set "input.logs=$T/nowhere/*.msgpack.zst"
 expect_err "no shard matches"
