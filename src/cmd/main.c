@@ -10,21 +10,6 @@
 #define RAGTIDE_VERSION "0.0.0"
 #endif
 
-/* Commands land one file at a time; a weak reference lets the binary build
- * while one is missing and say so instead of failing to link. */
-#define W __attribute__((weak))
-W int rt_cmd_refresh(int, char **);
-W int rt_cmd_aggregate(int, char **);
-W int rt_cmd_lookup(int, char **);
-W int rt_cmd_inspect(int, char **);
-W int rt_cmd_validate(int, char **);
-W int rt_cmd_diff(int, char **);
-W int rt_cmd_export(int, char **);
-W int rt_cmd_merge(int, char **);
-W int rt_cmd_rollback(int, char **);
-W int rt_cmd_drift(int, char **);
-W int rt_cmd_export_finetune(int, char **);
-
 static const rt_command COMMANDS[] = {
     {"refresh", rt_cmd_refresh, "run the refresh job (MPI): logs -> RAG prompts -> LLM -> table",
      "usage: mpirun -n N ragtide refresh --config FILE [--set section.key=value ...] [--no-cache]\n"
@@ -103,7 +88,7 @@ static void usage(FILE *f) {
              "usage: ragtide COMMAND [ARGS]   (ragtide help COMMAND for details)\n\ncommands:\n",
           RAGTIDE_VERSION);
   for (size_t i = 0; i < NCOMMANDS; i++)
-    if (COMMANDS[i].fn) fprintf(f, "  %-16s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "  %-16s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
   fprintf(f, "  %-16s %s\n", "help", "help on a command, or `help config` for every config key");
   fprintf(f, "\nexit status: 0 ok, 1 internal, 2 usage/config, 3 input data, 4 endpoint,\n"
              "             5 quality gate, 6 output, 7 table invalid, 8 out of memory\n");
@@ -145,10 +130,6 @@ int main(int argc, char **argv) {
   if (!c) {
     fprintf(stderr, "ragtide: unknown command \"%s\"; `ragtide help` lists the commands\n", cmd);
     return RT_ERR_USAGE;
-  }
-  if (!c->fn) {
-    fprintf(stderr, "ragtide: command \"%s\" is not part of this build\n", cmd);
-    return RT_ERR_INTERNAL;
   }
   if (rt_wants_help(argc - 1, argv + 1)) {
     rt_command_help(c);
