@@ -187,6 +187,13 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
       pairs++;
     }
   rt_metric_add(RT_M_count_pairs_with_data, pairs);
+  /* The cap bounds the event path; count records (distinct (triple, day)
+   * combinations) are held in memory. Say so when they alone pass it. */
+  uint64_t cap = (uint64_t)job->cfg.per_rank_mb << 20, used = counts->len * sizeof(rt_count);
+  if (cap && used > cap)
+    rt_warn("this rank's %zu count records take %llu MiB, over memory.per_rank_mb = %lld: they are held in "
+            "memory; use more ranks or a shorter window", counts->len, (unsigned long long)(used >> 20),
+            (long long)job->cfg.per_rank_mb);
   rt_stage_end(RT_M_count_us, t0);
   return rt_agree(job->comm, rc, err);
 }
