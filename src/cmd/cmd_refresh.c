@@ -40,6 +40,7 @@ typedef struct refresh {
   char *examples;           /* global granularity block, or "" */
   uint32_t day;             /* day the answers are produced */
   int base_mode;            /* prompt.mode = base */
+  int global;               /* retrieval.granularity = global: no per-pair context in prompts */
   rt_result_buf results;    /* this rank's per-pair results (gather.h encoding) */
   RT_VEC(char) fresh;       /* new answers for the cache: [key u64][day u32][len u32][text] ... */
 } refresh;
@@ -102,7 +103,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   size_t *miss = rt_xmalloc(n * sizeof *miss), nmiss = 0;
   for (size_t i = 0; i < n; i++) {
     const uint32_t *rn = ret ? &ret->next.data[ctx[i].off] : NULL;
-    rt_prompt_vars v = {cat, rt_pair_c1(ctx[i].pair), rt_pair_c2(ctx[i].pair), rn, ctx[i].n, r->popular,
+    rt_prompt_vars v = {cat, rt_pair_c1(ctx[i].pair), rt_pair_c2(ctx[i].pair), rn, r->global ? 0 : ctx[i].n, r->popular,
                         r->n_popular, r->examples};
     rt_prompt_render(&r->tmpl, &v, &sys[i], &usr[i]);
     calls[i] = (rt_llm_call){*sys[i] ? sys[i] : NULL, usr[i], ctx[i].pair};
@@ -346,8 +347,9 @@ int rt_cmd_refresh(int argc, char **argv) {
       rt_retrieve_global(counts.data, counts.len, 100, job.comm, &top, &ntop);
       r.examples = render_examples(&job.cat, top, ntop);
       free(top);
-      /* Global granularity: one shared context block, none per pair. */
-      for (size_t i = 0; i < ret.ctx.len; i++) ret.ctx.data[i].n = 0;
+      /* Global granularity: one shared context block in every prompt, none
+       * per pair (the pair's own successors still serve as its fallback). */
+      r.global = 1;
     }
   } else {
     rt_plan_pairs_only(job.size, &job.plan);

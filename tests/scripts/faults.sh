@@ -76,6 +76,18 @@ check offcat 5 "assert not s['table']['published'] and s['quality']['exact_match
 job offcat-json --off-catalog 0.5 -- $RETRY --set llm.constrain=json_schema
 check offcat-json 0 "assert s['quality']['exact_match_rate'] == 1.0 and p['rag'] == n, s['quality']"
 
+# Fuzzy matching maps near-miss answers (a description plus an invented keyword) to clusters,
+# counted apart from exact matches; the exact-match gate still counts exact ones only.
+job offcat-fuzzy --off-catalog 0.5 -- $RETRY --set match.fuzzy=true --set gates.min_exact_match=0.3
+check offcat-fuzzy 0 "
+m = s['stages']['match']
+assert m['fuzzy'] > 0 and m['exact'] + m['fuzzy'] + m['unmatched'] == m['answers'] == n, m
+assert s['quality']['exact_match_rate'] < 0.9 and p['rag'] >= m['exact'] - m['not_novel'], (s['quality'], p)"
+
+# Global granularity: one shared block of top triples instead of per-pair context.
+job global -- $RETRY --set retrieval.granularity=global
+check global 0 "assert p['rag'] + p.get('fallback', 0) == n and s['stages']['prompt']['rendered'] == n, p"
+
 # Gemini API shape.
 job gemini -- $RETRY --set llm.api=gemini --set llm.model=gemini-test
 check gemini 0 "assert st['by_endpoint']['generate_content'] == n and p['rag'] == n, st"

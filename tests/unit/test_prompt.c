@@ -52,6 +52,29 @@ Test(prompt, renders_rag_and_base_forms) {
   unlink(p);
 }
 
+Test(prompt, examples_block_only_when_non_empty) {
+  const char *p = write_tmp("{{c1}} / {{c2}}\n{{#examples}}\nRecent transitions:\n{{examples}}\n{{/examples}}\nNext?\n");
+  rt_template t;
+  rt_err err = {0};
+  cr_assert_eq(rt_template_load(p, &t, &err), RT_OK, "%s", err.msg);
+  rt_catalog cat = cat4();
+  rt_prompt_vars v = {&cat, 2, 3, NULL, 0, NULL, 0, "- jazz, blues | cooking -> hiking"};
+  char *sys, *usr;
+  rt_prompt_render(&t, &v, &sys, &usr);
+  cr_assert_str_eq(usr, "chess, strategy / hiking\nRecent transitions:\n- jazz, blues | cooking -> hiking\nNext?");
+  cr_assert_str_eq(sys, "");
+  free(sys);
+  free(usr);
+  v.examples = "";
+  rt_prompt_render(&t, &v, &sys, &usr);
+  cr_assert_str_eq(usr, "chess, strategy / hiking\nNext?");
+  free(sys);
+  free(usr);
+  rt_template_free(&t);
+  rt_catalog_free(&cat);
+  unlink(p);
+}
+
 static void expect_bad(const char *text, const char *needle) {
   const char *p = write_tmp(text);
   rt_template t;

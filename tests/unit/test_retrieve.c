@@ -108,3 +108,46 @@ Test(count, key_packing_round_trips) {
   cr_assert_eq(rt_pair_c2(rt_key_pair(k)), 12345);
   cr_assert_eq(rt_key_next(k), 7);
 }
+
+/* ---- collective parts, on one rank (Criterion runs MPI as a singleton) ---- */
+#include <mpi.h>
+
+static void mpi_up(void) {
+  int up;
+  MPI_Initialized(&up);
+  if (!up) MPI_Init(NULL, NULL);
+}
+
+Test(retrieve, global_top_triples_by_window_count) {
+  mpi_up();
+  /* window counts: (1,2,3)=7 (two days), (4,5,6)=9, (7,8,9)=7, previous-window (1,2,4)=50 ignored */
+  rt_count in[] = {{rt_triple_key(1, 2, 3), 100, 0, 4}, {rt_triple_key(1, 2, 3), 101, 0, 3},
+                   {rt_triple_key(1, 2, 4), 99, 1, 50}, {rt_triple_key(4, 5, 6), 100, 0, 9},
+                   {rt_triple_key(7, 8, 9), 100, 0, 7}};
+  rt_count_vec v = counts_of(in, 5);
+  rt_triple_count *top;
+  size_t n;
+  rt_retrieve_global(v.data, v.len, 2, MPI_COMM_WORLD, &top, &n);
+  cr_assert_eq(n, 2);
+  cr_assert_eq(top[0].key, rt_triple_key(4, 5, 6));
+  cr_assert_eq(top[0].n, 9);
+  cr_assert_eq(top[1].key, rt_triple_key(1, 2, 3), "ties (7 and 7) go to the smaller triple");
+  cr_assert_eq(top[1].n, 7);
+  free(top);
+  free(v.data);
+  MPI_Finalize();
+}
+
+Test(retrieve, popular_clusters_by_watch_count) {
+  mpi_up();
+  uint64_t watch[6] = {5, 0, 9, 5, 1, 0};
+  uint32_t out[4];
+  size_t n = rt_retrieve_popular(watch, 6, 4, MPI_COMM_WORLD, out);
+  cr_assert_eq(n, 4);
+  cr_assert_eq(out[0], 2);
+  cr_assert_eq(out[1], 0, "ties go to the smaller index");
+  cr_assert_eq(out[2], 3);
+  cr_assert_eq(out[3], 4);
+  cr_assert_eq(rt_retrieve_popular(watch, 6, 10, MPI_COMM_WORLD, out), 4, "never-watched clusters are not popular");
+  MPI_Finalize();
+}
