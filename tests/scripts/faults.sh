@@ -33,7 +33,7 @@ $code
 PY
   pass "$name"
 }
-RETRY="--set llm.max_attempts=8 --set llm.timeout_ms=400 --set llm.connect_timeout_ms=400"
+RETRY="--set llm.max_attempts=8 --set llm.timeout_ms=1500 --set llm.connect_timeout_ms=1500"
 
 job clean -- $RETRY
 check clean 0 "assert i['requests'] == st['requests'] == n and i['failed'] == 0 and p['rag'] == n, (i, st, n)"
