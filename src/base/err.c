@@ -66,18 +66,3 @@ int rt_err_wrap(rt_err *err, const char *fmt, ...) {
   rt_redact(err->msg, sizeof err->msg);
   return err->code;
 }
-
-const char *rt_status_name(int code) {
-  switch (code) {
-  case RT_OK: return "ok";
-  case RT_ERR_INTERNAL: return "internal";
-  case RT_ERR_USAGE: return "usage";
-  case RT_ERR_INPUT: return "input";
-  case RT_ERR_ENDPOINT: return "endpoint";
-  case RT_ERR_GATE: return "gate";
-  case RT_ERR_OUTPUT: return "output";
-  case RT_ERR_TABLE: return "table";
-  case RT_ERR_NOMEM: return "nomem";
-  default: return "unknown";
-  }
-}

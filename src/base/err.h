@@ -37,9 +37,6 @@ int rt_err_set(rt_err *err, int code, const char *fmt, ...)
 /* Prefix an existing message with context ("reading shard X: " + old msg). */
 int rt_err_wrap(rt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Short stable name of a status ("input", "endpoint", ...), for summaries. */
-const char *rt_status_name(int code);
-
 /* Register a secret (an API key): it is replaced by "[REDACTED]" in every
  * rt_err message and log line from now on. Copies the string. */
 void rt_secret_add(const char *secret);

@@ -133,7 +133,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   for (size_t k = 0; k < nmiss && rc == RT_OK; k++) {
     if (ans[k].ok) {
       text[miss[k]] = ans[k].text;
-      remember(r, keys[miss[k]], ans[k].text);
+      if (r->cache) remember(r, keys[miss[k]], ans[k].text);
     } else {
       rt_debug("pair (%u, %u): no answer after %d attempts: %s", cat->ids[rt_pair_c1(ctx[miss[k]].pair)],
                cat->ids[rt_pair_c2(ctx[miss[k]].pair)], ans[k].attempts, ans[k].error ? ans[k].error : "?");
@@ -174,6 +174,33 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   free(calls);
   free(text);
   return rc;
+}
+
+/* Rank 0's side of the fresh-answer gather: [key u64][day u32][len u32][text]
+ * records (remember()) appended to the answer journal. */
+typedef struct {
+  rt_answers *cache;
+  int rc;
+  rt_err err;
+} journal_ctx;
+
+static void journal_put(void *ctx, int rank, const void *buf, size_t len) {
+  (void)rank;
+  journal_ctx *jc = ctx;
+  const char *p = buf;
+  for (size_t off = 0; jc->cache && jc->rc == RT_OK && off + 16 <= len;) {
+    uint64_t key;
+    uint32_t day, n;
+    memcpy(&key, p + off, 8);
+    memcpy(&day, p + off + 8, 4);
+    memcpy(&n, p + off + 12, 4);
+    char *text = rt_xmalloc(n + 1);
+    memcpy(text, p + off + 16, n);
+    text[n] = '\0';
+    jc->rc = rt_answers_put(jc->cache, key, day, text, &jc->err);
+    free(text);
+    off += 16 + n;
+  }
 }
 
 /* The table stage's side of the results gather (rank 0). */
@@ -395,9 +422,10 @@ int rt_cmd_refresh(int argc, char **argv) {
 
   /* Stage 10: fresh answers, context fingerprints and counters to rank 0
    * (the results follow once rank 0 knows whether it will build a table). */
-  void *fresh;
-  size_t nfresh;
-  rt_gather_bytes(job.comm, r.fresh.data, r.fresh.len, &fresh, &nfresh);
+  /* Fresh answers stream into the journal on rank 0 one rank at a time:
+   * answers are paid for, so they are kept even if a gate fails below. */
+  journal_ctx jc = {r.cache, RT_OK, {0}};
+  rt_gather_stream(job.comm, r.fresh.data, r.fresh.len, journal_put, &jc);
   void *allfp;
   size_t nfpb;
   rt_gather_bytes(job.comm, fps.data, fps.len * sizeof *fps.data, &allfp, &nfpb);
@@ -410,20 +438,9 @@ int rt_cmd_refresh(int argc, char **argv) {
   overlay_ctx oc = {.candidates = (int)cfg->candidates, .day = r.day};
   double exact = -1, failed = -1, ctx_changed = -1;
   if (job.rank == 0) {
-    if (r.cache) { /* answers are paid for: keep them even if a gate fails */
-      for (size_t off = 0; off < nfresh && rc == RT_OK;) {
-        uint64_t key;
-        uint32_t day, len;
-        memcpy(&key, (char *)fresh + off, 8);
-        memcpy(&day, (char *)fresh + off + 8, 4);
-        memcpy(&len, (char *)fresh + off + 12, 4);
-        char *text = rt_xmalloc(len + 1);
-        memcpy(text, (char *)fresh + off + 16, len);
-        text[len] = '\0';
-        rc = rt_answers_put(r.cache, key, day, text, &err);
-        free(text);
-        off += 16 + len;
-      }
+    if (r.cache) {
+      rc = jc.rc;
+      if (rc) err = jc.err;
       if (rc == RT_OK) rc = rt_answers_flush(r.cache, &err);
       /* Compact when superseded records outnumber live ones: the journal
        * then stays within about twice its live size. */
@@ -534,7 +551,6 @@ int rt_cmd_refresh(int argc, char **argv) {
       ragtide_table_close(pub);
     }
   }
-  free(fresh);
   free(allfp);
   summary_due = 0;
   rc = rt_agree(job.comm, rc, &err);

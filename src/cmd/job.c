@@ -230,12 +230,13 @@ int rt_job_counts_from_file(rt_job *job, rt_count_vec *counts, rt_err *err) {
   return rt_agree(job->comm, rc, err);
 }
 
-void rt_job_report(const rt_job *job, const rt_err *err) {
+/* Only rank 0 prints: every rank holds the same agreed error. */
+static void job_report(const rt_job *job, const rt_err *err) {
   if (job->rank == 0 && err && err->code) fprintf(stderr, "ragtide: error: %s\n", err->msg);
 }
 
 int rt_job_end(rt_job *job, int rc, rt_err *err) {
-  if (rc) rt_job_report(job, err);
+  if (rc) job_report(job, err);
   rt_plan_free(&job->plan);
   rt_catalog_free(&job->cat);
   rt_config_free(&job->cfg);

@@ -46,7 +46,4 @@ int rt_job_counts_from_file(rt_job *job, rt_count_vec *counts, rt_err *err);
 /* Print err on rank 0 (if rc), free, MPI_Finalize; returns rc. */
 int rt_job_end(rt_job *job, int rc, rt_err *err);
 
-/* Collective-safe fatal print: only rank 0 prints. */
-void rt_job_report(const rt_job *job, const rt_err *err);
-
 #endif

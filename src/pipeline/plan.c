@@ -119,7 +119,8 @@ void rt_plan_pairs_only(int nranks, rt_plan *p) {
   p->pair_seed = 0x7061697273ULL;
 }
 
-int rt_plan_local(const char *logs, int nranks, rt_plan *p, rt_err *err) {
+/* Rank 0's part: list, stat and assign. */
+static int plan_local(const char *logs, int nranks, rt_plan *p, rt_err *err) {
   rt_plan_pairs_only(nranks, p); /* fixed seeds: plans are reproducible */
   int rc = list_shards(logs, p, err);
   if (rc) return rc;
@@ -136,7 +137,7 @@ int rt_plan_build(const char *logs, MPI_Comm comm, rt_plan *p, rt_err *err) {
   char *blob = NULL;
   size_t blen = 0;
   if (rank == 0) {
-    rc = rt_plan_local(logs, size, p, err);
+    rc = plan_local(logs, size, p, err);
     if (rc == RT_OK) {
       /* Serialise as: n, then per shard bytes, owner, path\0. */
       RT_VEC(char) b = {0};

@@ -37,9 +37,6 @@ typedef struct rt_plan {
  * error (RT_ERR_INPUT: nothing matched, a listed shard missing). */
 int rt_plan_build(const char *logs, MPI_Comm comm, rt_plan *plan, rt_err *err);
 
-/* The same, without MPI (one rank): for tools and tests. */
-int rt_plan_local(const char *logs, int nranks, rt_plan *plan, rt_err *err);
-
 /* A plan with no shards, only the ownership maps (prompt.mode = base). */
 void rt_plan_pairs_only(int nranks, rt_plan *plan);
 

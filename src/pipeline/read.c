@@ -127,13 +127,3 @@ void rt_read_end(rt_read_cursor *c) {
   free(c->buf);
   memset(c, 0, sizeof *c);
 }
-
-int rt_read_shards(const rt_plan *plan, int rank, const rt_config *cfg, const rt_catalog *cat,
-                   rt_ev_vec *out, uint64_t *watch, rt_err *err) {
-  rt_read_cursor c;
-  rt_read_begin(&c, plan, rank, cfg, cat);
-  int done = 0, rc = RT_OK;
-  while (!done && rc == RT_OK) rc = rt_read_batch(&c, 1u << 20, out, watch, &done, err);
-  rt_read_end(&c);
-  return rc;
-}

@@ -58,10 +58,4 @@ void rt_read_begin(rt_read_cursor *c, const rt_plan *plan, int rank, const rt_co
 int rt_read_batch(rt_read_cursor *c, size_t max, rt_ev_vec *out, uint64_t *watch, int *done, rt_err *err);
 void rt_read_end(rt_read_cursor *c);
 
-/* Read every shard the plan gives `rank`, appending kept events to out.
- * Also adds each kept window-0 event to watch[c] (cluster popularity; watch
- * has cat->n entries) when watch is not NULL. Not collective. */
-int rt_read_shards(const rt_plan *plan, int rank, const rt_config *cfg, const rt_catalog *cat,
-                   rt_ev_vec *out, uint64_t *watch, rt_err *err);
-
 #endif

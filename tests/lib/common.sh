@@ -48,14 +48,16 @@ make_data() {
     --out "$T/data" >/dev/null
 }
 
-# A config for the data in $T/data.
+# A config for the data in $T/data: write_config [WINDOW_START WINDOW_END]
+# (default 2026-01-02 .. 2026-01-06; created_at = WINDOW_END).
 write_config() {
+  local ws=${1:-2026-01-02} we=${2:-2026-01-06}
   cat >"$T/job.ini" <<INI
 [input]
 catalog = $T/data/catalog.tsv
 logs = $T/data/logs/*/*.msgpack.zst
-window_start = 2026-01-02
-window_end = 2026-01-06
+window_start = $ws
+window_end = $we
 [prompt]
 template = $RAGTIDE_SRC/jobs/prompts/rag.tmpl
 [llm]
@@ -64,7 +66,7 @@ concurrency = 16
 timeout_ms = 5000
 [output]
 table = $T/out/table.rtt
-created_at = 2026-01-06
+created_at = $we
 INI
   mkdir -p "$T/out"
 }

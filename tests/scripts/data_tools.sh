@@ -4,18 +4,7 @@
 source "$RAGTIDE_SRC/tests/lib/common.sh"
 
 "$GEN" --clusters 30 --users 2000 --days 90 --seed 3 --start 2026-01-01 --out "$T/data" >/dev/null
-cat >"$T/job.ini" <<INI
-[input]
-catalog = $T/data/catalog.tsv
-logs = $T/data/logs/*/*.msgpack.zst
-window_start = 2026-01-01
-window_end = 2026-04-01
-[prompt]
-template = $RAGTIDE_SRC/jobs/prompts/rag.tmpl
-[output]
-table = $T/out/table.rtt
-created_at = 2026-04-01
-INI
+write_config 2026-01-01 2026-04-01
 mpirun_q -n 2 "$RT" aggregate --config "$T/job.ini" --out "$T/counts.rtc" 2>"$T/agg.log" ||
   { cat "$T/agg.log"; fail "aggregate"; }
 pass "aggregate wrote the counts file"

@@ -1,10 +1,10 @@
 /* read_events.c — by-hand throughput check of the event shard reader (not
  * built by CMake; timings do not belong in tests). Build and run:
  *
- *   cmake --build build-events --target ragtide_base ragtide-gen-logs
- *   gcc -O2 -Isrc -Iinclude tools/bench/read_events.c build-events/libragtide_base.a \
+ *   cmake --build build --target ragtide_base ragtide-gen-logs
+ *   gcc -O2 -Isrc -Iinclude tools/bench/read_events.c build/libragtide_base.a \
  *       $(pkg-config --libs msgpack libzstd) -lm -o /tmp/read_events
- *   build-events/ragtide-gen-logs --clusters 10000 --users 625000 --days 1 --shards-per-day 1 \
+ *   build/ragtide-gen-logs --clusters 10000 --users 625000 --days 1 --shards-per-day 1 \
  *       --seed 1 --out /tmp/bench5m            # one shard of ~5M events
  *   /tmp/read_events /tmp/bench5m/logs/2026-01-01/part-0000.msgpack.zst [batch]
  *
