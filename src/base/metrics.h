@@ -41,6 +41,7 @@
   X(count, records_sent, SUM)                                                  \
   X(count, triples_distinct, SUM)                                              \
   X(count, pairs_with_data, SUM)                                               \
+  X(count, spilled_records, SUM)                                               \
   X(count, us, MAX)                                                            \
   X(retrieve, pairs, SUM)                                                      \
   X(retrieve, successors, SUM)                                                 \

@@ -52,12 +52,12 @@ int rt_cmd_aggregate(int argc, char **argv) {
   if (rc == RT_OK && job.out_format && strcmp(job.out_format, "tsv") && strcmp(job.out_format, "counts"))
     rc = rt_err_set(&err, RT_ERR_USAGE, "aggregate: --format must be counts or tsv, not \"%s\"", job.out_format);
   if (rc) return rt_job_end(&job, rc, &err);
-  rt_count_vec counts = {0};
-  rc = rt_job_aggregate(&job, &counts, &err);
+  rt_runs *counts = NULL;
+  uint64_t mine = 0, nrec;
+  rc = rt_job_aggregate(&job, &counts, &mine, &err);
   if (rc) return rt_job_end(&job, rc, &err);
   /* Owned counts reach rank 0 as one sorted stream (by key = by (c1, c2,
    * c_next) id), written as they arrive: rank 0 never holds all of them. */
-  uint64_t mine = counts.len, nrec;
   MPI_Allreduce(&mine, &nrec, 1, MPI_UINT64_T, MPI_SUM, job.comm);
   out_ctx oc = {.job = &job};
   if (job.rank == 0) {
@@ -72,9 +72,12 @@ int rt_cmd_aggregate(int argc, char **argv) {
     }
   }
   double t0 = rt_stage_begin(); /* the merge to rank 0 is this command's gather */
-  int rc2 = rt_counts_merge_to_root(job.comm, &counts, emit_counts, &oc);
+  rt_err merr = {0};
+  int rc2 = rt_counts_merge_to_root(job.comm, counts, emit_counts, &oc, &merr);
+  if (rc2 && merr.code) oc.err = merr; /* a run read error rather than the writer's */
+  if (job.rank != 0 && rc == RT_OK && rc2) rc = rc2, err = oc.err; /* agreed at the end */
   rt_stage_end(RT_M_gather_us, t0);
-  free(counts.data);
+  rt_runs_free(counts);
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);
   json_t *rss = rt_summary_rss(job.comm);

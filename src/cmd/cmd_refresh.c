@@ -337,7 +337,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   char *cache_path = strcmp(cfg->cache, "off") ? path_or(cfg->cache, cfg->table, ".answers") : NULL;
   int base_mode = strcmp(cfg->prompt_mode, "base") == 0;
   r.base_mode = base_mode;
-  rt_count_vec counts = {0};
+  rt_runs *counts = NULL;
   rt_retrieval ret = {0};
   const char *status = "failed";
   int summary_due = 0; /* set once start-up succeeded; cleared when the summary is written */
@@ -363,15 +363,33 @@ int rt_cmd_refresh(int argc, char **argv) {
 
   /* Stages 1–6: counts and retrieval (not needed for the base prompt). */
   if (!base_mode) {
-    rc = *cfg->counts ? rt_job_counts_from_file(&job, &counts, &err) : rt_job_aggregate(&job, &counts, &err);
+    uint64_t nrec = 0;
+    rc = *cfg->counts ? rt_job_counts_from_file(&job, &counts, &err) : rt_job_aggregate(&job, &counts, &nrec, &err);
     if (rc) goto out;
-    rt_retrieve(counts.data, counts.len, cfg, &ret);
+    /* The owned records stream past retrieval in chunks of whole pairs:
+     * only the retrieved successors stay. */
+    int global = strcmp(cfg->granularity, "global") == 0;
+    rt_count_vec chunk = {0};
+    rt_triple_vec acc = {0};
+    long got;
+    while ((got = rt_runs_next_pairs(counts, &chunk, 1u << 16, &err)) > 0) {
+      rt_retrieve_more(chunk.data, chunk.len, cfg, &ret);
+      if (global) rt_retrieve_global_add(chunk.data, chunk.len, 100, &acc);
+    }
+    free(chunk.data);
+    rt_runs_free(counts);
+    counts = NULL;
+    rc = rt_agree(job.comm, got < 0 ? err.code : RT_OK, &err);
+    if (rc) {
+      free(acc.data);
+      goto out;
+    }
     r.n_popular = rt_retrieve_popular(job.watch, job.cat.n, (size_t)(cfg->popular_n < 64 ? cfg->popular_n : 64),
                                       job.comm, r.popular);
-    if (strcmp(cfg->granularity, "global") == 0) {
+    if (global) {
       rt_triple_count *top;
       size_t ntop;
-      rt_retrieve_global(counts.data, counts.len, 100, job.comm, &top, &ntop);
+      rt_retrieve_global_finish(&acc, 100, job.comm, &top, &ntop);
       r.examples = render_examples(&job.cat, top, ntop);
       free(top);
       /* Global granularity: one shared context block in every prompt, none
@@ -382,8 +400,6 @@ int rt_cmd_refresh(int argc, char **argv) {
     rt_plan_pairs_only(job.size, &job.plan);
   }
   if (!r.examples) r.examples = rt_xstrdup("");
-  free(counts.data);
-  counts.data = NULL;
 
   /* Fingerprint every pair's retrieved context, to report how much of it
    * moved since the previous run (rank 0 compares after the gather). */
@@ -571,7 +587,7 @@ out:
       json_decref(s);
     }
   }
-  free(counts.data);
+  rt_runs_free(counts);
   rt_retrieval_free(&ret);
   free(r.results.data);
   free(r.fresh.data);

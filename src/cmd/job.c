@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+
 /* Bytes one rank sends per all-to-all round: bounds the round's buffers. */
 #define ROUND_BYTES (64u << 20)
 
@@ -94,10 +95,12 @@ static void on_triple(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t 
  * (msgpack.zst events take ~9 bytes, TSV ~35). */
 typedef struct {
   size_t batch_events, store_events, nbuckets;
+  size_t counter_records, owned_records; /* count records held before a run is written */
+  size_t round_bytes;                     /* per all-to-all round (and count exchange chunk) */
 } mem_plan;
 
 static mem_plan plan_memory(const rt_job *job) {
-  mem_plan m = {4u << 20, 0, 1};
+  mem_plan m = {4u << 20, 0, 1, 0, 0, ROUND_BYTES};
   uint64_t budget = (uint64_t)job->cfg.per_rank_mb << 20;
   if (!budget) return m;
   m.batch_events = budget / 8 / sizeof(rt_ev);
@@ -109,10 +112,28 @@ static mem_plan plan_memory(const rt_job *job) {
   uint64_t per_bucket = budget / 4 / (2 * sizeof(rt_ev));
   m.nbuckets = (size_t)(est / (per_bucket ? per_bucket : 1) + 1);
   if (m.nbuckets > 4096) m.nbuckets = 4096;
+  /* Count records come after the events are gone: the counter's sorted
+   * records (16 bytes, plus a merge copy and a 24-byte decode when spilled)
+   * get an eighth, the owner's incoming records (24 bytes, plus the sort's
+   * scratch) another eighth. */
+  m.counter_records = budget / 8 / 40;
+  m.owned_records = budget / 8 / 48;
+  if (m.counter_records < 4096) m.counter_records = 4096;
+  if (m.owned_records < 4096) m.owned_records = 4096;
+  /* A count exchange chunk exists about four times (read, send, receive,
+   * the owner's copy): a sixteenth each. */
+  if (budget / 16 < m.round_bytes) m.round_bytes = budget / 16 > 65536 ? budget / 16 : 65536;
   return m;
 }
 
-int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
+void rt_job_run_dir(const rt_job *job, char *buf, size_t cap) {
+  if (*job->cfg.run_dir) snprintf(buf, cap, "%s", job->cfg.run_dir);
+  else snprintf(buf, cap, "%s.run", job->out ? job->out : job->cfg.table);
+}
+
+int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *err) {
+  *counts = NULL;
+  *records = 0;
   int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
   if (rc) return rc;
   mem_plan mp = plan_memory(job);
@@ -120,8 +141,7 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
     rt_info("run %s: %zu shards over %d ranks%s", job->run_id, job->plan.nshards, job->size,
             mp.store_events ? " (memory-capped: batched reads, user buckets spill to the run directory)" : "");
   char dir[4096];
-  if (*job->cfg.run_dir) snprintf(dir, sizeof dir, "%s", job->cfg.run_dir);
-  else snprintf(dir, sizeof dir, "%s.run", job->out ? job->out : job->cfg.table);
+  rt_job_run_dir(job, dir, sizeof dir);
   rt_spill store;
   rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
 
@@ -135,7 +155,7 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
     batch.len = 0;
     if (!done) rc = rt_read_batch(&cur, mp.batch_events, &batch, job->watch, &done, err);
     if ((rc = rt_agree(job->comm, rc, err))) break;
-    if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, ROUND_BYTES, err);
+    if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, mp.round_bytes, err);
     rc = rt_spill_add(&store, batch.data, batch.len, err);
     if ((rc = rt_agree(job->comm, rc, err))) break;
     int all_done;
@@ -157,7 +177,11 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
   rt_window w;
   rt_window_from_config(&job->cfg, &w);
   count_ctx cc = {rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400))};
-  if (mp.store_events) rt_counter_set_limit(cc.h, mp.batch_events); /* the triple buffer within budget too */
+  rt_runs *local = rt_runs_new(dir, "local", job->rank, mp.store_events ? mp.counter_records : 0);
+  if (mp.store_events) { /* the triple buffer and the distinct records within budget too */
+    rt_counter_set_limit(cc.h, mp.batch_events);
+    rt_counter_spill_to(cc.h, local, mp.counter_records);
+  }
   rt_ev_vec ev = {0};
   for (size_t b = 0; b < store.nbuckets && rc == RT_OK; b++) {
     rc = rt_spill_take(&store, b, &ev, err);
@@ -173,32 +197,35 @@ int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err) {
   rt_stage_end(RT_M_sequence_us, t0);
 
   /* Stage 5: the local pre-aggregation's last merge, then counts to the
-   * pair owners. */
+   * pair owners, sealed there into one sorted run. */
   t0 = rt_stage_begin();
-  memset(counts, 0, sizeof *counts);
-  rt_counter_finish(cc.h, counts);
-  if ((rc = rt_agree(job->comm, rc, err))) return rc;
-  rc = rt_counts_exchange(&job->plan, job->comm, counts, ROUND_BYTES, err);
-  rt_metric_add(RT_M_count_triples_distinct, counts->len);
-  uint64_t last = UINT64_MAX, pairs = 0;
-  for (size_t i = 0; i < counts->len; i++)
-    if (counts->data[i].win == 0 && rt_key_pair(counts->data[i].key) != last) {
-      last = rt_key_pair(counts->data[i].key);
-      pairs++;
-    }
+  rc = rt_counter_finish(cc.h, local, err);
+  if ((rc = rt_agree(job->comm, rc, err))) {
+    rt_runs_free(local);
+    return rc;
+  }
+  rt_runs *owned = rt_runs_new(dir, "owned", job->rank, mp.store_events ? mp.owned_records : 0);
+  uint64_t spilled = rt_runs_spilled(local);
+  owned = rt_counts_exchange(&job->plan, job->comm, local, owned, mp.round_bytes, err);
+  rc = owned ? RT_OK : err->code;
+  uint64_t nrec = 0, pairs = 0;
+  if (rc == RT_OK) rc = rt_runs_seal(owned, &nrec, &pairs, err);
+  if (owned && owned != local) spilled += rt_runs_spilled(owned);
+  rt_metric_add(RT_M_count_triples_distinct, nrec);
   rt_metric_add(RT_M_count_pairs_with_data, pairs);
-  /* The cap bounds the event path; count records (distinct (triple, day)
-   * combinations) are held in memory. Say so when they alone pass it. */
-  uint64_t cap = (uint64_t)job->cfg.per_rank_mb << 20, used = counts->len * sizeof(rt_count);
-  if (cap && used > cap)
-    rt_warn("this rank's %zu count records take %llu MiB, over memory.per_rank_mb = %lld: they are held in "
-            "memory; use more ranks or a shorter window", counts->len, (unsigned long long)(used >> 20),
-            (long long)job->cfg.per_rank_mb);
+  rt_metric_add(RT_M_count_spilled_records, spilled);
+  if (spilled) rt_info("spilled %llu count records to sorted runs in %s", (unsigned long long)spilled, dir);
   rt_stage_end(RT_M_count_us, t0);
-  return rt_agree(job->comm, rc, err);
+  if ((rc = rt_agree(job->comm, rc, err))) {
+    rt_runs_free(owned);
+    return rc;
+  }
+  *counts = owned;
+  *records = nrec;
+  return RT_OK;
 }
 
-int rt_job_counts_from_file(rt_job *job, rt_count_vec *counts, rt_err *err) {
+int rt_job_counts_from_file(rt_job *job, rt_runs **out, rt_err *err) {
   double t0 = rt_stage_begin();
   rt_plan_pairs_only(job->size, &job->plan);
   uint32_t *ids = NULL, n = 0;
@@ -209,7 +236,7 @@ int rt_job_counts_from_file(rt_job *job, rt_count_vec *counts, rt_err *err) {
     rc = rt_err_set(err, RT_ERR_INPUT,
                     "input.counts %s was aggregated with another catalog (%u clusters; input.catalog has %u); "
                     "rerun `ragtide aggregate` with this catalog", job->cfg.counts, n, job->cat.n);
-  memset(counts, 0, sizeof *counts);
+  rt_count_vec v = {0}, *counts = &v;
   if (rc == RT_OK) {
     rt_window w;
     rt_window_from_config(&job->cfg, &w);
@@ -226,6 +253,10 @@ int rt_job_counts_from_file(rt_job *job, rt_count_vec *counts, rt_err *err) {
   }
   free(ids);
   free(rec);
+  /* The whole file was read into memory anyway: the set stays there. */
+  *out = rt_runs_new(".", "file", job->rank, 0);
+  if (rc == RT_OK) rc = rt_runs_put(*out, &v, err);
+  free(v.data);
   rt_stage_end(RT_M_count_us, t0);
   return rt_agree(job->comm, rc, err);
 }

@@ -35,13 +35,18 @@ typedef struct rt_job {
 int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *err);
 
 /* Stages 1–5: plan, read, shuffle (unless partitioned_by_user), sequence,
- * count. Leaves this rank's owned counts, sorted, in *counts. Collective. */
-int rt_job_aggregate(rt_job *job, rt_count_vec *counts, rt_err *err);
+ * count. Leaves this rank's owned counts in *counts, sealed (one sorted,
+ * reduced run; in files of the run directory under memory.per_rank_mb),
+ * with their total in *records. Free with rt_runs_free. Collective. */
+int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *err);
 
 /* Stages 1–5 replaced by a counts file (input.counts): every rank reads it
  * and keeps the records of the pairs it owns, re-windowed by day against
  * the configured window (and the previous one for trend). Collective. */
-int rt_job_counts_from_file(rt_job *job, rt_count_vec *counts, rt_err *err);
+int rt_job_counts_from_file(rt_job *job, rt_runs **counts, rt_err *err);
+
+/* The run directory: output.run_dir, or <output>.run beside the output. */
+void rt_job_run_dir(const rt_job *job, char *buf, size_t cap);
 
 /* Print err on rank 0 (if rc), free, MPI_Finalize; returns rc. */
 int rt_job_end(rt_job *job, int rc, rt_err *err);

@@ -6,66 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_count(const void *a, const void *b) {
-  const rt_count *x = a, *y = b;
+static int cmp_count(const rt_count *x, const rt_count *y) {
   if (x->key != y->key) return x->key < y->key ? -1 : 1;
   if (x->day != y->day) return x->day < y->day ? -1 : 1;
   return x->win < y->win ? -1 : x->win > y->win;
-}
-
-/* LSD radix sort by (key, day, win): 4 bytes of (day - min day) << 1 | win,
- * then the 8 bytes of key, skipping every byte position whose value is the
- * same in all records (with 1,000 clusters only 6 of 12 passes run). */
-static void radix_sort(rt_count *a, size_t n) {
-  if (n < 256) {
-    qsort(a, n, sizeof *a, cmp_count);
-    return;
-  }
-  int32_t dmin = a[0].day;
-  for (size_t i = 1; i < n; i++)
-    if (a[i].day < dmin) dmin = a[i].day;
-  size_t(*hist)[256] = rt_xcalloc(12, sizeof *hist);
-  for (size_t i = 0; i < n; i++) {
-    uint32_t lo = ((uint32_t)(a[i].day - dmin) << 1) | (a[i].win & 1);
-    for (int b = 0; b < 4; b++) hist[b][(lo >> (8 * b)) & 0xff]++;
-    for (int b = 0; b < 8; b++) hist[4 + b][(a[i].key >> (8 * b)) & 0xff]++;
-  }
-  rt_count *tmp = rt_xmalloc(n * sizeof *tmp), *src = a, *dst = tmp;
-  for (int d = 0; d < 12; d++) {
-    int trivial = 0;
-    for (int v = 0; v < 256; v++)
-      if (hist[d][v] == n) trivial = 1;
-    if (trivial) continue;
-    size_t pos[256], sum = 0;
-    for (int v = 0; v < 256; v++) {
-      pos[v] = sum;
-      sum += hist[d][v];
-    }
-    for (size_t i = 0; i < n; i++) {
-      uint64_t digit = d < 4 ? ((((uint32_t)(src[i].day - dmin) << 1) | (src[i].win & 1)) >> (8 * d)) & 0xff
-                             : (src[i].key >> (8 * (d - 4))) & 0xff;
-      dst[pos[digit]++] = src[i];
-    }
-    rt_count *t = src;
-    src = dst;
-    dst = t;
-  }
-  if (src != a) memcpy(a, src, n * sizeof *a);
-  free(tmp);
-  free(hist);
-}
-
-void rt_counts_reduce(rt_count_vec *v) {
-  if (v->len == 0) return;
-  int sorted = 1; /* one rank's output is already sorted: skip the sort */
-  for (size_t i = 1; i < v->len && sorted; i++) sorted = cmp_count(&v->data[i - 1], &v->data[i]) <= 0;
-  if (!sorted) radix_sort(v->data, v->len);
-  size_t w = 0;
-  for (size_t i = 1; i < v->len; i++) {
-    if (cmp_count(&v->data[w], &v->data[i]) == 0) v->data[w].n += v->data[i].n;
-    else v->data[++w] = v->data[i];
-  }
-  v->len = w + 1;
 }
 
 /* ---- the counter ---------------------------------------------------------
@@ -92,6 +36,10 @@ struct rt_counter {
   RT_VEC(kn) extra;     /* weighted adds (n > 1), unsorted */
   rt_count_vec wide;    /* non-compact mode */
   size_t limit;
+  rt_runs *spill;       /* set: agg beyond spill_at records becomes a run there */
+  size_t spill_at;
+  int rc;               /* a failed spill: reported by rt_counter_finish */
+  rt_err err;
 };
 
 #define COUNTER_LIMIT (16u << 20) /* 128 MiB of keys before a compaction */
@@ -199,10 +147,37 @@ static void flush(rt_counter *h) {
 
 void rt_counter_set_limit(rt_counter *h, size_t limit) { h->limit = limit ? limit : 1; }
 
+void rt_counter_spill_to(rt_counter *h, rt_runs *runs, size_t max_records) {
+  h->spill = runs;
+  h->spill_at = max_records ? max_records : 1;
+}
+
+/* The aggregated records so far as one sorted run into `dst`; agg empties. */
+static int put_agg(rt_counter *h, rt_runs *dst, rt_err *err) {
+  rt_count_vec v = {0};
+  rt_vec_reserve(&v, h->agg.len + 1);
+  for (size_t i = 0; i < h->agg.len; i++) v.data[i] = decode(h, h->agg.data[i]);
+  v.len = h->agg.len;
+  free(h->agg.data);
+  memset(&h->agg, 0, sizeof h->agg);
+  int rc = rt_runs_put(dst, &v, err);
+  free(v.data);
+  return rc;
+}
+
+static void maybe_spill(rt_counter *h) {
+  if (!h->spill || h->rc) return;
+  size_t held = h->compact ? h->agg.len : h->wide.len;
+  if (held <= h->spill_at) return;
+  if (h->compact) h->rc = put_agg(h, h->spill, &h->err);
+  else h->rc = rt_runs_put(h->spill, &h->wide, &h->err);
+}
+
 void rt_counter_add(rt_counter *h, uint64_t key, int32_t day, uint32_t win, uint64_t n) {
   if (!h->compact) {
     if (h->wide.len == h->limit) {
       rt_counts_reduce(&h->wide);
+      maybe_spill(h);
       if (h->wide.len * 2 > h->limit) h->limit *= 2;
     }
     rt_vec_push(&h->wide, ((rt_count){key, day, win, n}));
@@ -210,53 +185,76 @@ void rt_counter_add(rt_counter *h, uint64_t key, int32_t day, uint32_t win, uint
   }
   uint64_t k = encode(h, key, day, win);
   if (n == 1) {
-    if (h->raw.len == h->limit) flush(h);
+    if (h->raw.len == h->limit) {
+      flush(h);
+      maybe_spill(h);
+    }
     rt_vec_push(&h->raw, k);
   } else {
     rt_vec_push(&h->extra, ((kn){k, n}));
   }
 }
 
-void rt_counter_finish(rt_counter *h, rt_count_vec *out) {
-  rt_count_vec mine = {0};
-  if (h->compact) {
+int rt_counter_finish(rt_counter *h, rt_runs *dst, rt_err *err) {
+  int rc = h->rc;
+  if (rc) rt_err_set(err, rc, "%s", h->err.msg);
+  if (rc == RT_OK && h->compact) {
     flush(h);
-    rt_vec_reserve(&mine, h->agg.len);
-    for (size_t i = 0; i < h->agg.len; i++) mine.data[i] = decode(h, h->agg.data[i]);
-    mine.len = h->agg.len;
-  } else {
+    rc = put_agg(h, dst, err);
+  } else if (rc == RT_OK) {
     rt_counts_reduce(&h->wide);
-    mine = h->wide;
-    h->wide = (rt_count_vec){0};
-  }
-  if (out->len == 0) {
-    free(out->data);
-    *out = mine;
-  } else {
-    for (size_t i = 0; i < mine.len; i++) rt_vec_push(out, mine.data[i]);
-    free(mine.data);
-    rt_counts_reduce(out);
+    rc = rt_runs_put(dst, &h->wide, err);
   }
   free(h->raw.data);
   free(h->agg.data);
   free(h->extra.data);
   free(h->wide.data);
   free(h);
+  return rc;
 }
 
-int rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_count_vec *v, size_t round_bytes, rt_err *err) {
-  (void)err;
-  int size = plan->nranks;
-  if (size == 1) return RT_OK; /* already reduced and owned */
-  int *dest = rt_xmalloc((v->len ? v->len : 1) * sizeof *dest);
-  for (size_t i = 0; i < v->len; i++) dest[i] = rt_pair_owner(plan, rt_key_pair(v->data[i].key));
-  rt_metric_add(RT_M_count_records_sent, v->len);
-  size_t n = v->len;
-  rt_route(comm, (void **)&v->data, &n, sizeof(rt_count), dest, round_bytes);
+rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, rt_runs *owned,
+                            size_t round_bytes, rt_err *err) {
+  if (plan->nranks == 1) { /* every record is already owned */
+    rt_runs_free(owned);
+    return local;
+  }
+  /* Stream the local records out in chunks (bounded memory on both sides):
+   * each chunk is routed to the pairs' owners, which collect what arrives
+   * as runs; all ranks go round until every rank is done. */
+  size_t chunk = round_bytes / sizeof(rt_count);
+  if (chunk < 1024) chunk = 1024;
+  rt_count *buf = rt_xmalloc(chunk * sizeof *buf);
+  int *dest = rt_xmalloc(chunk * sizeof *dest);
+  int rc = RT_OK, done = 0;
+  for (;;) {
+    long got = 0;
+    if (rc) done = 1; /* keep taking part in the rounds, sending nothing */
+    if (!done) {
+      got = rt_runs_read(local, buf, chunk, err);
+      if (got < 0) rc = err->code ? err->code : RT_ERR_OUTPUT, got = 0;
+      if (got == 0) done = 1;
+    }
+    size_t n = (size_t)got;
+    for (size_t i = 0; i < n; i++) dest[i] = rt_pair_owner(plan, rt_key_pair(buf[i].key));
+    rt_metric_add(RT_M_count_records_sent, n);
+    void *in = rt_xmalloc(n ? n * sizeof *buf : 1);
+    memcpy(in, buf, n * sizeof *buf);
+    rt_route(comm, &in, &n, sizeof(rt_count), dest, round_bytes);
+    if (rc == RT_OK) rc = rt_runs_add(owned, in, n, err);
+    free(in);
+    int all_done, mine = done;
+    MPI_Allreduce(&mine, &all_done, 1, MPI_INT, MPI_MIN, comm);
+    if (all_done) break;
+  }
+  free(buf);
   free(dest);
-  v->len = v->cap = n;
-  rt_counts_reduce(v);
-  return RT_OK;
+  rt_runs_free(local);
+  if (rc) {
+    rt_runs_free(owned);
+    return NULL;
+  }
+  return owned;
 }
 
 /* ---- merge to rank 0 ------------------------------------------------------ */
@@ -302,26 +300,41 @@ static void sift_down(source **h, size_t n, size_t i) {
   }
 }
 
-int rt_counts_merge_to_root(MPI_Comm comm, const rt_count_vec *mine, rt_count_emit emit, void *ctx) {
+/* Rank 0's own records: the next chunk of its runs. */
+static void pull_own(rt_runs *mine, source *s, rt_count *buf, int *rc, rt_err *err) {
+  long got = *rc ? 0 : rt_runs_read(mine, buf, MERGE_CHUNK, err);
+  if (got < 0) *rc = err->code ? err->code : RT_ERR_OUTPUT, got = 0;
+  s->rec = buf;
+  s->n = (size_t)got;
+  s->pos = 0;
+  s->done = got == 0;
+}
+
+int rt_counts_merge_to_root(MPI_Comm comm, rt_runs *mine, rt_count_emit emit, void *ctx, rt_err *err) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   if (rank != 0) { /* serve chunks until an empty one has been sent */
-    size_t off = 0;
+    rt_count *buf = rt_xmalloc(MERGE_CHUNK * sizeof *buf);
+    int rc = RT_OK;
     for (;;) {
       int go;
       MPI_Recv(&go, 1, MPI_INT, 0, TAG_PULL, comm, MPI_STATUS_IGNORE);
-      size_t k = mine->len - off < MERGE_CHUNK ? mine->len - off : MERGE_CHUNK;
-      MPI_Send(mine->data + off, (int)(k * sizeof(rt_count)), MPI_BYTE, 0, TAG_CHUNK, comm);
-      off += k;
-      if (k == 0) return RT_OK;
+      long k = rc ? 0 : rt_runs_read(mine, buf, MERGE_CHUNK, err);
+      if (k < 0) rc = err->code ? err->code : RT_ERR_OUTPUT, k = 0; /* end this rank's stream; agreed after */
+      MPI_Send(buf, (int)((size_t)k * sizeof(rt_count)), MPI_BYTE, 0, TAG_CHUNK, comm);
+      if (k == 0) {
+        free(buf);
+        return rc;
+      }
     }
   }
   source *src = rt_xcalloc((size_t)size, sizeof *src);
   rt_count *bufs = rt_xmalloc((size_t)size * MERGE_CHUNK * sizeof *bufs);
   source **heap = rt_xmalloc((size_t)size * sizeof *heap);
   size_t nh = 0;
-  src[0] = (source){mine->data, mine->len, 0, 0, mine->len == 0};
+  int rc = RT_OK, rrc = RT_OK; /* rrc: reading rank 0's own runs */
+  pull_own(mine, &src[0], bufs, &rrc, err);
   if (!src[0].done) heap[nh++] = &src[0];
   for (int r = 1; r < size; r++) {
     src[r].rank = r;
@@ -331,7 +344,6 @@ int rt_counts_merge_to_root(MPI_Comm comm, const rt_count_vec *mine, rt_count_em
   for (size_t i = nh; i-- > 0;) sift_down(heap, nh, i);
   rt_count *out = rt_xmalloc(MERGE_CHUNK * sizeof *out);
   size_t nout = 0;
-  int rc = RT_OK;
   while (nh) {
     source *s = heap[0];
     out[nout++] = s->rec[s->pos++];
@@ -341,7 +353,7 @@ int rt_counts_merge_to_root(MPI_Comm comm, const rt_count_vec *mine, rt_count_em
     }
     if (s->pos == s->n) {
       if (s->rank != 0) pull(comm, s, bufs + (size_t)s->rank * MERGE_CHUNK);
-      else s->done = 1;
+      else pull_own(mine, s, bufs, &rrc, err);
       if (s->done) heap[0] = heap[--nh];
     }
     sift_down(heap, nh, 0);
@@ -351,5 +363,5 @@ int rt_counts_merge_to_root(MPI_Comm comm, const rt_count_vec *mine, rt_count_em
   free(heap);
   free(bufs);
   free(src);
-  return rc;
+  return rrc ? rrc : rc;
 }

@@ -18,8 +18,13 @@ static int cmp_cand(const void *a, const void *b) {
 }
 
 void rt_retrieve(const rt_count *counts, size_t n, const rt_config *cfg, rt_retrieval *out) {
-  double t0 = rt_stage_begin();
   memset(out, 0, sizeof *out);
+  rt_retrieve_more(counts, n, cfg, out);
+}
+
+void rt_retrieve_more(const rt_count *counts, size_t n, const rt_config *cfg, rt_retrieval *out) {
+  double t0 = rt_stage_begin();
+  size_t pairs0 = out->ctx.len;
   int trend = strcmp(cfg->retrieval_mode, "trend") == 0;
   size_t top = (size_t)cfg->top_n;
   RT_VEC(cand) cs = {0};
@@ -51,7 +56,7 @@ void rt_retrieve(const rt_count *counts, size_t n, const rt_config *cfg, rt_retr
     rt_metric_add(RT_M_retrieve_successors, c.n);
   }
   free(cs.data);
-  rt_metric_add(RT_M_retrieve_pairs, out->ctx.len);
+  rt_metric_add(RT_M_retrieve_pairs, out->ctx.len - pairs0);
   rt_stage_end(RT_M_retrieve_us, t0);
 }
 
@@ -61,16 +66,25 @@ static int cmp_tc(const void *a, const void *b) {
   return x->key < y->key ? -1 : x->key > y->key;
 }
 
-int rt_retrieve_global(const rt_count *counts, size_t n, size_t k, MPI_Comm comm, rt_triple_count **out,
-                       size_t *nout) {
-  /* Local totals per triple (window 0), local top k, gather, global top k. */
-  RT_VEC(rt_triple_count) loc = {0};
+void rt_retrieve_global_add(const rt_count *counts, size_t n, size_t k, rt_triple_vec *acc) {
+  /* Window totals per triple; the list is cut back to the top k whenever
+   * it doubles, so it stays small whatever the input. */
   for (size_t i = 0; i < n;) {
     uint64_t key = counts[i].key, cur = 0;
     for (; i < n && counts[i].key == key; i++)
       if (counts[i].win == 0) cur += counts[i].n;
-    if (cur) rt_vec_push(&loc, ((rt_triple_count){key, cur}));
+    if (cur) rt_vec_push(acc, ((rt_triple_count){key, cur}));
+    if (acc->len >= 2 * k + 1024) {
+      qsort(acc->data, acc->len, sizeof *acc->data, cmp_tc);
+      acc->len = k;
+    }
   }
+}
+
+int rt_retrieve_global_finish(rt_triple_vec *acc, size_t k, MPI_Comm comm, rt_triple_count **out, size_t *nout) {
+  /* Local top k, gather, global top k. */
+  rt_triple_vec loc = *acc;
+  memset(acc, 0, sizeof *acc);
   qsort(loc.data, loc.len, sizeof *loc.data, cmp_tc);
   if (loc.len > k) loc.len = k;
   int size, rank;
@@ -94,6 +108,13 @@ int rt_retrieve_global(const rt_count *counts, size_t n, size_t k, MPI_Comm comm
   free(lens);
   free(displ);
   return 0;
+}
+
+int rt_retrieve_global(const rt_count *counts, size_t n, size_t k, MPI_Comm comm, rt_triple_count **out,
+                       size_t *nout) {
+  rt_triple_vec acc = {0};
+  rt_retrieve_global_add(counts, n, k, &acc);
+  return rt_retrieve_global_finish(&acc, k, comm, out, nout);
 }
 
 size_t rt_retrieve_popular(const uint64_t *watch, uint32_t ncl, size_t k, MPI_Comm comm, uint32_t *out) {

@@ -33,6 +33,9 @@ typedef struct rt_retrieval {
 
 /* counts: this rank's owned records, sorted by (key, day, win). */
 void rt_retrieve(const rt_count *counts, size_t n, const rt_config *cfg, rt_retrieval *out);
+/* The same, appended to *out (zero it first): for records that arrive in
+ * chunks of whole pairs (rt_runs_next_pairs), in order. */
+void rt_retrieve_more(const rt_count *counts, size_t n, const rt_config *cfg, rt_retrieval *out);
 
 /* Collective: the top `k` triples by window count over all ranks, ties by
  * smaller key; every rank receives the same list. */
@@ -42,6 +45,12 @@ typedef struct rt_triple_count {
 } rt_triple_count;
 int rt_retrieve_global(const rt_count *counts, size_t n, size_t k, MPI_Comm comm, rt_triple_count **out,
                        size_t *nout);
+/* The same in chunks of whole triples: add each chunk's candidates to acc
+ * (zeroed first; kept near k entries), then finish collectively (acc is
+ * consumed). */
+typedef RT_VEC(rt_triple_count) rt_triple_vec;
+void rt_retrieve_global_add(const rt_count *counts, size_t n, size_t k, rt_triple_vec *acc);
+int rt_retrieve_global_finish(rt_triple_vec *acc, size_t k, MPI_Comm comm, rt_triple_count **out, size_t *nout);
 
 /* Collective: the top k clusters by watch count (watch: per-rank counts,
  * ncl entries), ties by smaller index. */

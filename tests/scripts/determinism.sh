@@ -49,7 +49,8 @@ mpirun_q -n 3 "$RT" aggregate --config "$T/job.ini" --set input.partitioned_by_u
 cmp -s "$T/shuffled.tsv" "$T/wrong.tsv" && fail "partitioned_by_user=true did not skip the shuffle"
 pass "input.partitioned_by_user skips the shuffle with the same counts"
 # Under a tight memory cap (memory.per_rank_mb) events spill to the run
-# directory in user buckets: same table, and the spill files are gone after.
+# directory in user buckets and count records in sorted runs: same table,
+# same counts file on 1 and 3 ranks, and the spill files are gone after.
 "$GEN" --clusters 40 --users 3000 --days 6 --seed 23 --start 2026-01-01 --out "$T/big" >/dev/null
 for cap in 0 1; do
   mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --set "input.logs=$T/big/logs/*/*.msgpack.zst" \
@@ -58,8 +59,21 @@ for cap in 0 1; do
 done
 cmp "$T/out/cap0.rtt" "$T/out/cap1.rtt" || fail "memory.per_rank_mb changed the table"
 python3 -c "
-import json; s=json.load(open('$T/out/cap1.rtt.summary.json'))['stages']['shuffle']
-assert s['spilled_events'] > 0, s; print('spilled', s['spilled_events'], 'events')"
+import json; s=json.load(open('$T/out/cap1.rtt.summary.json'))['stages']
+assert s['shuffle']['spilled_events'] > 0, s['shuffle']; assert s['count']['spilled_records'] > 0, s['count']
+print('spilled', s['shuffle']['spilled_events'], 'events and', s['count']['spilled_records'], 'count records')"
 [ -z "$(ls -A "$T/out/cap1.rtt.run" 2>/dev/null)" ] || fail "spill files left behind"
+for n in 1 3; do
+  for cap in 0 1; do
+    mpirun_q -n $n "$RT" aggregate --config "$T/job.ini" --set "input.logs=$T/big/logs/*/*.msgpack.zst" \
+      --set "input.catalog=$T/big/catalog.tsv" --set memory.per_rank_mb=$cap \
+      --set "output.run_dir=$T/out/agg.run" --out "$T/out/agg-n$n-cap$cap.rtc" 2>"$T/log" ||
+      { cat "$T/log"; fail "aggregate -n $n with memory cap $cap"; }
+  done
+done
+for f in agg-n1-cap1 agg-n3-cap0 agg-n3-cap1; do
+  cmp "$T/out/agg-n1-cap0.rtc" "$T/out/$f.rtc" || fail "counts file $f differs from -n 1 without a cap"
+done
+[ -z "$(ls -A "$T/out/agg.run" 2>/dev/null)" ] || fail "count runs left behind"
 pass "memory-capped run spills and gives the same table"
 echo "determinism: all checks passed"

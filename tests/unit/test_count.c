@@ -2,7 +2,9 @@
  * sort-and-merge of the same records, in both of its representations and
  * across many compactions. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "pipeline/count.h"
 
@@ -14,9 +16,15 @@ static uint64_t next_rand(void) {
   return rng;
 }
 
-static void check_against_reference(uint32_t ncl, size_t limit, size_t n, int weighted) {
+/* spill_at > 0: the counter writes its records as runs to a temporary
+ * directory beyond spill_at of them; the merged stream must be the same. */
+static void check_against_reference_spill(uint32_t ncl, size_t limit, size_t n, int weighted, size_t spill_at) {
+  char dir[] = "/tmp/rt-test-count-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  rt_runs *runs = rt_runs_new(dir, "t", 0, spill_at);
   rt_counter *h = rt_counter_new(ncl, 20000, 20009);
   rt_counter_set_limit(h, limit);
+  if (spill_at) rt_counter_spill_to(h, runs, spill_at);
   rt_count_vec ref = {0};
   for (size_t i = 0; i < n; i++) {
     /* skewed so that many records repeat */
@@ -29,8 +37,16 @@ static void check_against_reference(uint32_t ncl, size_t limit, size_t n, int we
     rt_counter_add(h, key, day, win, cnt);
     rt_vec_push(&ref, ((rt_count){key, day, win, cnt}));
   }
+  rt_err err = {0};
+  cr_assert_eq(rt_counter_finish(h, runs, &err), RT_OK, "%s", err.msg);
+  if (spill_at) cr_assert_gt(rt_runs_files(runs), 1, "the counter spilled");
   rt_count_vec got = {0};
-  rt_counter_finish(h, &got);
+  rt_vec_reserve(&got, n + 1);
+  long k;
+  while ((k = rt_runs_read(runs, got.data + got.len, 1000, &err)) > 0) got.len += (size_t)k;
+  cr_assert_eq(k, 0, "%s", err.msg);
+  rt_runs_free(runs);
+  cr_assert_eq(rmdir(dir), 0, "run files removed");
   rt_counts_reduce(&ref);
   cr_assert_eq(got.len, ref.len, "distinct records: %zu vs %zu", got.len, ref.len);
   uint64_t total = 0;
@@ -45,6 +61,14 @@ static void check_against_reference(uint32_t ncl, size_t limit, size_t n, int we
   free(got.data);
   free(ref.data);
 }
+
+static void check_against_reference(uint32_t ncl, size_t limit, size_t n, int weighted) {
+  check_against_reference_spill(ncl, limit, n, weighted, 0);
+}
+
+Test(count, compact_counter_spills_sorted_runs) { check_against_reference_spill(1000, 997, 200000, 1, 5000); }
+
+Test(count, wide_counter_spills_sorted_runs) { check_against_reference_spill(1000000, 4096, 60000, 1, 3000); }
 
 Test(count, compact_counter_matches_reference_across_compactions) {
   check_against_reference(1000, 997, 200000, 0); /* ~200 compactions */
