@@ -426,6 +426,7 @@ void rt_runs_free(rt_runs *r) {
   free(r->runs.data);
   free(r->loose.data);
   free(r->carry.data);
+  if (r->files) rmdir(r->dir); /* only succeeds once empty (other sets may still hold runs) */
   free(r->dir);
   free(r->name);
   free(r);

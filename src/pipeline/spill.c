@@ -32,7 +32,8 @@ static int spill_all(rt_spill *s, rt_err *err) {
     if (s->mem[b].len == 0) continue;
     char path[4096];
     bucket_path(s, b, path, sizeof path);
-    FILE *f = fopen(path, "ab");
+    /* "wb" the first time: a file left by a killed run must not be read back */
+    FILE *f = fopen(path, s->on_disk[b] ? "ab" : "wb");
     if (!f) return rt_err_set(err, RT_ERR_OUTPUT, "cannot write spill file %s: %s", path, strerror(errno));
     size_t w = fwrite(s->mem[b].data, sizeof(rt_ev), s->mem[b].len, f);
     int bad = w != s->mem[b].len || fclose(f) != 0;
