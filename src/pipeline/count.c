@@ -16,24 +16,28 @@ static int cmp_count(const rt_count *x, const rt_count *y) {
  * Why this shape: one record per triple is appended (sequential writes, no
  * hash probing) and the buffer is sorted and run-length merged whenever it
  * fills, so memory follows the distinct (triple, day) records, not the
- * events. When the catalog and the day range allow (n^3 x days x 2 < 2^63,
+ * events. When the fields fit (3 x bits(clusters) + bits(2 x days) <= 64,
  * e.g. 10,000 clusters over two years), a triple, its day and window are
- * packed into one 64-bit key in mixed radix, which keeps the (c1, c2, c_next,
- * day, win) order: the buffer holds 8-byte keys instead of 24-byte records
- * and sorts in a few 11-bit radix passes. Larger catalogs use rt_count
- * records and rt_counts_reduce. */
+ * bit-packed into one 64-bit key, c1 highest, which keeps the (c1, c2,
+ * c_next, day, win) order: the buffer holds 8-byte keys instead of 24-byte
+ * records, and decoding is shifts. Larger catalogs use rt_count records and
+ * rt_counts_reduce. */
 
 typedef struct {
   uint64_t k, n;
 } kn;
+typedef RT_VEC(kn) kn_vec;
 
 struct rt_counter {
   int compact;
-  uint64_t ncl, span; /* clusters; days in [day_lo, day_lo + span) */
+  unsigned cb, db;    /* bits per cluster index, bits of (day - day_lo) << 1 | win */
   int32_t day_lo;
   RT_VEC(uint64_t) raw; /* compact keys, one per triple, unsorted */
-  RT_VEC(kn) agg;       /* sorted, unique */
-  RT_VEC(kn) extra;     /* weighted adds (n > 1), unsorted */
+  uint64_t *scratch;    /* the sort's buffer, raw.cap keys, kept between flushes */
+  size_t scratch_cap;
+  kn_vec agg;           /* sorted, unique */
+  kn_vec spare;         /* the previous agg buffer, reused as the next merge's output */
+  kn_vec extra;         /* weighted adds (n > 1), unsorted */
   rt_count_vec wide;    /* non-compact mode */
   size_t limit;
   rt_runs *spill;       /* set: agg beyond spill_at records becomes a run there */
@@ -44,58 +48,97 @@ struct rt_counter {
 
 #define COUNTER_LIMIT (16u << 20) /* 128 MiB of keys before a compaction */
 
+static unsigned bits_for(uint64_t values) { /* bits to hold 0 .. values-1 */
+  unsigned b = 0;
+  while (b < 64 && ((uint64_t)1 << b) < values) b++;
+  return b;
+}
+
 rt_counter *rt_counter_new(uint32_t ncl, int32_t day_lo, int32_t day_hi) {
   rt_counter *h = rt_xcalloc(1, sizeof *h);
-  h->ncl = ncl ? ncl : 1;
+  uint64_t span = day_hi >= day_lo ? (uint64_t)(day_hi - day_lo) + 1 : 1;
   h->day_lo = day_lo;
-  h->span = day_hi >= day_lo ? (uint64_t)(day_hi - day_lo) + 1 : 1;
-  long double room = (long double)h->ncl * h->ncl * h->ncl * (long double)(2 * h->span);
-  h->compact = room < 9.2e18L;
+  h->cb = bits_for(ncl ? ncl : 1);
+  h->db = bits_for(2 * span);
+  h->compact = 3 * h->cb + h->db <= 64;
   h->limit = COUNTER_LIMIT;
   return h;
 }
 
 static inline uint64_t encode(const rt_counter *h, uint64_t key, int32_t day, uint32_t win) {
   uint64_t c1 = key >> 40, c2 = (key >> 20) & RT_KEY_MASK, c3 = key & RT_KEY_MASK;
-  return ((c1 * h->ncl + c2) * h->ncl + c3) * (2 * h->span) + (uint64_t)(day - h->day_lo) * 2 + (win & 1);
+  uint64_t d = ((uint64_t)(day - h->day_lo) << 1) | (win & 1);
+  return (((c1 << h->cb | c2) << h->cb | c3) << h->db) | d;
 }
 
 static inline rt_count decode(const rt_counter *h, kn e) {
-  uint64_t x = e.k, w = x & 1, d = (x >> 1) % h->span;
-  x /= 2 * h->span;
-  uint64_t c3 = x % h->ncl;
-  x /= h->ncl;
-  uint64_t c2 = x % h->ncl, c1 = x / h->ncl;
-  return (rt_count){rt_triple_key((uint32_t)c1, (uint32_t)c2, (uint32_t)c3), h->day_lo + (int32_t)d, (uint32_t)w,
-                    e.n};
+  uint64_t x = e.k, cm = ((uint64_t)1 << h->cb) - 1, d = x & (((uint64_t)1 << h->db) - 1);
+  x >>= h->db;
+  uint64_t c3 = x & cm, c2 = (x >> h->cb) & cm, c1 = x >> (2 * h->cb);
+  return (rt_count){rt_triple_key((uint32_t)c1, (uint32_t)c2, (uint32_t)c3), h->day_lo + (int32_t)(d >> 1),
+                    (uint32_t)(d & 1), e.n};
 }
 
-/* LSD radix sort of 64-bit keys in 11-bit digits, only as many passes as the
- * largest key needs. */
-static void radix_u64(uint64_t *a, size_t n) {
-  if (n < 2) return;
-  uint64_t mx = 0;
-  for (size_t i = 0; i < n; i++) mx |= a[i];
-  int bits = mx ? 64 - __builtin_clzll(mx) : 1;
-  uint64_t *tmp = rt_xmalloc(n * sizeof *tmp), *src = a, *dst = tmp;
-  size_t *cnt = rt_xmalloc(2048 * sizeof *cnt);
-  for (int shift = 0; shift < bits; shift += 11) {
-    memset(cnt, 0, 2048 * sizeof *cnt);
-    for (size_t i = 0; i < n; i++) cnt[(src[i] >> shift) & 2047]++;
-    size_t sum = 0;
-    for (int v = 0; v < 2048; v++) {
-      size_t c = cnt[v];
+/* LSD radix sort of a[0..n) on its low `bits` bits, 8-bit digits, through
+ * tmp; result in a. For cache-sized pieces. */
+static void lsd_small(uint64_t *a, size_t n, uint64_t *tmp, int bits) {
+  if (n < 48) { /* insertion sort */
+    for (size_t i = 1; i < n; i++) {
+      uint64_t x = a[i];
+      size_t j = i;
+      for (; j > 0 && a[j - 1] > x; j--) a[j] = a[j - 1];
+      a[j] = x;
+    }
+    return;
+  }
+  uint64_t *src = a, *dst = tmp;
+  for (int shift = 0; shift < bits; shift += 8) {
+    uint32_t cnt[256] = {0};
+    for (size_t i = 0; i < n; i++) cnt[(src[i] >> shift) & 255]++;
+    uint32_t sum = 0;
+    for (int v = 0; v < 256; v++) {
+      uint32_t c = cnt[v];
       cnt[v] = sum;
       sum += c;
     }
-    for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> shift) & 2047]++] = src[i];
+    for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> shift) & 255]++] = src[i];
     uint64_t *t = src;
     src = dst;
     dst = t;
   }
   if (src != a) memcpy(a, src, n * sizeof *a);
-  free(tmp);
-  free(cnt);
+}
+
+/* Sort a[0..n) using tmp (n keys). One pass over memory scatters keys by
+ * their top bits into pieces of ~2k keys; each piece is then sorted while
+ * it sits in cache. (Four full LSD passes over a 128 MiB buffer cost twice
+ * as much on the dev VM.) */
+static void sort_keys(uint64_t *a, size_t n, uint64_t *tmp) {
+  if (n < 4096) {
+    lsd_small(a, n, tmp, 64);
+    return;
+  }
+  uint64_t mx = 0;
+  for (size_t i = 0; i < n; i++) mx |= a[i];
+  int bits = mx ? 64 - __builtin_clzll(mx) : 1;
+  int top = 1;
+  while (top < 16 && ((size_t)2048 << top) < n) top++;
+  if (top > bits) top = bits;
+  int shift = bits - top;
+  size_t nb = (size_t)1 << top;
+  size_t *start = rt_xcalloc(nb + 1, sizeof *start);
+  for (size_t i = 0; i < n; i++) start[(a[i] >> shift) + 1]++;
+  for (size_t b = 0; b < nb; b++) start[b + 1] += start[b];
+  size_t *pos = rt_xmalloc(nb * sizeof *pos);
+  memcpy(pos, start, nb * sizeof *pos);
+  for (size_t i = 0; i < n; i++) tmp[pos[a[i] >> shift]++] = a[i];
+  for (size_t b = 0; b < nb; b++) {
+    size_t lo = start[b], m = start[b + 1] - lo;
+    memcpy(a + lo, tmp + lo, m * sizeof *a);
+    lsd_small(a + lo, m, tmp + lo, shift);
+  }
+  free(pos);
+  free(start);
 }
 
 static int cmp_kn(const void *a, const void *b) {
@@ -103,46 +146,50 @@ static int cmp_kn(const void *a, const void *b) {
   return x->k < y->k ? -1 : x->k > y->k;
 }
 
-/* Fold raw keys and weighted adds into agg (all sorted-unique merges). */
+/* Fold raw keys and weighted adds into agg: sort raw, then ONE merge pass
+ * over three sorted inputs (raw, run-length counted on the fly; extra;
+ * agg) into the spare buffer, which becomes agg. */
 static void flush(rt_counter *h) {
-  radix_u64(h->raw.data, h->raw.len);
-  size_t m = 0; /* run-length encode raw in place into a kn list */
-  kn *runs = rt_xmalloc((h->raw.len + h->extra.len + 1) * sizeof *runs);
-  for (size_t i = 0; i < h->raw.len;) {
-    size_t j = i + 1;
-    while (j < h->raw.len && h->raw.data[j] == h->raw.data[i]) j++;
-    runs[m++] = (kn){h->raw.data[i], j - i};
-    i = j;
+  if (h->scratch_cap < h->raw.len) {
+    free(h->scratch);
+    h->scratch_cap = h->raw.cap;
+    h->scratch = rt_xmalloc(h->scratch_cap * sizeof *h->scratch);
   }
-  h->raw.len = 0;
-  if (h->extra.len) { /* rare: weighted adds; merge them into runs */
+  sort_keys(h->raw.data, h->raw.len, h->scratch);
+  size_t ne = 0;
+  if (h->extra.len) { /* rare: weighted adds, sorted and summed */
     qsort(h->extra.data, h->extra.len, sizeof *h->extra.data, cmp_kn);
-    memcpy(runs + m, h->extra.data, h->extra.len * sizeof *runs);
-    size_t total = m + h->extra.len;
-    qsort(runs, total, sizeof *runs, cmp_kn);
-    size_t w = 0;
-    for (size_t i = 1; i < total; i++) {
-      if (runs[i].k == runs[w].k) runs[w].n += runs[i].n;
-      else runs[++w] = runs[i];
+    for (size_t i = 1; i < h->extra.len; i++) {
+      if (h->extra.data[i].k == h->extra.data[ne].k) h->extra.data[ne].n += h->extra.data[i].n;
+      else h->extra.data[++ne] = h->extra.data[i];
     }
-    m = total ? w + 1 : 0;
-    h->extra.len = 0;
+    ne++;
   }
-  /* merge runs[0..m) with agg */
-  kn *out = rt_xmalloc((m + h->agg.len + 1) * sizeof *out);
-  size_t i = 0, j = 0, o = 0;
-  while (i < m || j < h->agg.len) {
-    if (j == h->agg.len || (i < m && runs[i].k < h->agg.data[j].k)) out[o++] = runs[i++];
-    else if (i == m || h->agg.data[j].k < runs[i].k) out[o++] = h->agg.data[j++];
-    else {
-      out[o] = h->agg.data[j++];
-      out[o++].n += runs[i++].n;
-    }
+  const uint64_t *r = h->raw.data;
+  const kn *e = h->extra.data, *g = h->agg.data;
+  size_t nr = h->raw.len, ng = h->agg.len, i = 0, j = 0, k = 0;
+  rt_vec_reserve(&h->spare, nr + ne + ng + 1);
+  kn *out = h->spare.data;
+  size_t o = 0;
+  while (i < nr || j < ne || k < ng) {
+    uint64_t key = i < nr ? r[i] : j < ne ? e[j].k : g[k].k; /* the smallest head */
+    if (j < ne && e[j].k < key) key = e[j].k;
+    if (k < ng && g[k].k < key) key = g[k].k;
+    uint64_t n = 0;
+    while (i < nr && r[i] == key) n++, i++;
+    if (j < ne && e[j].k == key) n += e[j++].n;
+    if (k < ng && g[k].k == key) n += g[k++].n;
+    out[o++] = (kn){key, n};
   }
-  free(runs);
-  free(h->agg.data);
-  h->agg.data = out;
-  h->agg.len = h->agg.cap = o;
+  h->spare.len = o;
+  kn *t = h->agg.data;
+  size_t tc = h->agg.cap;
+  h->agg = h->spare;
+  h->spare.data = t;
+  h->spare.cap = tc;
+  h->spare.len = 0;
+  h->raw.len = 0;
+  h->extra.len = 0;
 }
 
 void rt_counter_set_limit(rt_counter *h, size_t limit) { h->limit = limit ? limit : 1; }
@@ -160,6 +207,8 @@ static int put_agg(rt_counter *h, rt_runs *dst, rt_err *err) {
   v.len = h->agg.len;
   free(h->agg.data);
   memset(&h->agg, 0, sizeof h->agg);
+  free(h->spare.data); /* sized for the records just handed over */
+  memset(&h->spare, 0, sizeof h->spare);
   int rc = rt_runs_put(dst, &v, err);
   free(v.data);
   return rc;
@@ -206,7 +255,9 @@ int rt_counter_finish(rt_counter *h, rt_runs *dst, rt_err *err) {
     rc = rt_runs_put(dst, &h->wide, err);
   }
   free(h->raw.data);
+  free(h->scratch);
   free(h->agg.data);
+  free(h->spare.data);
   free(h->extra.data);
   free(h->wide.data);
   free(h);

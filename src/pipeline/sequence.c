@@ -77,53 +77,87 @@ void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *sc
   }
 }
 
-/* Group events by user into tmp, each user's events ordered by rt_ev_order.
- * A full comparison sort of n events costs n log n cache-missing compares;
- * users only need grouping (the triples do not depend on user order), so
- * events are first scattered by a hash of the user into ~n/32 buckets
- * (counting sort, two linear passes) and each small bucket is then sorted. */
-static void group_by_user(rt_ev *ev, size_t n, rt_ev *tmp) {
-  size_t nb = 1;
-  while (nb * 32 < n) nb <<= 1;
-  const uint64_t mask = nb - 1;
-  size_t *start = rt_xcalloc(nb + 1, sizeof *start);
-  for (size_t i = 0; i < n; i++) start[(rt_mix64(ev[i].user) & mask) + 1]++;
-  for (size_t b = 0; b < nb; b++) start[b + 1] += start[b];
-  size_t *pos = rt_xmalloc(nb * sizeof *pos);
-  memcpy(pos, start, nb * sizeof *pos);
-  for (size_t i = 0; i < n; i++) tmp[pos[rt_mix64(ev[i].user) & mask]++] = ev[i];
-  for (size_t b = 0; b < nb; b++) {
-    size_t lo = start[b], len = start[b + 1] - lo;
-    if (len > 64) {
-      qsort(tmp + lo, len, sizeof *tmp, rt_ev_order);
-      continue;
-    }
-    /* Small buckets: insertion sort, linear on the nearly sorted input that
-     * time-ordered shards give. */
-    rt_ev *a = tmp + lo;
-    for (size_t i = 1; i < len; i++) {
-      rt_ev x = a[i];
-      size_t j = i;
-      while (j > 0 && rt_ev_order(&a[j - 1], &x) > 0) {
-        a[j] = a[j - 1];
-        j--;
-      }
-      a[j] = x;
-    }
+/* Sort a few events by rt_ev_order: insertion sort, linear on the nearly
+ * sorted input that time-ordered shards give; qsort beyond 64. */
+static void sort_small(rt_ev *a, size_t len) {
+  if (len > 64) {
+    qsort(a, len, sizeof *a, rt_ev_order);
+    return;
   }
-  free(start);
-  free(pos);
+  for (size_t i = 1; i < len; i++) {
+    rt_ev x = a[i];
+    size_t j = i;
+    while (j > 0 && rt_ev_order(&a[j - 1], &x) > 0) {
+      a[j] = a[j - 1];
+      j--;
+    }
+    a[j] = x;
+  }
 }
 
+/* Counting sort of ev[0..n) into out by BUCKET, an expression of the
+ * user's hash h_ in [0, nb); start[b] is where bucket b begins (nb + 1
+ * entries). */
+#define SCATTER(ev, n, out, nb, start, BUCKET)                                  \
+  do {                                                                         \
+    memset((start), 0, ((nb) + 1) * sizeof *(start));                          \
+    for (size_t i_ = 0; i_ < (n); i_++) {                                      \
+      uint64_t h_ = rt_mix64((ev)[i_].user);                                   \
+      (start)[(BUCKET) + 1]++;                                                 \
+    }                                                                          \
+    for (size_t b_ = 0; b_ < (nb); b_++) (start)[b_ + 1] += (start)[b_];        \
+    for (size_t i_ = 0; i_ < (n); i_++) {                                      \
+      uint64_t h_ = rt_mix64((ev)[i_].user);                                   \
+      (out)[(start)[BUCKET]++] = (ev)[i_];                                     \
+    }                                                                          \
+    memmove((start) + 1, (start), (nb) * sizeof *(start));                      \
+    (start)[0] = 0;                                                            \
+  } while (0)
+
+/* Why two levels: users only need grouping (the triples do not depend on
+ * user order), and a single counting sort into ~n/32 buckets scatters every
+ * event to a cold cache line. So events are first split by the top bits of
+ * a user hash into cache-sized parts (~8k events), and each part, while it
+ * is hot, is split again by the low bits into buckets of a few users, each
+ * sorted by rt_ev_order, and sequenced at once. */
+
 void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st) {
-  rt_ev *grouped = rt_xmalloc((n ? n : 1) * sizeof *grouped);
-  group_by_user(ev, n, grouped);
-  /* ev's own storage is now free: it serves as the dedup scratch */
-  size_t start = 0;
-  for (size_t i = 1; i <= n; i++) {
-    if (i < n && grouped[i].user == grouped[start].user) continue;
-    rt_sequence_user(grouped + start, i - start, o, ev, fn, ctx, st);
-    start = i;
+  if (n == 0) return;
+  unsigned k1 = 0;
+  while (k1 < 16 && ((size_t)8192 << k1) < n) k1++;
+  size_t nb1 = (size_t)1 << k1;
+  rt_ev *parts = rt_xmalloc(n * sizeof *parts);
+  size_t *start1 = rt_xmalloc((nb1 + 1) * sizeof *start1);
+  if (k1 == 0) {
+    memcpy(parts, ev, n * sizeof *ev);
+    start1[0] = 0;
+    start1[1] = n;
+  } else {
+    SCATTER(ev, n, parts, nb1, start1, (size_t)(h_ >> (64 - k1)));
   }
-  free(grouped);
+  /* ev's own storage is now free: part p is split into ev at the same
+   * offsets, and the part's old place in `parts` is the dedup scratch. */
+  size_t cap2 = 0, *start2 = NULL;
+  for (size_t p = 0; p < nb1; p++) {
+    size_t lo = start1[p], m = start1[p + 1] - lo;
+    if (m == 0) continue;
+    size_t nb2 = 1;
+    while (nb2 * 4 < m) nb2 <<= 1;
+    if (nb2 + 1 > cap2) {
+      cap2 = nb2 + 1;
+      start2 = rt_xrealloc(start2, cap2 * sizeof *start2);
+    }
+    rt_ev *in = parts + lo, *g = ev + lo;
+    SCATTER(in, m, g, nb2, start2, (size_t)(h_ & (nb2 - 1)));
+    for (size_t b = 0; b < nb2; b++) sort_small(g + start2[b], start2[b + 1] - start2[b]);
+    size_t s0 = 0;
+    for (size_t i = 1; i <= m; i++) {
+      if (i < m && g[i].user == g[s0].user) continue;
+      rt_sequence_user(g + s0, i - s0, o, in, fn, ctx, st);
+      s0 = i;
+    }
+  }
+  free(start2);
+  free(start1);
+  free(parts);
 }

@@ -112,3 +112,54 @@ Test(sequence, window_change_splits) {
   cr_assert_eq(s.n, 1);
   TRIPLE(s, 0, C, D, E);
 }
+
+/* Many users in shuffled order: the two-level grouping (hash parts, then
+ * buckets within a part) must give exactly the triples of a plain sort by
+ * rt_ev_order followed by rt_sequence_user per user. Compared as a
+ * multiset through an order-independent sum and count. */
+typedef struct {
+  uint64_t n, sum, xor_;
+} digest;
+
+static void add_digest(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t day, uint32_t win) {
+  digest *d = ctx;
+  uint64_t x = ((uint64_t)c1 << 44) ^ ((uint64_t)c2 << 24) ^ ((uint64_t)c3 << 4) ^ (uint64_t)day * 7919 ^ win;
+  x *= 0x9e3779b97f4a7c15ULL;
+  d->n++;
+  d->sum += x;
+  d->xor_ ^= x ^ (x >> 29);
+}
+
+Test(sequence, many_users_grouped_like_a_full_sort) {
+  size_t n = 300000;
+  rt_ev *ev = malloc(n * sizeof *ev), *ref = malloc(n * sizeof *ref);
+  uint64_t x = 12345;
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    ev[i] = (rt_ev){x % 20000 * 1000003, 1700000000 + (int64_t)(x >> 40) % 500000, (uint32_t)(x >> 20) % 12,
+                    (uint32_t)((x >> 50) % 8 == 0)};
+  }
+  memcpy(ref, ev, n * sizeof *ev);
+  qsort(ref, n, sizeof *ref, rt_ev_order);
+  rt_seq_opts o = {0, 3, 100000};
+  rt_seq_stats s1 = {0}, s2 = {0};
+  digest want = {0}, got = {0};
+  rt_ev *scratch = malloc(n * sizeof *scratch);
+  for (size_t i = 0, s0 = 0; i <= n; i++) {
+    if (i < n && ref[i].user == ref[s0].user) continue;
+    rt_sequence_user(ref + s0, i - s0, &o, scratch, add_digest, &want, &s1);
+    s0 = i;
+  }
+  rt_sequence_all(ev, n, &o, add_digest, &got, &s2);
+  cr_assert_gt(want.n, 100000, "the fixture yields triples: %llu", (unsigned long long)want.n);
+  cr_assert_eq(got.n, want.n);
+  cr_assert_eq(got.sum, want.sum);
+  cr_assert_eq(got.xor_, want.xor_);
+  cr_assert_eq(s2.users, s1.users);
+  cr_assert_eq(s2.users, 20000);
+  cr_assert_eq(s2.sequences, s1.sequences);
+  cr_assert_eq(s2.short_sequences, s1.short_sequences);
+  free(ev);
+  free(ref);
+  free(scratch);
+}
