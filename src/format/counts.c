@@ -12,21 +12,78 @@
 
 #define MAGIC "RTCOUNT1"
 
+/* Records are packed by hand into a flat buffer (no packer callback, no
+ * growing sbuffer per field): the bytes are exactly those msgpack-c's
+ * msgpack_pack_array/uint32/int32/uint64 emit (smallest encoding; an int32
+ * >= 0 is packed as unsigned), so files stay byte-identical. */
+#define PACK_CAP (1u << 20) /* bytes handed to zstd per call */
+#define REC_MAX 48          /* 1 + 3*5 + 5 + 5 + 9 = 35, plus slack for 8- and 16-byte copies */
+
+typedef struct {
+  unsigned char b[7], n; /* msgpack bytes of one catalog id, and their count */
+} id_enc;
+
 struct rt_counts_writer {
   char *path, tmp[4096];
   FILE *f;
   ZSTD_CCtx *cc;
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  const uint32_t *ids;
+  unsigned char *buf; /* packed bytes not yet given to zstd */
+  size_t len, cap;
+  id_enc *ids;        /* per dense index: ids repeat, so encode each once */
+  uint64_t pair;      /* (c1, c2) of the last record, and its packed prefix */
+  unsigned char pfx[16];
+  size_t pfx_len;
   char *zbuf;
   size_t zcap;
-  int failed;
 };
 
-/* Compress what the packer holds (and end the frame when `end`). */
-static int pump(rt_counts_writer *w, int end, rt_err *err) {
-  ZSTD_inBuffer in = {w->sb.data, w->sb.size, 0};
+static inline unsigned char *put_uint(unsigned char *p, uint64_t d) {
+  if (d < 0x80) {
+    p[0] = (unsigned char)d;
+    return p + 1;
+  }
+  if (d < 0x100) {
+    p[0] = 0xcc, p[1] = (unsigned char)d;
+    return p + 2;
+  }
+  if (d < 0x10000) {
+    p[0] = 0xcd, p[1] = (unsigned char)(d >> 8), p[2] = (unsigned char)d;
+    return p + 3;
+  }
+  if (d < 0x100000000ull) {
+    p[0] = 0xce;
+    for (int i = 0; i < 4; i++) p[1 + i] = (unsigned char)(d >> (24 - 8 * i));
+    return p + 5;
+  }
+  p[0] = 0xcf;
+  for (int i = 0; i < 8; i++) p[1 + i] = (unsigned char)(d >> (56 - 8 * i));
+  return p + 9;
+}
+
+/* As msgpack_pack_int32: negative fixint down to -32, then int8/16/32. */
+static inline unsigned char *put_int32(unsigned char *p, int32_t d) {
+  if (d >= 0) return put_uint(p, (uint64_t)d);
+  uint32_t u = (uint32_t)d;
+  if (d >= -32) {
+    p[0] = (unsigned char)u;
+    return p + 1;
+  }
+  if (d >= -128) {
+    p[0] = 0xd0, p[1] = (unsigned char)u;
+    return p + 2;
+  }
+  if (d >= -32768) {
+    p[0] = 0xd1, p[1] = (unsigned char)(u >> 8), p[2] = (unsigned char)u;
+    return p + 3;
+  }
+  p[0] = 0xd2;
+  for (int i = 0; i < 4; i++) p[1 + i] = (unsigned char)(u >> (24 - 8 * i));
+  return p + 5;
+}
+
+/* Compress size bytes at data (and end the frame when `end`). */
+static int pump(rt_counts_writer *w, const void *data, size_t size, int end, rt_err *err) {
+  ZSTD_inBuffer in = {data, size, 0};
   ZSTD_EndDirective mode = end ? ZSTD_e_end : ZSTD_e_continue;
   size_t left;
   do {
@@ -37,7 +94,6 @@ static int pump(rt_counts_writer *w, int end, rt_err *err) {
     if (out.pos && fwrite(w->zbuf, 1, out.pos, w->f) != out.pos)
       return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s (disk full?)", w->tmp);
   } while (end ? left != 0 : in.pos < in.size);
-  msgpack_sbuffer_clear(&w->sb);
   return RT_OK;
 }
 
@@ -54,18 +110,30 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
     free(w);
     return rc;
   }
-  w->ids = m->ids;
   w->cc = ZSTD_createCCtx();
   ZSTD_CCtx_setParameter(w->cc, ZSTD_c_compressionLevel, 3);
   ZSTD_CCtx_setParameter(w->cc, ZSTD_c_checksumFlag, 1);
-  /* Compress in a worker thread while this one keeps packing records (a
-   * libzstd built without threads ignores this and compresses inline). */
-  ZSTD_CCtx_setParameter(w->cc, ZSTD_c_nbWorkers, 1);
+  /* Compress in worker threads while this one keeps packing records (a
+   * libzstd built without threads ignores this and compresses inline).
+   * Compression is the slow side (packing is ~5x cheaper), so two workers
+   * where a core is free; the bytes do not depend on the worker count. */
+  ZSTD_CCtx_setParameter(w->cc, ZSTD_c_nbWorkers, 2);
   w->zcap = ZSTD_CStreamOutSize();
   w->zbuf = rt_xmalloc(w->zcap);
-  msgpack_sbuffer_init(&w->sb);
-  msgpack_packer_init(&w->pk, &w->sb, msgpack_sbuffer_write);
-  msgpack_packer *pk = &w->pk;
+  w->ids = rt_xmalloc((m->n_clusters ? m->n_clusters : 1) * sizeof *w->ids);
+  for (uint32_t i = 0; i < m->n_clusters; i++) {
+    unsigned char t[16];
+    w->ids[i].n = (unsigned char)(put_uint(t, m->ids[i]) - t);
+    memcpy(w->ids[i].b, t, 7);
+  }
+  w->pair = UINT64_MAX;
+  /* The header goes through msgpack-c (once, any size) into the front of
+   * the buffer: a small file is then compressed in one call, as before. */
+  msgpack_sbuffer sb;
+  msgpack_packer pkr;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pkr, &sb, msgpack_sbuffer_write);
+  msgpack_packer *pk = &pkr;
   msgpack_pack_map(pk, 7);
   msgpack_pack_str_with_body(pk, "version", 7);
   msgpack_pack_uint32(pk, 1);
@@ -83,6 +151,11 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
   msgpack_pack_str_with_body(pk, "records", 7);
   msgpack_pack_uint64(pk, records);
   int rc = fwrite(MAGIC, 1, 8, w->f) == 8 ? RT_OK : rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s", w->tmp);
+  w->cap = sb.size > PACK_CAP ? sb.size : PACK_CAP;
+  w->buf = rt_xmalloc(w->cap + REC_MAX);
+  memcpy(w->buf, sb.data, sb.size);
+  w->len = sb.size;
+  msgpack_sbuffer_destroy(&sb);
   if (rc) {
     rt_counts_writer_abort(w);
     return rc;
@@ -92,19 +165,36 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
 }
 
 int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_err *err) {
-  for (size_t i = 0; i < n; i++) {
-    uint64_t k = rec[i].key;
-    msgpack_pack_array(&w->pk, 6);
-    msgpack_pack_uint32(&w->pk, w->ids[k >> 40]);
-    msgpack_pack_uint32(&w->pk, w->ids[(k >> 20) & 0xFFFFF]);
-    msgpack_pack_uint32(&w->pk, w->ids[k & 0xFFFFF]);
-    msgpack_pack_int32(&w->pk, rec[i].day);
-    msgpack_pack_uint32(&w->pk, rec[i].win);
-    msgpack_pack_uint64(&w->pk, rec[i].n);
-    if (w->sb.size >= (1u << 20)) {
-      int rc = pump(w, 0, err);
+  size_t i = 0;
+  while (i < n) {
+    if (w->len + REC_MAX > w->cap) {
+      int rc = pump(w, w->buf, w->len, 0, err);
       if (rc) return rc;
+      w->len = 0;
     }
+    /* As many records as surely fit, with no bound check inside. */
+    size_t room = (w->cap - w->len) / REC_MAX, stop = n - i < room ? n : i + room;
+    unsigned char *p = w->buf + w->len;
+    for (; i < stop; i++) {
+      uint64_t k = rec[i].key;
+      if (k >> 20 != w->pair) { /* sorted input: (c1, c2) changes rarely */
+        const id_enc *a = &w->ids[k >> 40], *b = &w->ids[(k >> 20) & 0xFFFFF];
+        w->pfx[0] = 0x96; /* fixarray of 6 */
+        memcpy(w->pfx + 1, a->b, 7);
+        memcpy(w->pfx + 1 + a->n, b->b, 7);
+        w->pfx_len = 1u + a->n + b->n;
+        w->pair = k >> 20;
+      }
+      memcpy(p, w->pfx, 16);
+      p += w->pfx_len;
+      const id_enc *c = &w->ids[k & 0xFFFFF];
+      memcpy(p, c->b, 7);
+      p += c->n;
+      p = put_int32(p, rec[i].day);
+      p = put_uint(p, rec[i].win);
+      p = put_uint(p, rec[i].n);
+    }
+    w->len = (size_t)(p - w->buf);
   }
   return RT_OK;
 }
@@ -114,14 +204,15 @@ void rt_counts_writer_abort(rt_counts_writer *w) {
   if (w->f) fclose(w->f);
   unlink(w->tmp);
   ZSTD_freeCCtx(w->cc);
-  msgpack_sbuffer_destroy(&w->sb);
+  free(w->buf);
+  free(w->ids);
   free(w->zbuf);
   free(w->path);
   free(w);
 }
 
 int rt_counts_writer_finish(rt_counts_writer *w, rt_err *err) {
-  int rc = pump(w, 1, err);
+  int rc = pump(w, w->buf, w->len, 1, err);
   if (rc == RT_OK && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
     rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", w->tmp, strerror(errno));
   if (rc == RT_OK) {
@@ -155,6 +246,30 @@ static int find_index(const uint32_t *ids, uint32_t n, uint64_t id) {
     else hi = mid;
   }
   return lo < n && ids[lo] == id ? (int)lo : -1;
+}
+
+/* One msgpack integer at b[*p] (any width), as msgpack-c sees it: `neg` only
+ * for a value below zero, *v its two's-complement bits then. 0: not an
+ * integer, or cut short. */
+static inline int get_int(const unsigned char *b, size_t end, size_t *p, uint64_t *v, int *neg) {
+  if (*p >= end) return 0;
+  unsigned c = b[(*p)++];
+  if (c < 0x80 || c >= 0xe0) {
+    *v = c < 0x80 ? c : (uint64_t)(int64_t)(int8_t)c;
+    *neg = c >= 0xe0;
+    return 1;
+  }
+  if (c < 0xcc || c > 0xd3) return 0;
+  size_t len = (size_t)1 << ((c - 0xcc) & 3);
+  if (end - *p < len) return 0;
+  uint64_t x = 0;
+  for (size_t k = 0; k < len; k++) x = x << 8 | b[*p + k];
+  *p += len;
+  *neg = 0;
+  if (c >= 0xd0 && len < 8 && (x >> (8 * len - 1))) x |= ~0ull << (8 * len); /* sign-extend */
+  if (c >= 0xd0 && (int64_t)x < 0) *neg = 1;
+  *v = x;
+  return 1;
 }
 
 int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count **rec_out, size_t *nrec,
@@ -236,35 +351,53 @@ int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count
     goto done;
   }
   rt_count *rec = rt_xmalloc((records ? records : 1) * sizeof *rec);
+  const unsigned char *b = (const unsigned char *)body;
+  uint64_t id0 = UINT64_MAX, id1 = UINT64_MAX; /* sorted records: c1, c2 repeat */
+  int ix0 = -1, ix1 = -1;
   size_t i = 0;
   for (; i < records; i++) {
-    size_t at = off;
-    if (msgpack_unpack_next(&u, body, got, &off) != MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_ARRAY ||
-        u.data.via.array.size != 6) {
-      rc = rt_err_set(err, RT_ERR_INPUT, "%s: record %zu at byte %zu of the decompressed body is malformed", path, i,
-                      at);
-      break;
+    /* Fast path for what the writer emits; anything else (or anything
+     * wrong) is decoded again by msgpack-c below, with its errors. */
+    uint64_t v[6];
+    size_t p = off;
+    int ok = p < got && b[p] == 0x96, neg = 0;
+    p++;
+    for (int f = 0; ok && f < 6; f++) {
+      ok = get_int(b, got, &p, &v[f], &neg) && (!neg || f == 3);
     }
-    msgpack_object *a = u.data.via.array.ptr;
-    int typed = 1;
-    for (int f = 0; f < 6; f++)
-      if (a[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER && !(f == 3 && a[f].type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
-        typed = 0;
-    if (!typed) {
-      rc = rt_err_set(err, RT_ERR_INPUT, "%s: record %zu at byte %zu of the decompressed body has a non-integer field",
-                      path, i, at);
-      break;
+    if (ok) {
+      off = p;
+    } else {
+      size_t at = off;
+      if (msgpack_unpack_next(&u, body, got, &off) != MSGPACK_UNPACK_SUCCESS ||
+          u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size != 6) {
+        rc = rt_err_set(err, RT_ERR_INPUT, "%s: record %zu at byte %zu of the decompressed body is malformed", path,
+                        i, at);
+        break;
+      }
+      msgpack_object *a = u.data.via.array.ptr;
+      int typed = 1;
+      for (int f = 0; f < 6; f++)
+        if (a[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER && !(f == 3 && a[f].type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
+          typed = 0;
+      if (!typed) {
+        rc = rt_err_set(err, RT_ERR_INPUT,
+                        "%s: record %zu at byte %zu of the decompressed body has a non-integer field", path, i, at);
+        break;
+      }
+      for (int f = 0; f < 6; f++) v[f] = a[f].via.u64; /* a negative day: its i64 bits, as via.i64 */
     }
-    int c1 = find_index(ids, n, a[0].via.u64), c2 = find_index(ids, n, a[1].via.u64),
-        c3 = find_index(ids, n, a[2].via.u64);
-    if (c1 < 0 || c2 < 0 || c3 < 0) {
+    if (v[0] != id0) ix0 = find_index(ids, n, id0 = v[0]);
+    if (v[1] != id1) ix1 = find_index(ids, n, id1 = v[1]);
+    int c3 = find_index(ids, n, v[2]);
+    if (ix0 < 0 || ix1 < 0 || c3 < 0) {
       rc = rt_err_set(err, RT_ERR_INPUT, "%s: record %zu names a cluster not in the file's catalog", path, i);
       break;
     }
-    rec[i].key = ((uint64_t)c1 << 40) | ((uint64_t)c2 << 20) | (uint64_t)c3;
-    rec[i].day = (int32_t)a[3].via.i64;
-    rec[i].win = (uint32_t)a[4].via.u64;
-    rec[i].n = a[5].via.u64;
+    rec[i].key = ((uint64_t)ix0 << 40) | ((uint64_t)ix1 << 20) | (uint64_t)c3;
+    rec[i].day = (int32_t)(int64_t)v[3];
+    rec[i].win = (uint32_t)v[4];
+    rec[i].n = v[5];
   }
   if (rc) {
     free(rec);

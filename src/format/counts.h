@@ -36,7 +36,8 @@ int rt_counts_write(const char *path, const rt_counts_meta *meta, const rt_count
 
 /* The same, streamed: open with the total record count, add records in
  * global (key, day, win) order in as many calls as convenient, finish (fsync,
- * rename into place). Memory stays at about 1 MiB whatever the count.
+ * rename into place). Memory stays at a few MiB (the packing buffer, zstd
+ * workers' buffers, 8 bytes per cluster) whatever the count.
  * A failed or aborted writer leaves nothing at path. */
 typedef struct rt_counts_writer rt_counts_writer;
 int rt_counts_writer_open(const char *path, const rt_counts_meta *meta, uint64_t records, rt_counts_writer **w,
