@@ -151,13 +151,33 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   rt_read_begin(&cur, &job->plan, job->rank, &job->cfg, &job->cat);
   rt_ev_vec batch = {0};
   int done = 0;
+  /* Nothing to shuffle (one rank, or shards split by user) and no budget:
+   * read straight into the store, sized up front from the shard bytes so
+   * it is neither copied nor grown (pages never touched cost nothing). */
+  int no_shuffle = job->size == 1 || job->cfg.partitioned_by_user;
+  rt_ev_vec *direct = no_shuffle ? rt_spill_direct(&store) : NULL;
+  if (direct) {
+    uint64_t mine = 0;
+    for (size_t i = 0; i < job->plan.nshards; i++)
+      if (job->plan.owner[i] == job->rank) mine += job->plan.bytes[i];
+    rt_vec_reserve(direct, (size_t)(mine / 6) + 1); /* msgpack.zst: ~9 bytes an event */
+  }
   for (;;) {
     batch.len = 0;
-    if (!done) rc = rt_read_batch(&cur, mp.batch_events, &batch, job->watch, &done, err);
+    if (direct) {
+      size_t before = direct->len;
+      if (!done) rc = rt_read_batch(&cur, mp.batch_events, direct, job->watch, &done, err);
+      rt_spill_appended(&store, direct->len - before);
+      if (job->size == 1) rt_metric_add(RT_M_shuffle_events_received, direct->len - before);
+    } else if (!done) {
+      rc = rt_read_batch(&cur, mp.batch_events, &batch, job->watch, &done, err);
+    }
     if ((rc = rt_agree(job->comm, rc, err))) break;
-    if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, mp.round_bytes, err);
-    rc = rt_spill_add(&store, batch.data, batch.len, err);
-    if ((rc = rt_agree(job->comm, rc, err))) break;
+    if (!direct) { /* (the same on every rank) */
+      if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, mp.round_bytes, err);
+      rc = rt_spill_add(&store, batch.data, batch.len, err);
+      if ((rc = rt_agree(job->comm, rc, err))) break;
+    }
     int all_done;
     MPI_Allreduce(&done, &all_done, 1, MPI_INT, MPI_MIN, job->comm);
     if (all_done) break;

@@ -380,6 +380,14 @@ int rt_counts_merge_to_root(MPI_Comm comm, rt_runs *mine, rt_count_emit emit, vo
       }
     }
   }
+  const rt_count *view;
+  size_t nview;
+  if (size == 1 && rt_runs_view(mine, &view, &nview)) { /* one rank, in memory: nothing to merge */
+    int rc = RT_OK;
+    for (size_t off = 0; off < nview && rc == RT_OK; off += MERGE_CHUNK)
+      rc = emit(ctx, view + off, nview - off < MERGE_CHUNK ? nview - off : MERGE_CHUNK);
+    return rc;
+  }
   source *src = rt_xcalloc((size_t)size, sizeof *src);
   rt_count *bufs = rt_xmalloc((size_t)size * MERGE_CHUNK * sizeof *bufs);
   source **heap = rt_xmalloc((size_t)size * sizeof *heap);

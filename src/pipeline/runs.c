@@ -357,7 +357,15 @@ int rt_runs_seal(rt_runs *r, uint64_t *records, uint64_t *pairs, rt_err *err) {
   while (rc == RT_OK && r->runs.len > 1) rc = merge_runs(r, r->runs.len < FANIN ? r->runs.len : FANIN, err);
   if (rc) return rc;
   uint64_t n = 0, np = 0, last = UINT64_MAX;
-  if (pairs) { /* one pass over the sealed run */
+  const rt_count *v;
+  size_t nv;
+  if (pairs && rt_runs_view(r, &v, &nv)) {
+    for (size_t i = 0; i < nv; i++)
+      if (v[i].win == 0 && v[i].key >> 20 != last) {
+        last = v[i].key >> 20;
+        np++;
+      }
+  } else if (pairs) { /* one pass over the sealed run */
     if ((rc = open_read(r, err))) return rc;
     rt_count *buf = rt_xmalloc(FILE_BUF * sizeof *buf);
     long got;
@@ -414,6 +422,14 @@ long rt_runs_next_pairs(rt_runs *r, rt_count_vec *v, size_t max, rt_err *err) {
     v->len = cut;
     return (long)v->len;
   }
+}
+
+int rt_runs_view(const rt_runs *r, const rt_count **rec, size_t *n) {
+  if (r->loose.len || r->runs.len > 1) return 0;
+  if (r->runs.len == 1 && r->runs.data[0].path) return 0;
+  *rec = r->runs.len ? r->runs.data[0].mem.data : NULL;
+  *n = r->runs.len ? r->runs.data[0].mem.len : 0;
+  return 1;
 }
 
 uint64_t rt_runs_spilled(const rt_runs *r) { return r->spilled; }

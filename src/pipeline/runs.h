@@ -54,6 +54,10 @@ long rt_runs_read(rt_runs *r, rt_count *buf, size_t max, rt_err *err);
  * Returns v->len, 0 at the end, -1 on error. */
 long rt_runs_next_pairs(rt_runs *r, rt_count_vec *v, size_t max, rt_err *err);
 
+/* When the set is one run in memory (sealed, no budget), its records
+ * without a copy: returns 1 and sets *rec, *n; 0 otherwise (read instead). */
+int rt_runs_view(const rt_runs *r, const rt_count **rec, size_t *n);
+
 /* Records written to files so far, and the number of run files. */
 uint64_t rt_runs_spilled(const rt_runs *r);
 size_t rt_runs_files(const rt_runs *r);

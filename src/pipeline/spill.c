@@ -65,6 +65,12 @@ int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err) {
   return RT_OK;
 }
 
+rt_ev_vec *rt_spill_direct(rt_spill *s) {
+  return s->nbuckets == 1 && s->budget_events == 0 ? &s->mem[0] : NULL;
+}
+
+void rt_spill_appended(rt_spill *s, size_t n) { s->mem_events += n; }
+
 int rt_spill_take(rt_spill *s, size_t b, rt_ev_vec *out, rt_err *err) {
   if (s->on_disk[b] == 0) { /* all in memory: hand the vector over, no copy */
     free(out->data);
