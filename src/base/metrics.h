@@ -71,7 +71,8 @@
   X(gather, results, SUM)                                                      \
   X(gather, us, MAX)                                                           \
   X(table, us, MAX)                                                            \
-  X(process, peak_rss_kb, MAX)
+  X(process, peak_rss_kb, MAX)                                                 \
+  X(process, cpu_ms, SUM)
 
 typedef enum {
 #define RT_METRIC_ENUM(stage, name, combine) RT_M_##stage##_##name,

@@ -5,10 +5,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 void rt_metrics_reduce(MPI_Comm comm, uint64_t *total) {
   long rss = rt_peak_rss_kb();
   if (rss > 0) rt_metric_max(RT_M_process_peak_rss_kb, (uint64_t)rss);
+  /* CPU time (user + system, all threads) so far: on a shared machine a
+   * steadier measure of cost than wall time. */
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    rt_metrics[RT_M_process_cpu_ms] = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+                                      (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
   uint64_t sum[RT_M_COUNT], max[RT_M_COUNT];
   MPI_Reduce(rt_metrics, sum, RT_M_COUNT, MPI_UINT64_T, MPI_SUM, 0, comm);
   MPI_Reduce(rt_metrics, max, RT_M_COUNT, MPI_UINT64_T, MPI_MAX, 0, comm);
