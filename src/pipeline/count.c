@@ -292,7 +292,9 @@ rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, 
     void *in = rt_xmalloc(n ? n * sizeof *buf : 1);
     memcpy(in, buf, n * sizeof *buf);
     rt_route(comm, &in, &n, sizeof(rt_count), dest, round_bytes);
-    if (rc == RT_OK) rc = rt_runs_add(owned, in, n, err);
+    /* what arrives is one sorted piece per sender (per round): kept as
+     * runs, merged at the seal rather than sorted again */
+    if (rc == RT_OK) rc = rt_runs_add_pieces(owned, in, n, err);
     free(in);
     int all_done, mine = done;
     MPI_Allreduce(&mine, &all_done, 1, MPI_INT, MPI_MIN, comm);

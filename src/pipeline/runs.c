@@ -172,6 +172,28 @@ int rt_runs_add(rt_runs *r, const rt_count *rec, size_t n, rt_err *err) {
   return RT_OK;
 }
 
+int rt_runs_add_pieces(rt_runs *r, const rt_count *rec, size_t n, rt_err *err) {
+  size_t start = 0;
+  for (size_t i = 1; i <= n; i++) {
+    if (i < n && cmp_rec(&rec[i - 1], &rec[i]) < 0) continue;
+    if (i - start < 4096) { /* small pieces (many ranks, small rounds) are cheaper sorted with the rest */
+      int rc = rt_runs_add(r, rec + start, i - start, err);
+      if (rc) return rc;
+      start = i;
+      continue;
+    }
+    rt_count_vec v = {0};
+    rt_vec_reserve(&v, i - start);
+    memcpy(v.data, rec + start, (i - start) * sizeof *rec);
+    v.len = i - start;
+    int rc = rt_runs_put(r, &v, err);
+    free(v.data);
+    if (rc) return rc;
+    start = i;
+  }
+  return RT_OK;
+}
+
 static int src_less(const source *a, const source *b) { return cmp_rec(&a->rec[a->pos], &b->rec[b->pos]) < 0; }
 
 static void sift_down(source **h, size_t n, size_t i) {
@@ -303,6 +325,11 @@ static int merge_runs(rt_runs *r, size_t k, rt_err *err) {
     snprintf(path, sizeof path, "%s/runs-r%d-%s-%u.cnt", r->dir, r->rank, r->name, r->next_id++);
     f = fopen(path, "wb");
     if (!f) rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot write count run %s: %s", path, strerror(errno));
+  }
+  if (!f) { /* in memory: room for all (merging only shrinks) */
+    uint64_t total = 0;
+    for (size_t i = 0; i < k; i++) total += r->runs.data[i].n;
+    rt_vec_reserve(&out, (size_t)total + 1);
   }
   rt_count *buf = rt_xmalloc(FILE_BUF * sizeof *buf);
   while (rc == RT_OK) {

@@ -38,6 +38,11 @@ int rt_runs_add(rt_runs *r, const rt_count *rec, size_t n, rt_err *err);
  * to a file at once when the set has a budget, kept as it is otherwise. */
 int rt_runs_put(rt_runs *r, rt_count_vec *v, rt_err *err);
 
+/* Records that are a concatenation of sorted, reduced pieces (what an
+ * all-to-all of sorted streams delivers): each maximal ascending piece
+ * becomes a run, so sealing merges them instead of sorting everything. */
+int rt_runs_add_pieces(rt_runs *r, const rt_count *rec, size_t n, rt_err *err);
+
 /* Merge everything added into one sorted, reduced run (a file if the set
  * ever spilled) and rewind it. Returns the total in *records and the pairs
  * with window-0 records in *pairs (either may be NULL). Idempotent; after a

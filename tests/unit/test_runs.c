@@ -114,3 +114,46 @@ Test(runs, unwritable_directory_is_an_output_error) {
   rt_runs_free(r);
   free(in.data);
 }
+
+/* What an all-to-all delivers: sorted, reduced pieces back to back (big and
+ * small, the same record in several pieces). The stream must equal a full
+ * sort-and-reduce of everything. */
+static void check_pieces(size_t mem_records) {
+  char dir[] = "/tmp/rt-test-runs-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  rt_runs *r = rt_runs_new(dir, "p", 0, mem_records);
+  rt_count_vec all = {0}, msg = {0};
+  size_t sizes[] = {9000, 100, 20000, 1, 5000, 4095, 4096};
+  for (size_t p = 0; p < sizeof sizes / sizeof *sizes; p++) {
+    rt_count_vec piece = {0};
+    random_records(&piece, sizes[p]);
+    rt_counts_reduce(&piece);
+    for (size_t i = 0; i < piece.len; i++) {
+      rt_vec_push(&msg, piece.data[i]);
+      rt_vec_push(&all, piece.data[i]);
+    }
+    free(piece.data);
+  }
+  rt_err err = {0};
+  cr_assert_eq(rt_runs_add_pieces(r, msg.data, msg.len, &err), RT_OK, "%s", err.msg);
+  rt_counts_reduce(&all);
+  uint64_t nrec;
+  cr_assert_eq(rt_runs_seal(r, &nrec, NULL, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(nrec, all.len);
+  rt_count buf[333];
+  size_t at = 0;
+  long k;
+  while ((k = rt_runs_read(r, buf, 333, &err)) > 0)
+    for (long i = 0; i < k; i++, at++)
+      cr_assert(buf[i].key == all.data[at].key && buf[i].day == all.data[at].day && buf[i].win == all.data[at].win &&
+                    buf[i].n == all.data[at].n,
+                "record %zu differs", at);
+  cr_assert_eq(at, all.len);
+  rt_runs_free(r);
+  rmdir(dir);
+  free(all.data);
+  free(msg.data);
+}
+
+Test(runs, pieces_in_memory) { check_pieces(0); }
+Test(runs, pieces_spilled) { check_pieces(1000); }
