@@ -116,18 +116,30 @@ static int build(entry *e, uint32_t n, const char *origin, rt_catalog *cat, rt_e
     }
   }
   free(sorted);
-  /* id -> index map, load factor <= 0.5 */
+  /* id -> index. Ids below max(4n, 64Ki): a direct table, no larger than
+   * the hash map would be. Else open addressing, load factor <= 1/4 (most
+   * hits at the first slot) while the table stays within 512 KiB, <= 1/2
+   * beyond, where memory matters more. */
+  uint32_t max_id = cat->ids[n - 1];
+  if ((uint64_t)max_id < 4ULL * n || max_id < 65536u) {
+    cat->direct_n = max_id + 1;
+    cat->direct = rt_xmalloc((size_t)cat->direct_n * sizeof *cat->direct);
+    for (uint32_t i = 0; i < cat->direct_n; i++) cat->direct[i] = -1;
+    for (uint32_t i = 0; i < n; i++) cat->direct[cat->ids[i]] = (int32_t)i;
+    return RT_OK;
+  }
   uint32_t cap = 16;
-  while (cap < 2 * n) cap *= 2;
+  int bits = 4;
+  uint32_t want = n <= 16384 ? 4 * n : 2 * n;
+  while (cap < want) cap *= 2, bits++;
   cat->map_mask = cap - 1;
-  cat->map_ids = rt_xmalloc(cap * sizeof *cat->map_ids);
-  cat->map_idx = rt_xmalloc(cap * sizeof *cat->map_idx);
-  for (uint32_t i = 0; i < cap; i++) cat->map_idx[i] = -1;
+  cat->map_shift = 64 - bits;
+  cat->map = rt_xmalloc(cap * sizeof *cat->map);
+  for (uint32_t i = 0; i < cap; i++) cat->map[i] = (struct rt_catalog_slot){0, -1};
   for (uint32_t i = 0; i < n; i++) {
-    uint32_t s = (uint32_t)rt_mix64(cat->ids[i]) & cat->map_mask;
-    while (cat->map_idx[s] >= 0) s = (s + 1) & cat->map_mask;
-    cat->map_ids[s] = cat->ids[i];
-    cat->map_idx[s] = (int32_t)i;
+    uint32_t s = (uint32_t)(((uint64_t)cat->ids[i] * 0x9e3779b97f4a7c15ULL) >> cat->map_shift);
+    while (cat->map[s].idx >= 0) s = (s + 1) & cat->map_mask;
+    cat->map[s] = (struct rt_catalog_slot){cat->ids[i], (int32_t)i};
   }
   return RT_OK;
 }
@@ -215,16 +227,6 @@ int rt_catalog_write(const rt_catalog *cat, const char *path, rt_err *err) {
   return rc;
 }
 
-int32_t rt_catalog_index(const rt_catalog *cat, uint32_t id) {
-  if (!cat->map_idx) return -1;
-  uint32_t s = (uint32_t)rt_mix64(id) & cat->map_mask;
-  while (cat->map_idx[s] >= 0) {
-    if (cat->map_ids[s] == id) return cat->map_idx[s];
-    s = (s + 1) & cat->map_mask;
-  }
-  return -1;
-}
-
 int32_t rt_catalog_find_norm(const rt_catalog *cat, const char *norm) {
   /* The reference lookup, O(n): the match stage keeps a hash index instead. */
   for (uint32_t i = 0; i < cat->n; i++)
@@ -241,7 +243,7 @@ void rt_catalog_free(rt_catalog *cat) {
   free(cat->ids);
   free(cat->desc);
   free(cat->norm);
-  free(cat->map_ids);
-  free(cat->map_idx);
+  free(cat->direct);
+  free(cat->map);
   memset(cat, 0, sizeof *cat);
 }

@@ -24,10 +24,13 @@ typedef struct rt_catalog {
   char **desc;       /* [n] description as written (trimmed) */
   char **norm;       /* [n] normalised description (rt_normalize_desc) */
   uint64_t hash;     /* FNV-1a over (id, normalised description) in index order */
-  /* id -> index open-addressing map (private) */
-  uint32_t *map_ids;
-  int32_t *map_idx;
+  /* id -> index (private): a direct table when every id is below direct_n
+   * (small ids: one load per lookup), else linear probing over map. */
+  int32_t *direct;
+  uint32_t direct_n;
+  struct rt_catalog_slot { uint32_t id; int32_t idx; } *map; /* idx -1: empty */
   uint32_t map_mask;
+  int map_shift;     /* 64 - log2(map size): slot = (id * golden) >> map_shift */
 } rt_catalog;
 
 /* Load and validate a catalog file. On error fills err with the file, line
@@ -42,8 +45,20 @@ int rt_catalog_build(const uint32_t *ids, const char *const *desc, uint32_t n,
 /* Write the catalog as TSV in dense-index order. */
 int rt_catalog_write(const rt_catalog *cat, const char *path, rt_err *err);
 
-/* Dense index of an external id, or -1 if the id is not in the catalog. O(1). */
-int32_t rt_catalog_index(const rt_catalog *cat, uint32_t id);
+/* Dense index of an external id, or -1 if the id is not in the catalog. O(1).
+ * Inline: the read stage calls it once per event. */
+static inline int32_t rt_catalog_index(const rt_catalog *cat, uint32_t id) {
+  if (cat->direct) return id < cat->direct_n ? cat->direct[id] : -1;
+  if (!cat->map) return -1;
+  /* Fibonacci hashing: one multiply, top bits */
+  uint32_t s = (uint32_t)(((uint64_t)id * 0x9e3779b97f4a7c15ULL) >> cat->map_shift);
+  for (;;) {
+    const struct rt_catalog_slot *e = &cat->map[s];
+    if (e->id == id && e->idx >= 0) return e->idx;
+    if (e->idx < 0) return -1;
+    s = (s + 1) & cat->map_mask;
+  }
+}
 
 /* Dense index whose normalised description equals `norm`, or -1. O(n): the
  * reference lookup; the match stage keeps its own hash index. */

@@ -26,38 +26,72 @@ static int bad_event(const rt_config *cfg, const char *path, uint64_t idx, const
                     path, (unsigned long long)idx, (unsigned long long)e->user, (long long)e->ts, e->cluster, why);
 }
 
-/* Validate and filter one decoded event; append it to out if kept. */
-static inline int keep_event(const rt_read_cursor *c, const rt_event *e, uint64_t idx, rt_ev_vec *out,
-                             uint64_t *watch, rt_err *err) {
-  const rt_window *w = &c->win;
-  int32_t ci = rt_catalog_index(c->cat, e->cluster);
-  if (ci < 0) {
-    rt_metric_add(RT_M_read_bad_unknown_cluster, 1);
-    return bad_event(c->cfg, c->path, idx, e, "cluster id not in the catalog (input.catalog)", err);
+/* Per-chunk tallies, added to the metrics once per chunk: rt_metrics and the
+ * output are both uint64_t arrays, so a per-event rt_metric_add would be a
+ * load and store the compiler cannot keep in a register. */
+typedef struct tally {
+  uint64_t kept, prev, below, outside;
+} tally;
+
+static void tally_flush(tally *t) {
+  rt_metric_add(RT_M_read_kept, t->kept);
+  rt_metric_add(RT_M_read_previous_window, t->prev);
+  rt_metric_add(RT_M_read_below_engagement, t->below);
+  rt_metric_add(RT_M_read_outside_window, t->outside);
+  *t = (tally){0};
+}
+
+/* Validate and filter n decoded events; append the kept ones to out (room
+ * reserved by the caller). Stops at a bad event that fails the run, with
+ * *used = its position; otherwise *used = n. */
+static int keep_events(const rt_read_cursor *c, const rt_event *ev, size_t n, rt_ev_vec *out, uint64_t *watch,
+                       size_t *used, rt_err *err) {
+  const rt_window w = c->win;
+  const int64_t ts_max = w.end + FAR_FUTURE_S;
+  const float min_eng = (float)c->cfg->min_engagement;
+  /* a local copy: stores to out and watch cannot alias it, so its fields
+   * stay in registers instead of being reloaded for every event */
+  const rt_catalog cat = *c->cat;
+  rt_ev *o = out->data + out->len;
+  tally t = {0};
+  int rc = RT_OK;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    const rt_event *e = &ev[i];
+    int32_t ci = rt_catalog_index(&cat, e->cluster);
+    /* the three bad cases, rare, share one test so the loop stays short */
+    if (__builtin_expect(ci < 0 || e->ts < 0 || e->ts > ts_max || isnan(e->engagement), 0)) {
+      const char *why;
+      if (ci < 0) {
+        rt_metric_add(RT_M_read_bad_unknown_cluster, 1);
+        why = "cluster id not in the catalog (input.catalog)";
+      } else if (e->ts < 0 || e->ts > ts_max) {
+        rt_metric_add(RT_M_read_bad_timestamp, 1);
+        why = "timestamp is negative or more than a year past the window";
+      } else {
+        rt_metric_add(RT_M_read_bad_engagement, 1);
+        why = "engagement is NaN";
+      }
+      if ((rc = bad_event(c->cfg, c->path, c->idx + i, e, why, err))) break;
+      continue;
+    }
+    if (!(e->engagement >= min_eng)) {
+      t.below++;
+    } else if (e->ts >= w.start && e->ts < w.end) {
+      *o++ = (rt_ev){e->user, e->ts, (uint32_t)ci, 0};
+      if (watch) watch[ci]++;
+      t.kept++;
+    } else if (e->ts >= w.prev_start && e->ts < w.start) {
+      *o++ = (rt_ev){e->user, e->ts, (uint32_t)ci, 1};
+      t.prev++;
+    } else {
+      t.outside++;
+    }
   }
-  if (e->ts < 0 || e->ts > w->end + FAR_FUTURE_S) {
-    rt_metric_add(RT_M_read_bad_timestamp, 1);
-    return bad_event(c->cfg, c->path, idx, e, "timestamp is negative or more than a year past the window", err);
-  }
-  if (isnan(e->engagement)) {
-    rt_metric_add(RT_M_read_bad_engagement, 1);
-    return bad_event(c->cfg, c->path, idx, e, "engagement is NaN", err);
-  }
-  if (!(e->engagement >= (float)c->cfg->min_engagement)) {
-    rt_metric_add(RT_M_read_below_engagement, 1);
-    return RT_OK;
-  }
-  if (e->ts >= w->start && e->ts < w->end) {
-    out->data[out->len++] = (rt_ev){e->user, e->ts, (uint32_t)ci, 0};
-    if (watch) watch[ci]++;
-    rt_metric_add(RT_M_read_kept, 1);
-  } else if (e->ts >= w->prev_start && e->ts < w->start) {
-    out->data[out->len++] = (rt_ev){e->user, e->ts, (uint32_t)ci, 1};
-    rt_metric_add(RT_M_read_previous_window, 1);
-  } else {
-    rt_metric_add(RT_M_read_outside_window, 1);
-  }
-  return RT_OK;
+  out->len = (size_t)(o - out->data);
+  tally_flush(&t);
+  *used = i;
+  return rc;
 }
 
 void rt_read_begin(rt_read_cursor *c, const rt_plan *plan, int rank, const rt_config *cfg, const rt_catalog *cat) {
@@ -111,11 +145,12 @@ int rt_read_batch(rt_read_cursor *c, size_t max, rt_ev_vec *out, uint64_t *watch
       c->buf_len = (size_t)got;
       c->buf_pos = 0;
     }
-    while (c->buf_pos < c->buf_len && out->len < target) {
-      if ((rc = keep_event(c, &c->buf[c->buf_pos], c->idx, out, watch, err))) goto out;
-      c->buf_pos++;
-      c->idx++;
-    }
+    size_t n = c->buf_len - c->buf_pos, used;
+    if (n > target - out->len) n = target - out->len;
+    rc = keep_events(c, c->buf + c->buf_pos, n, out, watch, &used, err);
+    c->buf_pos += used;
+    c->idx += used;
+    if (rc) goto out;
   }
 out:
   rt_stage_end(RT_M_read_us, t0);
