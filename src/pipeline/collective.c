@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int rt_agree(MPI_Comm comm, int rc, rt_err *err) {
   int rank, size;
@@ -26,6 +27,18 @@ int rt_agree(MPI_Comm comm, int rc, rt_err *err) {
       rt_err_set(err, code, "%s", msg);
   }
   return code;
+}
+
+void rt_mpi_wait_idle(MPI_Request *req) {
+  int done = 0;
+  for (int spins = 0;; spins++) {
+    MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    if (spins > 64) { /* not a short wait: give the core away */
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+  }
 }
 
 void rt_bcast_bytes(MPI_Comm comm, int root, void **buf, size_t *len) {

@@ -19,6 +19,11 @@
  * failing rank, with that rank's message in err (prefixed "rank N: "). */
 int rt_agree(MPI_Comm comm, int rc, rt_err *err);
 
+/* Wait for a request without burning a core: test, and sleep a little
+ * between tests (for waits of milliseconds or more, where another rank or
+ * thread on the same node does the work being waited for). */
+void rt_mpi_wait_idle(MPI_Request *req);
+
 /* Broadcast a malloc'ed byte buffer from root; non-roots get a new buffer. */
 void rt_bcast_bytes(MPI_Comm comm, int root, void **buf, size_t *len);
 

@@ -368,18 +368,25 @@ int rt_counts_merge_to_root(MPI_Comm comm, rt_runs *mine, rt_count_emit emit, vo
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   if (rank != 0) { /* serve chunks until an empty one has been sent */
-    rt_count *buf = rt_xmalloc(MERGE_CHUNK * sizeof *buf);
-    int rc = RT_OK;
+    /* The next chunk is read before rank 0 asks for it, and the wait for
+     * the request sleeps instead of spinning: rank 0 (merging, packing,
+     * compressing) needs the cores more than this rank does. */
+    rt_count *buf = rt_xmalloc(2 * MERGE_CHUNK * sizeof *buf);
+    int rc = RT_OK, cur = 0;
+    long k = rt_runs_read(mine, buf, MERGE_CHUNK, err);
     for (;;) {
-      int go;
-      MPI_Recv(&go, 1, MPI_INT, 0, TAG_PULL, comm, MPI_STATUS_IGNORE);
-      long k = rc ? 0 : rt_runs_read(mine, buf, MERGE_CHUNK, err);
       if (k < 0) rc = err->code ? err->code : RT_ERR_OUTPUT, k = 0; /* end this rank's stream; agreed after */
-      MPI_Send(buf, (int)((size_t)k * sizeof(rt_count)), MPI_BYTE, 0, TAG_CHUNK, comm);
+      int go;
+      MPI_Request req;
+      MPI_Irecv(&go, 1, MPI_INT, 0, TAG_PULL, comm, &req);
+      rt_mpi_wait_idle(&req);
+      MPI_Send(buf + (size_t)cur * MERGE_CHUNK, (int)((size_t)k * sizeof(rt_count)), MPI_BYTE, 0, TAG_CHUNK, comm);
       if (k == 0) {
         free(buf);
         return rc;
       }
+      cur ^= 1;
+      k = rc ? 0 : rt_runs_read(mine, buf + (size_t)cur * MERGE_CHUNK, MERGE_CHUNK, err);
     }
   }
   const rt_count *view;
