@@ -3,6 +3,7 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -272,144 +273,358 @@ static inline int get_int(const unsigned char *b, size_t end, size_t *p, uint64_
   return 1;
 }
 
-int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count **rec_out, size_t *nrec,
-                   int64_t *ws, int64_t *we, rt_err *err) {
-  char *file;
-  size_t len;
-  int rc = rt_read_file(path, &file, &len, err);
-  if (rc) return rc;
-  if (len < 8 || memcmp(file, MAGIC, 8) != 0) {
-    free(file);
-    return rt_err_set(err, RT_ERR_INPUT, "%s: not a ragtide counts file (bad magic)", path);
-  }
-  /* One or more zstd frames, content size possibly unknown (the streaming
-   * writer does not know it in advance): decompress into a growing buffer. */
-  ZSTD_DCtx *dc = ZSTD_createDCtx();
-  size_t cap = (len - 8) * 4 + 4096, got = 0, zr = 1;
-  char *body = rt_xmalloc(cap);
-  ZSTD_inBuffer in = {file + 8, len - 8, 0};
-  while (in.pos < in.size) {
-    if (cap - got < 65536) body = rt_xrealloc(body, cap *= 2);
-    ZSTD_outBuffer out = {body + got, cap - got, 0};
-    zr = ZSTD_decompressStream(dc, &out, &in);
-    got += out.pos;
-    if (ZSTD_isError(zr)) break;
-    if (zr != 0 && in.pos == in.size && out.pos < out.size) break; /* input ends inside a frame */
-  }
-  while (!ZSTD_isError(zr) && zr != 0) { /* flush what the last frame still holds */
-    if (cap - got < 65536) body = rt_xrealloc(body, cap *= 2);
-    ZSTD_outBuffer out = {body + got, cap - got, 0};
-    size_t before = got;
-    zr = ZSTD_decompressStream(dc, &out, &in);
-    got += out.pos;
-    if (got == before) break;
-  }
-  ZSTD_freeDCtx(dc);
-  free(file);
-  if (ZSTD_isError(zr) || zr != 0) {
-    free(body);
-    return rt_err_set(err, RT_ERR_INPUT, "%s: corrupt or truncated zstd frame (%s); rerun `ragtide aggregate`",
-                      path, ZSTD_isError(zr) ? ZSTD_getErrorName(zr) : "ends inside a frame");
-  }
+
+/* ---- streaming reader ----------------------------------------------------
+ * The file is read in ZSTD_DStreamInSize() chunks and decompressed into a
+ * window `buf` of RD_CAP bytes; [pos, end) is what is not consumed yet, and
+ * `base` the body offset of buf[0]. When fewer than RD_SLACK bytes are left
+ * (unless the body has ended) the tail is moved to the front and the window
+ * refilled, so a record never straddles the window for the fast path; the
+ * msgpack-c fallback asks for a refill when it reports a record cut short.
+ * The header map alone may grow the window (it holds the cluster ids). */
+#define RD_CAP (1u << 20)
+#define RD_SLACK 64        /* a fast-path record is at most 1 + 6 * 9 = 55 bytes */
+#define HDR_MAX (64u << 20) /* 2^20 clusters take 5 MiB of msgpack */
+
+struct rt_counts_reader {
+  char *path;
+  int fd;
+  ZSTD_DCtx *dc;
+  void *zin; /* compressed input */
+  size_t zin_cap;
+  ZSTD_inBuffer in;
+  int eof;        /* the file is read to its end */
+  size_t zr;      /* last ZSTD_decompressStream result: 0 at the end of a frame */
+  int frame_done; /* at least one frame ended */
+  int body_end;   /* every frame ended and the file is read: no more bytes */
+  unsigned char *buf;
+  size_t cap, pos, end;
+  uint64_t base; /* body offset of buf[0] */
+  uint32_t *ids, n;
+  uint64_t records, i; /* as the header says; handed out so far */
+  int64_t ws, we;
+  int has_ws, has_we;
+  uint64_t id0, id1; /* sorted records: c1, c2 repeat */
+  int ix0, ix1;
   msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
-  size_t off = 0;
-  uint32_t *ids = NULL, n = 0;
-  uint64_t records = 0;
-  rc = RT_OK;
-  if (msgpack_unpack_next(&u, body, got, &off) != MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_MAP) {
-    rc = rt_err_set(err, RT_ERR_INPUT, "%s: header is not a msgpack map", path);
-    goto done;
+  int state;   /* 0: reading; 1: clean end; -1: failed (fail holds why) */
+  rt_err fail;
+};
+
+static int zstd_fail(rt_counts_reader *r, const char *why) {
+  return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: corrupt or truncated zstd frame (%s); rerun `ragtide aggregate`",
+                    r->path, why);
+}
+
+/* Decompress more bytes into buf[end, cap) (cap > end). 1: some came; 0: the
+ * body ended cleanly (body_end); -1: error in r->fail. */
+static int fill(rt_counts_reader *r) {
+  for (;;) {
+    if (r->in.pos == r->in.size && !r->eof) {
+      ssize_t k;
+      do k = read(r->fd, r->zin, r->zin_cap);
+      while (k < 0 && errno == EINTR);
+      if (k < 0) {
+        rt_err_set(&r->fail, RT_ERR_INPUT, "cannot read %s: I/O error", r->path);
+        return -1;
+      }
+      if (k == 0) r->eof = 1;
+      r->in.src = r->zin, r->in.size = (size_t)k, r->in.pos = 0;
+    }
+    int dry = r->in.pos == r->in.size; /* (then eof) */
+    if (dry && r->zr == 0 && r->frame_done) {
+      r->body_end = 1;
+      return 0;
+    }
+    ZSTD_outBuffer out = {r->buf + r->end, r->cap - r->end, 0};
+    size_t zr = ZSTD_decompressStream(r->dc, &out, &r->in);
+    if (ZSTD_isError(zr)) {
+      zstd_fail(r, ZSTD_getErrorName(zr));
+      return -1;
+    }
+    r->zr = zr;
+    if (zr == 0) r->frame_done = 1;
+    r->end += out.pos;
+    if (out.pos) return 1;
+    if (dry) { /* nothing more to feed, nothing flushed, frame not over */
+      zstd_fail(r, "ends inside a frame");
+      return -1;
+    }
   }
-  for (uint32_t i = 0; i < u.data.via.map.size; i++) {
-    msgpack_object_kv *kv = &u.data.via.map.ptr[i];
+}
+
+/* Move the unconsumed tail to the front (giving back a window the header
+ * grew, once it is not needed) and fill up to cap. 0, or -1 (r->fail). */
+static int refill(rt_counts_reader *r) {
+  size_t left = r->end - r->pos;
+  memmove(r->buf, r->buf + r->pos, left);
+  r->base += r->pos;
+  r->pos = 0;
+  r->end = left;
+  if (r->cap > RD_CAP && left <= RD_CAP / 2) r->buf = rt_xrealloc(r->buf, r->cap = RD_CAP);
+  while (r->end < r->cap && !r->body_end)
+    if (fill(r) < 0) return -1;
+  return 0;
+}
+
+static int read_full(int fd, void *p, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t k = read(fd, (char *)p + got, n - got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) return -1;
+    if (k == 0) break;
+    got += (size_t)k;
+  }
+  return (int)got;
+}
+
+/* Parse the header map at the front of the body into r. */
+static int read_header(rt_counts_reader *r) {
+  size_t off;
+  int ret;
+  for (;;) {
+    off = r->pos;
+    ret = msgpack_unpack_next(&r->u, (const char *)r->buf, r->end, &off);
+    if (ret != MSGPACK_UNPACK_CONTINUE || r->body_end) break;
+    if (r->pos == 0 && r->end == r->cap) { /* the header fills the window: grow it */
+      if (r->cap >= HDR_MAX)
+        return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: header is larger than %u MiB", r->path, HDR_MAX >> 20);
+      r->buf = rt_xrealloc(r->buf, r->cap *= 2);
+    }
+    if (refill(r)) return r->fail.code;
+  }
+  if (ret != MSGPACK_UNPACK_SUCCESS || r->u.data.type != MSGPACK_OBJECT_MAP)
+    return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: header is not a msgpack map", r->path);
+  /* (strings in r->u point into buf: nothing moves it before they are used) */
+  for (uint32_t i = 0; i < r->u.data.via.map.size; i++) {
+    msgpack_object_kv *kv = &r->u.data.via.map.ptr[i];
     if (kv->key.type != MSGPACK_OBJECT_STR) continue;
     const char *k = kv->key.via.str.ptr;
     uint32_t kl = kv->key.via.str.size;
     if (kl == 8 && !memcmp(k, "clusters", 8) && kv->val.type == MSGPACK_OBJECT_ARRAY) {
-      n = kv->val.via.array.size;
-      ids = rt_xmalloc((n ? n : 1) * sizeof *ids);
-      for (uint32_t j = 0; j < n; j++) ids[j] = (uint32_t)kv->val.via.array.ptr[j].via.u64;
+      free(r->ids);
+      r->n = kv->val.via.array.size;
+      r->ids = rt_xmalloc((r->n ? r->n : 1) * sizeof *r->ids);
+      for (uint32_t j = 0; j < r->n; j++) r->ids[j] = (uint32_t)kv->val.via.array.ptr[j].via.u64;
     } else if (kl == 7 && !memcmp(k, "records", 7) && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-      records = kv->val.via.u64;
+      r->records = kv->val.via.u64;
     } else if (kl == 12 && !memcmp(k, "window_start", 12)) {
-      if (ws) *ws = kv->val.via.i64;
+      r->ws = kv->val.via.i64, r->has_ws = 1;
     } else if (kl == 10 && !memcmp(k, "window_end", 10)) {
-      if (we) *we = kv->val.via.i64;
+      r->we = kv->val.via.i64, r->has_we = 1;
     }
   }
-  if (!ids) {
-    rc = rt_err_set(err, RT_ERR_INPUT, "%s: header has no cluster list", path);
-    goto done;
+  r->pos = off;
+  /* The parsed header (one msgpack_object per cluster id) is not needed any more. */
+  msgpack_unpacked_destroy(&r->u);
+  msgpack_unpacked_init(&r->u);
+  if (!r->ids) return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: header has no cluster list", r->path);
+  return RT_OK;
+}
+
+int rt_counts_reader_open(const char *path, rt_counts_reader **out, rt_err *err) {
+  *out = NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return rt_err_set(err, RT_ERR_INPUT, "cannot open %s: %s", path, strerror(errno));
+  char magic[8];
+  int got = read_full(fd, magic, 8);
+  if (got < 0) {
+    close(fd);
+    return rt_err_set(err, RT_ERR_INPUT, "cannot read %s: I/O error", path);
   }
-  /* Every record takes at least 7 bytes: a larger count is a corrupt header,
-   * not a reason to allocate. */
-  if (records > (got - off) / 7 + 1) {
-    free(ids);
-    rc = rt_err_set(err, RT_ERR_INPUT, "%s: header claims %llu records, more than the file holds", path,
-                    (unsigned long long)records);
-    goto done;
+  if (got < 8 || memcmp(magic, MAGIC, 8) != 0) {
+    close(fd);
+    return rt_err_set(err, RT_ERR_INPUT, "%s: not a ragtide counts file (bad magic)", path);
   }
-  rt_count *rec = rt_xmalloc((records ? records : 1) * sizeof *rec);
-  const unsigned char *b = (const unsigned char *)body;
-  uint64_t id0 = UINT64_MAX, id1 = UINT64_MAX; /* sorted records: c1, c2 repeat */
-  int ix0 = -1, ix1 = -1;
-  size_t i = 0;
-  for (; i < records; i++) {
-    /* Fast path for what the writer emits; anything else (or anything
-     * wrong) is decoded again by msgpack-c below, with its errors. */
-    uint64_t v[6];
-    size_t p = off;
-    int ok = p < got && b[p] == 0x96, neg = 0;
-    p++;
-    for (int f = 0; ok && f < 6; f++) {
-      ok = get_int(b, got, &p, &v[f], &neg) && (!neg || f == 3);
-    }
-    if (ok) {
-      off = p;
-    } else {
-      size_t at = off;
-      if (msgpack_unpack_next(&u, body, got, &off) != MSGPACK_UNPACK_SUCCESS ||
-          u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size != 6) {
-        rc = rt_err_set(err, RT_ERR_INPUT, "%s: record %zu at byte %zu of the decompressed body is malformed", path,
-                        i, at);
-        break;
-      }
-      msgpack_object *a = u.data.via.array.ptr;
-      int typed = 1;
-      for (int f = 0; f < 6; f++)
-        if (a[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER && !(f == 3 && a[f].type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
-          typed = 0;
-      if (!typed) {
-        rc = rt_err_set(err, RT_ERR_INPUT,
-                        "%s: record %zu at byte %zu of the decompressed body has a non-integer field", path, i, at);
-        break;
-      }
-      for (int f = 0; f < 6; f++) v[f] = a[f].via.u64; /* a negative day: its i64 bits, as via.i64 */
-    }
-    if (v[0] != id0) ix0 = find_index(ids, n, id0 = v[0]);
-    if (v[1] != id1) ix1 = find_index(ids, n, id1 = v[1]);
-    int c3 = find_index(ids, n, v[2]);
-    if (ix0 < 0 || ix1 < 0 || c3 < 0) {
-      rc = rt_err_set(err, RT_ERR_INPUT, "%s: record %zu names a cluster not in the file's catalog", path, i);
-      break;
-    }
-    rec[i].key = ((uint64_t)ix0 << 40) | ((uint64_t)ix1 << 20) | (uint64_t)c3;
-    rec[i].day = (int32_t)(int64_t)v[3];
-    rec[i].win = (uint32_t)v[4];
-    rec[i].n = v[5];
+  rt_counts_reader *r = rt_xcalloc(1, sizeof *r);
+  r->path = rt_xstrdup(path);
+  r->fd = fd;
+  r->dc = ZSTD_createDCtx();
+  r->zin_cap = ZSTD_DStreamInSize();
+  r->zin = rt_xmalloc(r->zin_cap);
+  r->zr = 1; /* no frame seen yet */
+  r->cap = RD_CAP;
+  r->buf = rt_xmalloc(r->cap);
+  r->id0 = r->id1 = UINT64_MAX;
+  r->ix0 = r->ix1 = -1;
+  msgpack_unpacked_init(&r->u);
+  if (!r->dc) {
+    rt_err_set(&r->fail, RT_ERR_NOMEM, "%s: cannot create a zstd decompression context", path);
+  } else if (refill(r) == 0) {
+    read_header(r);
   }
+  int rc = r->fail.code;
   if (rc) {
-    free(rec);
-    free(ids);
-    goto done;
+    if (err) *err = r->fail;
+    rt_counts_reader_close(r);
+    return rc;
   }
-  *ids_out = ids;
-  *ncl = n;
-  *rec_out = rec;
-  *nrec = i;
-done:
-  msgpack_unpacked_destroy(&u);
-  free(body);
+  *out = r;
+  return RT_OK;
+}
+
+const uint32_t *rt_counts_reader_ids(const rt_counts_reader *r, uint32_t *n_clusters) {
+  if (n_clusters) *n_clusters = r->n;
+  return r->ids;
+}
+
+void rt_counts_reader_window(const rt_counts_reader *r, int64_t *window_start, int64_t *window_end) {
+  if (window_start) *window_start = r->ws;
+  if (window_end) *window_end = r->we;
+}
+
+uint64_t rt_counts_reader_records(const rt_counts_reader *r) { return r->records; }
+
+void rt_counts_reader_close(rt_counts_reader *r) {
+  if (!r) return;
+  close(r->fd);
+  ZSTD_freeDCtx(r->dc);
+  msgpack_unpacked_destroy(&r->u);
+  free(r->zin);
+  free(r->buf);
+  free(r->ids);
+  free(r->path);
+  free(r);
+}
+
+/* The record at r->pos that the fast path refused, through msgpack-c: its six
+ * fields into v and r->pos past it, or an error in r->fail. */
+static int slow_record(rt_counts_reader *r, uint64_t v[6]) {
+  int ret;
+  size_t off;
+  for (;;) {
+    off = r->pos;
+    ret = msgpack_unpack_next(&r->u, (const char *)r->buf, r->end, &off);
+    if (ret != MSGPACK_UNPACK_CONTINUE || r->body_end || (r->pos == 0 && r->end == r->cap)) break;
+    if (refill(r)) return r->fail.code; /* cut short by the window: move it, read on */
+  }
+  uint64_t at = r->base + r->pos;
+  if (ret == MSGPACK_UNPACK_CONTINUE && r->pos == r->end && r->body_end)
+    return rt_err_set(&r->fail, RT_ERR_INPUT,
+                      "%s: header claims %llu records, more than the file holds (the body ends after record %llu, "
+                      "at byte %llu)",
+                      r->path, (unsigned long long)r->records, (unsigned long long)r->i, (unsigned long long)at);
+  if (ret != MSGPACK_UNPACK_SUCCESS || r->u.data.type != MSGPACK_OBJECT_ARRAY || r->u.data.via.array.size != 6)
+    return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: record %llu at byte %llu of the decompressed body is malformed",
+                      r->path, (unsigned long long)r->i, (unsigned long long)at);
+  msgpack_object *a = r->u.data.via.array.ptr;
+  for (int f = 0; f < 6; f++)
+    if (a[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER && !(f == 3 && a[f].type == MSGPACK_OBJECT_NEGATIVE_INTEGER))
+      return rt_err_set(&r->fail, RT_ERR_INPUT,
+                        "%s: record %llu at byte %llu of the decompressed body has a non-integer field", r->path,
+                        (unsigned long long)r->i, (unsigned long long)at);
+  for (int f = 0; f < 6; f++) v[f] = a[f].via.u64; /* a negative day: its i64 bits, as via.i64 */
+  r->pos = off;
+  return RT_OK;
+}
+
+/* All records read: the body must end here, and the frame end cleanly. */
+static long finish(rt_counts_reader *r) {
+  if (r->pos == r->end && !r->body_end && refill(r)) return -1;
+  if (r->pos < r->end) {
+    rt_err_set(&r->fail, RT_ERR_INPUT,
+               "%s: header claims %llu records, but the body holds more (byte %llu of the decompressed body "
+               "follows record %llu)",
+               r->path, (unsigned long long)r->records, (unsigned long long)(r->base + r->pos),
+               (unsigned long long)(r->records ? r->records - 1 : 0));
+    return -1;
+  }
+  r->state = 1;
+  return 0;
+}
+
+long rt_counts_reader_next(rt_counts_reader *r, rt_count *buf, size_t max, rt_err *err) {
+  if (r->state > 0) return 0;
+  long rc = 0;
+  size_t k = 0;
+  if (r->state < 0) goto failed;
+  if (r->i == r->records) {
+    if (finish(r) < 0) goto failed;
+    return 0;
+  }
+  const uint32_t *ids = r->ids;
+  uint32_t n = r->n;
+  uint64_t id0 = r->id0, id1 = r->id1, i = r->i, todo = r->records - r->i;
+  int ix0 = r->ix0, ix1 = r->ix1;
+  if (todo < max) max = (size_t)todo;
+  while (k < max) {
+    if (r->end - r->pos < RD_SLACK && !r->body_end && refill(r)) goto failed;
+    const unsigned char *b = r->buf;
+    size_t end = r->end, p = r->pos;
+    /* A record starting RD_SLACK bytes before the end of the window is whole
+     * in it; once the body has ended, every byte is there (a record cut short
+     * fails the bound checks and goes to msgpack-c, which says so). */
+    int all = r->body_end;
+    for (; k < max && (all || end - p >= RD_SLACK); k++, i++) {
+      /* Fast path for what the writer emits; anything else (or anything
+       * wrong) is decoded again by msgpack-c, with its errors. */
+      uint64_t v[6];
+      size_t q = p;
+      int ok = q < end && b[q] == 0x96, neg = 0;
+      q++;
+      for (int f = 0; ok && f < 6; f++) ok = get_int(b, end, &q, &v[f], &neg) && (!neg || f == 3);
+      if (ok) {
+        p = q;
+      } else {
+        r->pos = p, r->i = i;
+        if (slow_record(r, v)) goto failed;
+        b = r->buf, end = r->end, p = r->pos, all = r->body_end; /* a refill may have moved the window */
+      }
+      if (v[0] != id0) ix0 = find_index(ids, n, id0 = v[0]);
+      if (v[1] != id1) ix1 = find_index(ids, n, id1 = v[1]);
+      int c3 = find_index(ids, n, v[2]);
+      if (ix0 < 0 || ix1 < 0 || c3 < 0) {
+        rt_err_set(&r->fail, RT_ERR_INPUT, "%s: record %llu names a cluster not in the file's catalog", r->path,
+                   (unsigned long long)i);
+        goto failed;
+      }
+      buf[k].key = ((uint64_t)ix0 << 40) | ((uint64_t)ix1 << 20) | (uint64_t)c3;
+      buf[k].day = (int32_t)(int64_t)v[3];
+      buf[k].win = (uint32_t)v[4];
+      buf[k].n = v[5];
+    }
+    r->pos = p;
+  }
+  r->i = i, r->id0 = id0, r->id1 = id1, r->ix0 = ix0, r->ix1 = ix1;
+  return (long)k;
+failed:
+  r->state = -1;
+  rc = -1;
+  if (err) *err = r->fail;
   return rc;
+}
+
+int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count **rec_out, size_t *nrec,
+                   int64_t *ws, int64_t *we, rt_err *err) {
+  rt_counts_reader *r;
+  int rc = rt_counts_reader_open(path, &r, err);
+  if (rc) return rc;
+  /* The header's count is not trusted for the allocation: grow towards it. */
+  uint64_t want = r->records;
+  size_t cap = want < (1u << 16) ? (size_t)want + 1 : (size_t)1 << 16, n = 0; /* +1: never 0 */
+  rt_count *rec = rt_xmalloc(cap * sizeof *rec);
+  long got;
+  while ((got = rt_counts_reader_next(r, rec + n, cap - n, err)) > 0) {
+    n += (size_t)got;
+    if (n == cap && n < want) {
+      cap = want - n < cap ? (size_t)want : cap * 2;
+      rec = rt_xrealloc(rec, cap * sizeof *rec);
+    }
+  }
+  if (got < 0) {
+    rc = r->fail.code;
+    free(rec);
+    rt_counts_reader_close(r);
+    return rc;
+  }
+  if (ws && r->has_ws) *ws = r->ws;
+  if (we && r->has_we) *we = r->we;
+  *ids_out = r->ids;
+  r->ids = NULL;
+  *ncl = r->n;
+  *rec_out = rec;
+  *nrec = n;
+  rt_counts_reader_close(r);
+  return RT_OK;
 }

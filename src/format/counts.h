@@ -46,8 +46,48 @@ int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_
 int rt_counts_writer_finish(rt_counts_writer *w, rt_err *err);
 void rt_counts_writer_abort(rt_counts_writer *w);
 
-/* Read a counts file; records are re-indexed to the dense indices of the
- * file's own catalog ids (returned in *ids / *n_clusters, malloc'ed). */
+/* Read a counts file in bounded memory, a batch of records at a time.
+ *
+ * rt_counts_reader_open checks the "RTCOUNT1" magic and reads the header
+ * map; the cluster ids, the window and the record count are then available
+ * through the accessors (valid until close; the window is 0..0 when the
+ * header lacks it).
+ *
+ * rt_counts_reader_next puts the next up to max (>= 1) records in buf,
+ * re-indexed to dense indices of the file's own ids as rt_counts_read does,
+ * and returns how many (> 0). It returns 0 at a clean end: exactly as many
+ * records as the header says, nothing after them, and the zstd frame(s)
+ * ended with a good checksum (only checked once every record is read, so a
+ * consumer that stops early has not validated the file). It returns -1 on
+ * an error, and again on every later call: err (RT_ERR_INPUT) names the
+ * file and, for a bad record, its number and byte offset in the
+ * decompressed body — the messages rt_counts_read gives. Records of a batch
+ * that fails are not valid.
+ *
+ * Errors at open (err set, *r NULL): the file cannot be opened or read, bad
+ * magic, a corrupt zstd frame before the header ends, a header that is not
+ * a msgpack map, lacks the cluster list or is over 64 MiB. A header whose
+ * record count disagrees with the body is found by _next: at the end of
+ * the body, or at the first record past the count.
+ *
+ * Memory: the zstd decompression context (its window, a few MiB for files
+ * rt_counts_write wrote) + a 1 MiB buffer of decompressed bytes + 128 KiB of
+ * input + 4 bytes per cluster id, whatever the number of records. Opening
+ * briefly holds the whole header map (ids as msgpack objects). Not
+ * thread-safe; one reader per thread. */
+typedef struct rt_counts_reader rt_counts_reader;
+int rt_counts_reader_open(const char *path, rt_counts_reader **r, rt_err *err);
+const uint32_t *rt_counts_reader_ids(const rt_counts_reader *r, uint32_t *n_clusters);
+void rt_counts_reader_window(const rt_counts_reader *r, int64_t *window_start, int64_t *window_end);
+uint64_t rt_counts_reader_records(const rt_counts_reader *r); /* as the header says */
+long rt_counts_reader_next(rt_counts_reader *r, rt_count *buf, size_t max, rt_err *err);
+void rt_counts_reader_close(rt_counts_reader *r); /* NULL is fine */
+
+/* Read a whole counts file (through the reader above); records are
+ * re-indexed to the dense indices of the file's own catalog ids (returned
+ * in *ids / *n_clusters, malloc'ed; *rec malloc'ed, 24 bytes per record).
+ * *window_start / *window_end (either may be NULL) are set only when the
+ * header has them. Errors as rt_counts_reader_next; nothing to free then. */
 int rt_counts_read(const char *path, uint32_t **ids, uint32_t *n_clusters, rt_count **rec, size_t *n,
                    int64_t *window_start, int64_t *window_end, rt_err *err);
 

@@ -1,0 +1,492 @@
+/* test_counts_stream.c — the streaming counts reader: it hands out exactly
+ * what rt_counts_read returns (and what rt_counts_write was given) in chunks
+ * of any size; records cut by its decompression window at every offset,
+ * through the fast path and through msgpack-c, decode whole; a truncated
+ * file, a record count that disagrees with the header and a bad record fail
+ * with the file's name (and the record's number and byte offset). */
+#include <criterion/criterion.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "base/util.h"
+#include "format/counts.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static uint64_t next_rand(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+static char dir[64];
+
+static void setup(void) {
+  strcpy(dir, "/tmp/rt-test-cstream-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+}
+
+static void teardown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+static const char *tpath(const char *name) {
+  static char p[4][256];
+  static int k;
+  k = (k + 1) % 4;
+  snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+  return p[k];
+}
+
+/* Ascending ids whose msgpack encodings take 1, 3, 5 bytes (fixint, uint16, uint32). */
+#define NCL 3000
+static uint32_t ids[NCL];
+static void make_ids(void) {
+  for (uint32_t i = 0; i < NCL; i++)
+    ids[i] = i < 50 ? i : i < 150 ? 100 + 2 * i : i < 1000 ? 300 + 60 * i : 70000 + 1000003u * i;
+}
+
+static int cmp_count(const void *a, const void *b) {
+  const rt_count *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  if (x->day != y->day) return x->day < y->day ? -1 : 1;
+  return (x->win > y->win) - (x->win < y->win);
+}
+
+/* n sorted, unique records with values of every msgpack width: days from
+ * -100000 to 100000 (negative fixint, int8/16/32, uint), counts up to 2^64-1. */
+static size_t make_records(rt_count *r, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t c1 = next_rand() % NCL, c2 = next_rand() % NCL, c3 = next_rand() % NCL;
+    int64_t span = (int64_t[]){40, 200, 40000, 200000}[next_rand() % 4];
+    r[i].key = c1 << 40 | c2 << 20 | c3;
+    r[i].day = (int32_t)((int64_t)(next_rand() % (uint64_t)span) - span / 2);
+    r[i].win = (uint32_t)(next_rand() % 2);
+    r[i].n = 1 + (next_rand() >> (next_rand() % 64));
+    if (r[i].n == 0) r[i].n = UINT64_MAX;
+  }
+  qsort(r, n, sizeof *r, cmp_count);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (m == 0 || cmp_count(&r[m - 1], &r[i]) != 0) r[m++] = r[i];
+  return m;
+}
+
+static void assert_same(const rt_count *got, const rt_count *want, size_t n, const char *what) {
+  for (size_t i = 0; i < n; i++) {
+    cr_assert_eq(got[i].key, want[i].key, "%s: record %zu key", what, i);
+    cr_assert_eq(got[i].day, want[i].day, "%s: record %zu day %d != %d", what, i, got[i].day, want[i].day);
+    cr_assert_eq(got[i].win, want[i].win, "%s: record %zu win", what, i);
+    cr_assert_eq(got[i].n, want[i].n, "%s: record %zu n", what, i);
+  }
+}
+
+/* Stream path in chunks of max into a fresh array; the end must be clean. */
+static rt_count *stream_all(const char *path, size_t max, size_t *n_out) {
+  rt_counts_reader *r;
+  rt_err err = {0};
+  cr_assert_eq(rt_counts_reader_open(path, &r, &err), RT_OK, "%s", err.msg);
+  uint64_t records = rt_counts_reader_records(r);
+  rt_count *all = malloc((records + 1) * sizeof *all), *chunk = malloc(max * sizeof *chunk);
+  size_t n = 0;
+  long got;
+  while ((got = rt_counts_reader_next(r, chunk, max, &err)) > 0) {
+    cr_assert_leq((size_t)got, max, "a chunk of %ld records for max %zu", got, max);
+    cr_assert_leq(n + (size_t)got, records, "more records than the header says");
+    memcpy(all + n, chunk, (size_t)got * sizeof *chunk);
+    n += (size_t)got;
+  }
+  cr_assert_eq(got, 0, "max %zu: %s", max, err.msg);
+  cr_assert_eq(n, records);
+  cr_assert_eq(rt_counts_reader_next(r, chunk, max, &err), 0, "the end stays the end");
+  rt_counts_reader_close(r);
+  free(chunk);
+  *n_out = n;
+  return all;
+}
+
+TestSuite(counts_stream, .init = setup, .fini = teardown);
+
+Test(counts_stream, chunks_of_any_size_equal_read_and_what_was_written) {
+  make_ids();
+  size_t cap = 300000;
+  rt_count *rec = malloc(cap * sizeof *rec);
+  size_t n = make_records(rec, cap);
+  cr_assert_gt(n, 299000);
+  rt_counts_meta meta = {ids, NCL, 0xABCDEF0123456789ull, -86400, 1772755200, "stream-test"};
+  rt_err err = {0};
+  const char *p = tpath("big.rtc");
+  cr_assert_eq(rt_counts_write(p, &meta, rec, n, &err), RT_OK, "%s", err.msg);
+
+  /* the header, before any record */
+  rt_counts_reader *r;
+  cr_assert_eq(rt_counts_reader_open(p, &r, &err), RT_OK, "%s", err.msg);
+  uint32_t ncl = 0;
+  const uint32_t *rid = rt_counts_reader_ids(r, &ncl);
+  cr_assert_eq(ncl, NCL);
+  cr_assert_arr_eq(rid, ids, sizeof ids);
+  int64_t ws = 1, we = 1;
+  rt_counts_reader_window(r, &ws, &we);
+  cr_assert_eq(ws, -86400);
+  cr_assert_eq(we, 1772755200);
+  cr_assert_eq(rt_counts_reader_records(r), n);
+  rt_counts_reader_close(r);
+
+  uint32_t *rids, rn;
+  rt_count *all;
+  size_t m;
+  ws = we = 0;
+  cr_assert_eq(rt_counts_read(p, &rids, &rn, &all, &m, &ws, &we, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(m, n);
+  cr_assert_eq(rn, NCL);
+  cr_assert_arr_eq(rids, ids, sizeof ids);
+  cr_assert_eq(ws, -86400);
+  cr_assert_eq(we, 1772755200);
+  assert_same(all, rec, n, "rt_counts_read");
+
+  size_t maxes[] = {1, 7, 4096, 1000000};
+  for (size_t k = 0; k < sizeof maxes / sizeof *maxes; k++) {
+    size_t sn;
+    rt_count *s = stream_all(p, maxes[k], &sn);
+    cr_assert_eq(sn, n);
+    char what[32];
+    snprintf(what, sizeof what, "max %zu", maxes[k]);
+    assert_same(s, all, n, what);
+    free(s);
+  }
+  free(rids);
+  free(all);
+  free(rec);
+}
+
+Test(counts_stream, empty_file_ends_at_once) {
+  make_ids();
+  rt_counts_meta meta = {ids, 5, 1, 0, 86400, "empty"};
+  rt_err err = {0};
+  const char *p = tpath("empty.rtc");
+  cr_assert_eq(rt_counts_write(p, &meta, NULL, 0, &err), RT_OK, "%s", err.msg);
+  size_t n;
+  rt_count *s = stream_all(p, 3, &n);
+  cr_assert_eq(n, 0);
+  free(s);
+}
+
+/* ---- hand-made files: any msgpack encoding, any record length ------------ */
+
+typedef struct {
+  unsigned char *b;
+  size_t len, cap;
+} bytes;
+
+static void put(bytes *o, const void *p, size_t n) {
+  if (o->len + n > o->cap) o->b = realloc(o->b, o->cap = (o->len + n) * 2 + 1024);
+  memcpy(o->b + o->len, p, n);
+  o->len += n;
+}
+
+/* v as msgpack with the tag given (0: positive fixint), big-endian payload. */
+static void put_int(bytes *o, unsigned tag, uint64_t v) {
+  unsigned char t[9];
+  size_t w = tag == 0 ? 0 : (size_t)1 << ((tag - 0xcc) & 3);
+  t[0] = tag ? (unsigned char)tag : (unsigned char)v;
+  for (size_t i = 0; i < w; i++) t[1 + i] = (unsigned char)(v >> (8 * (w - 1 - i)));
+  put(o, t, 1 + w);
+}
+
+static int sb_write(void *data, const char *buf, size_t len) {
+  put(data, buf, len);
+  return 0;
+}
+
+/* A header map as the writer makes it, with a run_id of run_len bytes. */
+static void put_header(bytes *o, uint32_t ncl, uint64_t records, size_t run_len) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, o, sb_write);
+  char run[256];
+  memset(run, 'r', sizeof run);
+  msgpack_pack_map(&pk, 7);
+  msgpack_pack_str_with_body(&pk, "version", 7);
+  msgpack_pack_uint32(&pk, 1);
+  msgpack_pack_str_with_body(&pk, "clusters", 8);
+  msgpack_pack_array(&pk, ncl);
+  for (uint32_t i = 0; i < ncl; i++) msgpack_pack_uint32(&pk, ids[i]);
+  msgpack_pack_str_with_body(&pk, "catalog_hash", 12);
+  msgpack_pack_uint64(&pk, 7);
+  msgpack_pack_str_with_body(&pk, "window_start", 12);
+  msgpack_pack_int64(&pk, 0);
+  msgpack_pack_str_with_body(&pk, "window_end", 10);
+  msgpack_pack_int64(&pk, 86400);
+  msgpack_pack_str_with_body(&pk, "run_id", 6);
+  msgpack_pack_str_with_body(&pk, run, run_len);
+  msgpack_pack_str_with_body(&pk, "records", 7);
+  msgpack_pack_uint64(&pk, records);
+}
+
+/* Record style: 0 as the writer packs it (smallest encoding); 1 every field
+ * at 9 bytes (still the fast path); 2 in an array16 (only msgpack-c). */
+static void put_record(bytes *o, const rt_count *c, int style) {
+  uint64_t f[6] = {ids[c->key >> 40], ids[(c->key >> 20) & 0xFFFFF], ids[c->key & 0xFFFFF], (uint64_t)(int64_t)c->day,
+                   c->win, c->n};
+  if (style == 2) put(o, "\xdc\x00\x06", 3);
+  else put(o, "\x96", 1);
+  for (int i = 0; i < 6; i++) {
+    int neg = i == 3 && c->day < 0;
+    if (style == 0) {
+      if (neg) msgpack_pack_int32(&(msgpack_packer){o, sb_write}, c->day);
+      else msgpack_pack_uint64(&(msgpack_packer){o, sb_write}, f[i]);
+    } else {
+      put_int(o, neg ? 0xd3 : 0xcf, f[i]);
+    }
+  }
+}
+
+/* "RTCOUNT1" + body in one zstd frame with its checksum. */
+static void write_file(const char *path, const bytes *body) {
+  ZSTD_CCtx *cc = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+  size_t zcap = ZSTD_compressBound(body->len);
+  unsigned char *z = malloc(zcap);
+  size_t zn = ZSTD_compress2(cc, z, zcap, body->b, body->len);
+  cr_assert(!ZSTD_isError(zn));
+  ZSTD_freeCCtx(cc);
+  FILE *f = fopen(path, "wb");
+  cr_assert_not_null(f);
+  cr_assert_eq(fwrite("RTCOUNT1", 1, 8, f), 8);
+  cr_assert_eq(fwrite(z, 1, zn, f), zn);
+  cr_assert_eq(fclose(f), 0);
+  free(z);
+}
+
+static size_t random_sorted(rt_count *r, size_t n, uint32_t ncl) {
+  for (size_t i = 0; i < n; i++) {
+    r[i].key = (next_rand() % ncl) << 40 | (next_rand() % ncl) << 20 | (next_rand() % ncl);
+    r[i].day = (int32_t)(next_rand() % 400000) - 200000;
+    r[i].win = (uint32_t)(next_rand() % 2);
+    r[i].n = 1 + next_rand() % 1000;
+  }
+  qsort(r, n, sizeof *r, cmp_count); /* (uniqueness does not matter to a reader) */
+  return n;
+}
+
+/* Records of one fixed length L, after headers one byte longer each time
+ * (run_id of 40 + s bytes, s < L): whatever the reader's window, its edges
+ * cut a record at each of the L offsets in one of the files. */
+static void straddle_every_offset(int style, size_t L) {
+  make_ids();
+  size_t n = (3u << 20) / L; /* 3 MiB of records: several windows */
+  rt_count *rec = malloc(n * sizeof *rec);
+  random_sorted(rec, n, 200);
+  for (size_t s = 0; s < L; s++) {
+    bytes body = {0};
+    put_header(&body, 200, n, 40 + s);
+    size_t at = body.len;
+    for (size_t i = 0; i < n; i++) put_record(&body, &rec[i], style);
+    cr_assert_eq(body.len - at, n * L, "every record is %zu bytes", L);
+    const char *p = tpath("straddle.rtc");
+    write_file(p, &body);
+    free(body.b);
+    size_t m;
+    rt_count *got = stream_all(p, s % 2 ? 4096 : 7, &m);
+    cr_assert_eq(m, n);
+    char what[64];
+    snprintf(what, sizeof what, "style %d, header shifted by %zu", style, s);
+    assert_same(got, rec, n, what);
+    free(got);
+  }
+  free(rec);
+}
+
+Test(counts_stream, fast_path_records_cut_at_every_offset) { straddle_every_offset(1, 55); }
+
+Test(counts_stream, msgpack_c_records_cut_at_every_offset) { straddle_every_offset(2, 57); }
+
+Test(counts_stream, mixed_encodings_and_lengths_decode_alike) {
+  make_ids();
+  size_t n = 200000;
+  rt_count *rec = malloc(n * sizeof *rec);
+  random_sorted(rec, n, NCL);
+  bytes body = {0};
+  put_header(&body, NCL, n, 12);
+  for (size_t i = 0; i < n; i++) put_record(&body, &rec[i], (int)(next_rand() % 3));
+  const char *p = tpath("mixed.rtc");
+  write_file(p, &body);
+  free(body.b);
+  size_t maxes[] = {1, 7, 4096};
+  for (size_t k = 0; k < 3; k++) {
+    size_t m;
+    rt_count *got = stream_all(p, maxes[k], &m);
+    cr_assert_eq(m, n);
+    assert_same(got, rec, n, "mixed");
+    free(got);
+  }
+  uint32_t *rids, rn;
+  rt_count *all;
+  size_t m;
+  rt_err err = {0};
+  cr_assert_eq(rt_counts_read(p, &rids, &rn, &all, &m, NULL, NULL, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(m, n);
+  assert_same(all, rec, n, "rt_counts_read");
+  free(rids);
+  free(all);
+  free(rec);
+}
+
+/* ---- failures ------------------------------------------------------------- */
+
+/* Stream path (chunks of 1000): returns the records handed out before the
+ * failure and leaves its message in msg; rt_counts_read must fail alike. */
+static size_t stream_until_failure(const char *path, char *msg) {
+  rt_counts_reader *r;
+  rt_err err = {0};
+  size_t n = 0;
+  if (rt_counts_reader_open(path, &r, &err) != RT_OK) {
+    cr_assert_eq(err.code, RT_ERR_INPUT);
+    strcpy(msg, err.msg);
+  } else {
+    rt_count chunk[1000];
+    long got;
+    while ((got = rt_counts_reader_next(r, chunk, 1000, &err)) > 0) n += (size_t)got;
+    cr_assert_eq(got, -1, "%s: no error after %zu records", path, n);
+    cr_assert_eq(err.code, RT_ERR_INPUT);
+    strcpy(msg, err.msg);
+    rt_err again = {0};
+    cr_assert_eq(rt_counts_reader_next(r, chunk, 1000, &again), -1, "a failed reader stays failed");
+    cr_assert_str_eq(again.msg, msg);
+    rt_counts_reader_close(r);
+  }
+  uint32_t *ids_out;
+  uint32_t ncl;
+  rt_count *rec;
+  size_t m;
+  cr_assert_eq(rt_counts_read(path, &ids_out, &ncl, &rec, &m, NULL, NULL, &err), RT_ERR_INPUT, "%s", path);
+  cr_assert_str_eq(err.msg, msg, "rt_counts_read and the reader agree");
+  cr_assert(strstr(msg, path), "names the file: %s", msg);
+  return n;
+}
+
+Test(counts_stream, truncated_file_fails_naming_the_file) {
+  make_ids();
+  size_t cap = 100000;
+  rt_count *rec = malloc(cap * sizeof *rec);
+  size_t n = make_records(rec, cap);
+  rt_counts_meta meta = {ids, NCL, 1, 0, 86400, "trunc"};
+  rt_err err = {0};
+  const char *full = tpath("full.rtc");
+  cr_assert_eq(rt_counts_write(full, &meta, rec, n, &err), RT_OK, "%s", err.msg);
+  char *data;
+  size_t len;
+  cr_assert_eq(rt_read_file(full, &data, &len, &err), RT_OK);
+  size_t cuts[] = {len - 1, len - 4, len - 5, len / 2, 1000, 9, 8, 5};
+  for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
+    const char *p = tpath("cut.rtc");
+    FILE *f = fopen(p, "wb");
+    cr_assert_eq(fwrite(data, 1, cuts[k], f), cuts[k]);
+    fclose(f);
+    char msg[RT_ERR_MSG_MAX];
+    size_t got = stream_until_failure(p, msg);
+    cr_assert_lt(got, k < 3 ? n + 1 : n, "cut at %zu", cuts[k]);
+    if (cuts[k] < 8) cr_assert(strstr(msg, "bad magic"), "%s", msg);
+    else cr_assert(strstr(msg, "corrupt or truncated zstd frame"), "cut at %zu: %s", cuts[k], msg);
+  }
+  free(data);
+  free(rec);
+}
+
+Test(counts_stream, record_count_disagreeing_with_the_header_fails) {
+  make_ids();
+  size_t cap = 50000;
+  rt_count *rec = malloc(cap * sizeof *rec);
+  size_t n = make_records(rec, cap);
+  rt_counts_meta meta = {ids, NCL, 1, 0, 86400, "count"};
+  rt_err err = {0};
+  char msg[RT_ERR_MSG_MAX];
+  for (int d = -1; d <= 1; d += 2) { /* header says one more / one fewer than the body holds */
+    const char *p = tpath(d > 0 ? "more.rtc" : "fewer.rtc");
+    rt_counts_writer *w;
+    cr_assert_eq(rt_counts_writer_open(p, &meta, n + d, &w, &err), RT_OK, "%s", err.msg);
+    cr_assert_eq(rt_counts_writer_add(w, rec, n, &err), RT_OK, "%s", err.msg);
+    cr_assert_eq(rt_counts_writer_finish(w, &err), RT_OK, "%s", err.msg);
+    size_t got = stream_until_failure(p, msg);
+    cr_assert(strstr(msg, "header claims"), "%s", msg);
+    if (d > 0) {
+      cr_assert_eq(got, n, "every record the body holds comes out before the error");
+      cr_assert(strstr(msg, "more than the file holds"), "%s", msg);
+    } else {
+      cr_assert_eq(got, n - 1, "the header's records come out before the error");
+      cr_assert(strstr(msg, "the body holds more"), "%s", msg);
+    }
+  }
+  free(rec);
+}
+
+Test(counts_stream, bad_records_name_their_number_and_byte_offset) {
+  make_ids();
+  size_t n = 60000, bad = 50000; /* 50000 records of 55 bytes: well past the first window */
+  rt_count *rec = malloc(n * sizeof *rec);
+  random_sorted(rec, n, 100);
+  const char *what[] = {"has a non-integer field", "is malformed", "names a cluster not in the file's catalog"};
+  for (int kind = 0; kind < 3; kind++) {
+    bytes body = {0};
+    put_header(&body, 100, n, 3);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (i == bad) {
+        at = body.len;
+        if (kind == 0) put(&body, "\x96\x01\x02\x03\xa1x\x00\x01", 8); /* a string for `day` */
+        else if (kind == 1) put(&body, "\x95\x01\x02\x03\x04\x05", 6); /* five fields */
+        else put(&body, "\x96\xce\xff\xff\xff\xf0\x00\x00\x00\x01\x01", 11); /* c1 not in the file */
+      } else {
+        put_record(&body, &rec[i], 1);
+      }
+    }
+    const char *p = tpath("bad.rtc");
+    write_file(p, &body);
+    free(body.b);
+    char msg[RT_ERR_MSG_MAX];
+    size_t got = stream_until_failure(p, msg);
+    cr_assert_leq(got, bad);
+    cr_assert(strstr(msg, what[kind]), "%s", msg);
+    char where[96];
+    if (kind < 2) snprintf(where, sizeof where, "record %zu at byte %zu of the decompressed body", bad, at);
+    else snprintf(where, sizeof where, "record %zu names", bad);
+    cr_assert(strstr(msg, where), "wanted \"%s\" in: %s", where, msg);
+  }
+  free(rec);
+}
+
+/* A record too long for the fast path's margin (a 40 KB string for `day`)
+ * across the edge of the reader's first window (1 MiB of body, see
+ * counts.h): msgpack-c gets the whole record after a refill, so the error is
+ * the precise one, not "malformed". */
+Test(counts_stream, long_bad_record_across_the_window_is_decoded_whole) {
+  make_ids();
+  size_t n = 40000;
+  rt_count *rec = malloc(n * sizeof *rec);
+  random_sorted(rec, n, 100);
+  bytes body = {0};
+  put_header(&body, 100, n, 3);
+  size_t i = 0, at;
+  while (body.len < (1u << 20) - 20000) put_record(&body, &rec[i++], 1);
+  at = body.len;
+  static char str[40000];
+  memset(str, 's', sizeof str);
+  put(&body, "\x96\x01\x02\x03\xdb\x00\x00\x9c\x40", 9); /* str32 of 40000 bytes */
+  put(&body, str, sizeof str);
+  put(&body, "\x00\x01", 2);
+  size_t bad = i++;
+  while (i < n) put_record(&body, &rec[i++], 1);
+  const char *p = tpath("long.rtc");
+  write_file(p, &body);
+  free(body.b);
+  char msg[RT_ERR_MSG_MAX], where[128];
+  cr_assert_eq(stream_until_failure(p, msg), bad / 1000 * 1000);
+  snprintf(where, sizeof where, "record %zu at byte %zu of the decompressed body has a non-integer field", bad, at);
+  cr_assert(strstr(msg, where), "wanted \"%s\" in: %s", where, msg);
+  free(rec);
+}
