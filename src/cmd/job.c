@@ -248,35 +248,51 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
 int rt_job_counts_from_file(rt_job *job, rt_runs **out, rt_err *err) {
   double t0 = rt_stage_begin();
   rt_plan_pairs_only(job->size, &job->plan);
-  uint32_t *ids = NULL, n = 0;
-  rt_count *rec = NULL;
-  size_t nrec = 0;
-  int rc = rt_counts_read(job->cfg.counts, &ids, &n, &rec, &nrec, NULL, NULL, err);
+  /* Every rank streams the file and keeps the records of the pairs it owns,
+   * re-windowed by day; under memory.per_rank_mb they go to sorted runs. */
+  char dir[4096];
+  rt_job_run_dir(job, dir, sizeof dir);
+  uint64_t budget = (uint64_t)job->cfg.per_rank_mb << 20;
+  *out = rt_runs_new(dir, "file", job->rank, budget ? (size_t)(budget / 8 / 48) + 1 : 0);
+  rt_counts_reader *r = NULL;
+  int rc = rt_counts_reader_open(job->cfg.counts, &r, err);
+  uint32_t n = 0;
+  const uint32_t *ids = rc == RT_OK ? rt_counts_reader_ids(r, &n) : NULL;
   if (rc == RT_OK && (n != job->cat.n || memcmp(ids, job->cat.ids, n * sizeof *ids) != 0))
     rc = rt_err_set(err, RT_ERR_INPUT,
                     "input.counts %s was aggregated with another catalog (%u clusters; input.catalog has %u); "
                     "rerun `ragtide aggregate` with this catalog", job->cfg.counts, n, job->cat.n);
-  rt_count_vec v = {0}, *counts = &v;
   if (rc == RT_OK) {
     rt_window w;
     rt_window_from_config(&job->cfg, &w);
     int32_t d0 = (int32_t)(w.start / 86400), d1 = (int32_t)(w.end / 86400), dp = (int32_t)(w.prev_start / 86400);
-    for (size_t i = 0; i < nrec; i++) {
-      rt_count c = rec[i];
-      if (rt_pair_owner(&job->plan, rt_key_pair(c.key)) != job->rank) continue;
-      if (c.day >= d0 && c.day < d1) c.win = 0;
-      else if (c.day >= dp && c.day < d0) c.win = 1;
-      else continue;
-      rt_vec_push(counts, c);
+    enum { CHUNK = 65536 };
+    rt_count *buf = rt_xmalloc(CHUNK * sizeof *buf);
+    long got;
+    while (rc == RT_OK && (got = rt_counts_reader_next(r, buf, CHUNK, err)) != 0) {
+      if (got < 0) {
+        rc = err->code ? err->code : RT_ERR_INPUT;
+        break;
+      }
+      size_t k = 0;
+      for (long i = 0; i < got; i++) {
+        rt_count c = buf[i];
+        if (rt_pair_owner(&job->plan, rt_key_pair(c.key)) != job->rank) continue;
+        if (c.day >= d0 && c.day < d1) c.win = 0;
+        else if (c.day >= dp && c.day < d0) c.win = 1;
+        else continue;
+        buf[k++] = c;
+      }
+      rc = rt_runs_add(*out, buf, k, err); /* in file order, so already sorted: no sort at the flush */
     }
-    rt_counts_reduce(counts);
+    free(buf);
   }
-  free(ids);
-  free(rec);
-  /* The whole file was read into memory anyway: the set stays there. */
-  *out = rt_runs_new(".", "file", job->rank, 0);
-  if (rc == RT_OK) rc = rt_runs_put(*out, &v, err);
-  free(v.data);
+  rt_counts_reader_close(r);
+  uint64_t nrec = 0, pairs = 0;
+  if (rc == RT_OK) rc = rt_runs_seal(*out, &nrec, &pairs, err);
+  rt_metric_add(RT_M_count_triples_distinct, nrec);
+  rt_metric_add(RT_M_count_pairs_with_data, pairs);
+  rt_metric_add(RT_M_count_spilled_records, rt_runs_spilled(*out));
   rt_stage_end(RT_M_count_us, t0);
   return rt_agree(job->comm, rc, err);
 }

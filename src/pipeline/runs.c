@@ -380,7 +380,13 @@ static int open_read(rt_runs *r, rt_err *err) {
 int rt_runs_seal(rt_runs *r, uint64_t *records, uint64_t *pairs, rt_err *err) {
   stream_close(r->rd);
   r->rd = NULL;
-  int rc = flush_loose(r, err);
+  int rc = RT_OK;
+  if (r->runs.len == 0 && r->loose.len) { /* it all fitted: stays in memory, never written */
+    rt_counts_reduce(&r->loose);
+    rt_vec_push(&r->runs, ((run){r->loose, NULL, r->loose.len}));
+    memset(&r->loose, 0, sizeof r->loose);
+  }
+  rc = flush_loose(r, err);
   while (rc == RT_OK && r->runs.len > 1) rc = merge_runs(r, r->runs.len < FANIN ? r->runs.len : FANIN, err);
   if (rc) return rc;
   uint64_t n = 0, np = 0, last = UINT64_MAX;

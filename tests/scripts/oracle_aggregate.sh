@@ -58,5 +58,12 @@ mpirun_q -n 3 "$RT" refresh --config "$T/job.ini" --set "input.counts=$T/w.rtc" 
   --set retrieval.top_n=3 --set output.candidates=3 --set "output.table=$T/out/from-counts.rtt" 2>"$T/log" ||
   { cat "$T/log"; fail "refresh from counts"; }
 cmp "$T/out/frequency.rtt" "$T/out/from-counts.rtt" || fail "refresh from counts differs from refresh from logs"
-pass "refresh from a counts file gives the same table as from the logs"
+# ...and under a memory cap (tests/scripts/determinism.sh makes it spill)
+mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --set "input.counts=$T/w.rtc" --set input.logs= \
+  --set input.window_start=2026-01-03 --set input.window_end=2026-01-05 --set llm.api=retrieval \
+  --set retrieval.top_n=3 --set output.candidates=3 --set memory.per_rank_mb=1 \
+  --set "output.table=$T/out/from-counts-capped.rtt" 2>"$T/log" || { cat "$T/log"; fail "capped refresh from counts"; }
+cmp "$T/out/frequency.rtt" "$T/out/from-counts-capped.rtt" || fail "capped refresh from counts differs"
+
+pass "refresh from a counts file gives the same table as from the logs (also memory-capped)"
 echo "oracle_aggregate: all checks passed"
