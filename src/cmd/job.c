@@ -102,13 +102,20 @@ typedef struct {
 static mem_plan plan_memory(const rt_job *job) {
   mem_plan m = {4u << 20, 0, 1, 0, 0, ROUND_BYTES};
   uint64_t budget = (uint64_t)job->cfg.per_rank_mb << 20;
-  if (!budget) return m;
+  uint64_t total = 0;
+  for (size_t i = 0; i < job->plan.nshards; i++) total += job->plan.bytes[i];
+  if (!budget) {
+    /* No cap: the store still splits users into cache-sized buckets (~8k
+     * events, from ~8 shard bytes an event), so sequencing works on one hot
+     * bucket at a time instead of regrouping one huge array. */
+    uint64_t est = total / 8 / (uint64_t)job->size + 1;
+    while (m.nbuckets < 65536 && m.nbuckets * 8192 < est) m.nbuckets *= 2;
+    return m;
+  }
   m.batch_events = budget / 8 / sizeof(rt_ev);
   if (m.batch_events < 4096) m.batch_events = 4096;
   m.store_events = budget / 4 / sizeof(rt_ev);
-  uint64_t bytes = 0;
-  for (size_t i = 0; i < job->plan.nshards; i++) bytes += job->plan.bytes[i];
-  uint64_t est = bytes / 4 / (uint64_t)job->size + 1; /* events per rank, upper bound */
+  uint64_t est = total / 4 / (uint64_t)job->size + 1; /* events per rank, upper bound */
   uint64_t per_bucket = budget / 4 / (2 * sizeof(rt_ev));
   m.nbuckets = (size_t)(est / (per_bucket ? per_bucket : 1) + 1);
   if (m.nbuckets > 4096) m.nbuckets = 4096;
@@ -144,6 +151,11 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   rt_job_run_dir(job, dir, sizeof dir);
   rt_spill store;
   rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
+  if (!mp.store_events && mp.nbuckets > 1) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < job->plan.nshards; i++) total += job->plan.bytes[i];
+    rt_spill_reserve(&store, total / 8 / (uint64_t)job->size); /* untouched room costs no memory */
+  }
 
   /* Stages 2–3 in collective rounds: every rank reads a batch (an empty one
    * once its shards are done), the batch is shuffled, and owners store it. */
@@ -175,7 +187,9 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
     if ((rc = rt_agree(job->comm, rc, err))) break;
     if (!direct) { /* (the same on every rank) */
       if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, mp.round_bytes, err);
+      double ts = rt_stage_begin(); /* storing by user bucket is the shuffle's second half */
       rc = rt_spill_add(&store, batch.data, batch.len, err);
+      rt_stage_end(RT_M_shuffle_us, ts);
       if ((rc = rt_agree(job->comm, rc, err))) break;
     }
     int all_done;

@@ -47,6 +47,13 @@ static int spill_all(rt_spill *s, rt_err *err) {
   return RT_OK;
 }
 
+/* Bucket of a user: a different mix than the user->rank map, so buckets
+ * are balanced within a rank; multiply-high maps it to [0, nbuckets)
+ * without a division. */
+static inline size_t bucket_of(const rt_spill *s, uint64_t user) {
+  return (size_t)(((unsigned __int128)rt_mix64(user ^ 0x5350494c4cULL) * s->nbuckets) >> 64);
+}
+
 int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err) {
   if (n == 0) return RT_OK;
   if (s->nbuckets == 1) {
@@ -54,15 +61,27 @@ int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err) {
     memcpy(s->mem[0].data + s->mem[0].len, ev, n * sizeof *ev);
     s->mem[0].len += n;
   } else {
+    /* Counting scatter: each bucket grows once per batch, not per event. */
+    uint32_t *b = rt_xmalloc(n * sizeof *b);
+    size_t *cnt = rt_xcalloc(s->nbuckets, sizeof *cnt);
+    for (size_t i = 0; i < n; i++) cnt[b[i] = (uint32_t)bucket_of(s, ev[i].user)]++;
+    for (size_t k = 0; k < s->nbuckets; k++)
+      if (cnt[k]) rt_vec_reserve(&s->mem[k], s->mem[k].len + cnt[k]);
     for (size_t i = 0; i < n; i++) {
-      /* a different mix than the user->rank map, so buckets are balanced */
-      size_t b = (size_t)(rt_mix64(ev[i].user ^ 0x5350494c4cULL) % s->nbuckets);
-      rt_vec_push(&s->mem[b], ev[i]);
+      rt_ev_vec *v = &s->mem[b[i]];
+      v->data[v->len++] = ev[i];
     }
+    free(cnt);
+    free(b);
   }
   s->mem_events += n;
   if (s->budget_events && s->mem_events > s->budget_events) return spill_all(s, err);
   return RT_OK;
+}
+
+void rt_spill_reserve(rt_spill *s, uint64_t events) {
+  size_t per = (size_t)(events / s->nbuckets + events / s->nbuckets / 4 + 64); /* +25%: hashing is uneven */
+  for (size_t b = 0; b < s->nbuckets; b++) rt_vec_reserve(&s->mem[b], per);
 }
 
 rt_ev_vec *rt_spill_direct(rt_spill *s) {

@@ -6,8 +6,8 @@
  * of the user (so a user never spans buckets); buckets stay in memory while
  * the budget allows and are appended to files in the run directory beyond
  * it. Sequencing then takes one bucket at a time, so peak memory is about
- * one bucket plus the budget, whatever the input size. With no budget there
- * is one bucket and nothing is ever written. */
+ * one bucket plus the budget, whatever the input size. With no budget
+ * nothing is ever written, and the buckets only keep each one small. */
 #ifndef RT_PIPELINE_SPILL_H
 #define RT_PIPELINE_SPILL_H
 
@@ -27,8 +27,13 @@ typedef struct rt_spill {
   uint64_t spilled;     /* events written to disk, for the summary */
 } rt_spill;
 
-/* nbuckets >= 1; budget_events 0 = unlimited (then nbuckets should be 1). */
+/* nbuckets >= 1 (any number: without a budget, buckets keep the work of
+ * sequencing one bucket cache-sized); budget_events 0 = unlimited. */
 void rt_spill_init(rt_spill *s, size_t nbuckets, size_t budget_events, const char *dir, int rank);
+
+/* Room for about `events` in all (no budget): buckets then grow in place
+ * instead of by repeated doubling and copying. */
+void rt_spill_reserve(rt_spill *s, uint64_t events);
 
 /* Add events (any users); spills the buckets to disk when over budget. */
 int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err);
