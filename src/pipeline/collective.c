@@ -7,13 +7,30 @@
 #include <string.h>
 #include <time.h>
 
+void rt_mpi_wait_idle(MPI_Request *req) {
+  int done = 0;
+  for (int spins = 0;; spins++) {
+    MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    if (spins > 64) { /* not a short wait: give the core away */
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
 int rt_agree(MPI_Comm comm, int rc, rt_err *err) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   /* lowest failing rank: min over (rc ? rank : size) */
   int mine = rc ? rank : size, first;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+  /* Ranks reach a stage's end at different times; the early ones wait
+   * without spinning, so a busy rank (or its helper threads) on the same
+   * node keeps the cores. */
+  MPI_Request req;
+  MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm, &req);
+  rt_mpi_wait_idle(&req);
   if (first == size) return RT_OK;
   int code = rc;
   MPI_Bcast(&code, 1, MPI_INT, first, comm);
@@ -27,18 +44,6 @@ int rt_agree(MPI_Comm comm, int rc, rt_err *err) {
       rt_err_set(err, code, "%s", msg);
   }
   return code;
-}
-
-void rt_mpi_wait_idle(MPI_Request *req) {
-  int done = 0;
-  for (int spins = 0;; spins++) {
-    MPI_Test(req, &done, MPI_STATUS_IGNORE);
-    if (done) return;
-    if (spins > 64) { /* not a short wait: give the core away */
-      struct timespec ts = {0, 50000};
-      nanosleep(&ts, NULL);
-    }
-  }
 }
 
 void rt_bcast_bytes(MPI_Comm comm, int root, void **buf, size_t *len) {
