@@ -12,17 +12,23 @@
 #include <zstd.h>
 
 #define MAGIC "RTCOUNT1"
+#define COUNTS_VERSION 2 /* written; read: 1 and 2 */
 
-/* Records are packed by hand into a flat buffer (no packer callback, no
- * growing sbuffer per field): the bytes are exactly those msgpack-c's
- * msgpack_pack_array/uint32/int32/uint64 emit (smallest encoding; an int32
- * >= 0 is packed as unsigned), so files stay byte-identical. */
+/* Version 2 body (docs/formats.md §4): groups `[c1, c2, n]` (dense catalog
+ * indices, 1 <= n <= GRP_MAX) each followed by n records of four plain
+ * msgpack integers: next - the group's previous next (the first record:
+ * next itself), day - day_base (day_base = floor(window_start / 86400)),
+ * win, count. A pair's records are split into groups of GRP_MAX.
+ *
+ * Records are packed by hand (no packer callback, no growing sbuffer per
+ * field): the bytes are exactly those msgpack-c's msgpack_pack_array /
+ * uint64 / int64 emit (smallest encoding; an int >= 0 is packed as
+ * unsigned). A group's records are staged in `grp` until its size is known,
+ * so the bytes do not depend on how the records were split over add calls. */
 #define PACK_CAP (1u << 20) /* bytes handed to zstd per call */
-#define REC_MAX 48          /* 1 + 3*5 + 5 + 5 + 9 = 35, plus slack for 8- and 16-byte copies */
-
-typedef struct {
-  unsigned char b[7], n; /* msgpack bytes of one catalog id, and their count */
-} id_enc;
+#define REC_MAX 32          /* 9 (next delta, int64) + 9 (day delta) + 5 (win) + 9 (count) */
+#define GRP_HDR_MAX 16      /* 1 + 5 + 5 + 3 (n <= GRP_MAX < 2^16) */
+#define GRP_MAX 4096        /* records per group at most */
 
 struct rt_counts_writer {
   char *path, tmp[4096];
@@ -30,10 +36,12 @@ struct rt_counts_writer {
   ZSTD_CCtx *cc;
   unsigned char *buf; /* packed bytes not yet given to zstd */
   size_t len, cap;
-  id_enc *ids;        /* per dense index: ids repeat, so encode each once */
-  uint64_t pair;      /* (c1, c2) of the last record, and its packed prefix */
-  unsigned char pfx[16];
-  size_t pfx_len;
+  unsigned char *grp; /* the open group's packed records, */
+  size_t glen;
+  uint32_t gn;      /* their number (0: no group open), */
+  uint64_t gpair;   /* the group's c1 << 20 | c2 */
+  int64_t gprev;    /* and the next of its last record */
+  int64_t day_base; /* floor(window_start / 86400) */
   char *zbuf;
   size_t zcap;
 };
@@ -61,10 +69,11 @@ static inline unsigned char *put_uint(unsigned char *p, uint64_t d) {
   return p + 9;
 }
 
-/* As msgpack_pack_int32: negative fixint down to -32, then int8/16/32. */
-static inline unsigned char *put_int32(unsigned char *p, int32_t d) {
+/* As msgpack_pack_int64: >= 0 as put_uint, else negative fixint down to
+ * -32, then int8/16/32/64. */
+static inline unsigned char *put_int(unsigned char *p, int64_t d) {
   if (d >= 0) return put_uint(p, (uint64_t)d);
-  uint32_t u = (uint32_t)d;
+  uint64_t u = (uint64_t)d;
   if (d >= -32) {
     p[0] = (unsigned char)u;
     return p + 1;
@@ -77,9 +86,14 @@ static inline unsigned char *put_int32(unsigned char *p, int32_t d) {
     p[0] = 0xd1, p[1] = (unsigned char)(u >> 8), p[2] = (unsigned char)u;
     return p + 3;
   }
-  p[0] = 0xd2;
-  for (int i = 0; i < 4; i++) p[1 + i] = (unsigned char)(u >> (24 - 8 * i));
-  return p + 5;
+  if (d >= INT32_MIN) {
+    p[0] = 0xd2;
+    for (int i = 0; i < 4; i++) p[1 + i] = (unsigned char)(u >> (24 - 8 * i));
+    return p + 5;
+  }
+  p[0] = 0xd3;
+  for (int i = 0; i < 8; i++) p[1 + i] = (unsigned char)(u >> (56 - 8 * i));
+  return p + 9;
 }
 
 /* Compress size bytes at data (and end the frame when `end`). */
@@ -116,20 +130,16 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
   ZSTD_CCtx_setParameter(w->cc, ZSTD_c_checksumFlag, 1);
   /* Compress in worker threads while this one keeps packing records (a
    * libzstd built without threads ignores this and compresses inline).
-   * Compression is the slow side (packing is ~5x cheaper), so two workers
-   * where a core is free; the bytes do not depend on the worker count. */
+   * Compression is the slow side, so two workers where a core is free; the
+   * bytes do not depend on the worker count. */
   ZSTD_CCtx_setParameter(w->cc, ZSTD_c_nbWorkers, 2);
   w->zcap = ZSTD_CStreamOutSize();
   w->zbuf = rt_xmalloc(w->zcap);
-  w->ids = rt_xmalloc((m->n_clusters ? m->n_clusters : 1) * sizeof *w->ids);
-  for (uint32_t i = 0; i < m->n_clusters; i++) {
-    unsigned char t[16];
-    w->ids[i].n = (unsigned char)(put_uint(t, m->ids[i]) - t);
-    memcpy(w->ids[i].b, t, 7);
-  }
-  w->pair = UINT64_MAX;
+  w->grp = rt_xmalloc((size_t)GRP_MAX * REC_MAX);
+  w->gpair = UINT64_MAX;
+  w->day_base = m->window_start >= 0 ? m->window_start / 86400 : -((-(m->window_start + 1)) / 86400) - 1;
   /* The header goes through msgpack-c (once, any size) into the front of
-   * the buffer: a small file is then compressed in one call, as before. */
+   * the buffer: a small file is then compressed in one call. */
   msgpack_sbuffer sb;
   msgpack_packer pkr;
   msgpack_sbuffer_init(&sb);
@@ -137,7 +147,7 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
   msgpack_packer *pk = &pkr;
   msgpack_pack_map(pk, 7);
   msgpack_pack_str_with_body(pk, "version", 7);
-  msgpack_pack_uint32(pk, 1);
+  msgpack_pack_uint32(pk, COUNTS_VERSION);
   msgpack_pack_str_with_body(pk, "clusters", 8);
   msgpack_pack_array(pk, m->n_clusters);
   for (uint32_t i = 0; i < m->n_clusters; i++) msgpack_pack_uint32(pk, m->ids[i]);
@@ -153,7 +163,7 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
   msgpack_pack_uint64(pk, records);
   int rc = fwrite(MAGIC, 1, 8, w->f) == 8 ? RT_OK : rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s", w->tmp);
   w->cap = sb.size > PACK_CAP ? sb.size : PACK_CAP;
-  w->buf = rt_xmalloc(w->cap + REC_MAX);
+  w->buf = rt_xmalloc(w->cap);
   memcpy(w->buf, sb.data, sb.size);
   w->len = sb.size;
   msgpack_sbuffer_destroy(&sb);
@@ -165,38 +175,46 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
   return RT_OK;
 }
 
-int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_err *err) {
-  size_t i = 0;
-  while (i < n) {
-    if (w->len + REC_MAX > w->cap) {
-      int rc = pump(w, w->buf, w->len, 0, err);
-      if (rc) return rc;
-      w->len = 0;
-    }
-    /* As many records as surely fit, with no bound check inside. */
-    size_t room = (w->cap - w->len) / REC_MAX, stop = n - i < room ? n : i + room;
-    unsigned char *p = w->buf + w->len;
-    for (; i < stop; i++) {
-      uint64_t k = rec[i].key;
-      if (k >> 20 != w->pair) { /* sorted input: (c1, c2) changes rarely */
-        const id_enc *a = &w->ids[k >> 40], *b = &w->ids[(k >> 20) & 0xFFFFF];
-        w->pfx[0] = 0x96; /* fixarray of 6 */
-        memcpy(w->pfx + 1, a->b, 7);
-        memcpy(w->pfx + 1 + a->n, b->b, 7);
-        w->pfx_len = 1u + a->n + b->n;
-        w->pair = k >> 20;
-      }
-      memcpy(p, w->pfx, 16);
-      p += w->pfx_len;
-      const id_enc *c = &w->ids[k & 0xFFFFF];
-      memcpy(p, c->b, 7);
-      p += c->n;
-      p = put_int32(p, rec[i].day);
-      p = put_uint(p, rec[i].win);
-      p = put_uint(p, rec[i].n);
-    }
-    w->len = (size_t)(p - w->buf);
+/* Close the open group (if any): its header, then its staged records. */
+static int flush_group(rt_counts_writer *w, rt_err *err) {
+  if (!w->gn) return RT_OK;
+  if (w->len + GRP_HDR_MAX + w->glen > w->cap) {
+    int rc = pump(w, w->buf, w->len, 0, err);
+    if (rc) return rc;
+    w->len = 0;
   }
+  unsigned char *p = w->buf + w->len;
+  *p++ = 0x93; /* fixarray of 3 */
+  p = put_uint(p, w->gpair >> 20);
+  p = put_uint(p, w->gpair & 0xFFFFF);
+  p = put_uint(p, w->gn);
+  memcpy(p, w->grp, w->glen);
+  w->len = (size_t)(p + w->glen - w->buf);
+  w->gn = 0, w->glen = 0;
+  return RT_OK;
+}
+
+int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_err *err) {
+  unsigned char *p = w->grp + w->glen;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t k = rec[i].key;
+    if (k >> 20 != w->gpair || w->gn == GRP_MAX) { /* sorted input: (c1, c2) changes rarely */
+      w->glen = (size_t)(p - w->grp);
+      int rc = flush_group(w, err);
+      if (rc) return rc;
+      p = w->grp;
+      w->gpair = k >> 20;
+      w->gprev = 0;
+    }
+    int64_t next = (int64_t)(k & 0xFFFFF);
+    p = put_int(p, next - w->gprev);
+    w->gprev = next;
+    p = put_int(p, (int64_t)rec[i].day - w->day_base);
+    p = put_uint(p, rec[i].win);
+    p = put_uint(p, rec[i].n);
+    w->gn++;
+  }
+  w->glen = (size_t)(p - w->grp);
   return RT_OK;
 }
 
@@ -206,14 +224,15 @@ void rt_counts_writer_abort(rt_counts_writer *w) {
   unlink(w->tmp);
   ZSTD_freeCCtx(w->cc);
   free(w->buf);
-  free(w->ids);
+  free(w->grp);
   free(w->zbuf);
   free(w->path);
   free(w);
 }
 
 int rt_counts_writer_finish(rt_counts_writer *w, rt_err *err) {
-  int rc = pump(w, w->buf, w->len, 1, err);
+  int rc = flush_group(w, err);
+  if (rc == RT_OK) rc = pump(w, w->buf, w->len, 1, err);
   if (rc == RT_OK && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
     rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", w->tmp, strerror(errno));
   if (rc == RT_OK) {
@@ -283,7 +302,7 @@ static inline int get_int(const unsigned char *b, size_t end, size_t *p, uint64_
  * msgpack-c fallback asks for a refill when it reports a record cut short.
  * The header map alone may grow the window (it holds the cluster ids). */
 #define RD_CAP (1u << 20)
-#define RD_SLACK 64        /* a fast-path record is at most 1 + 6 * 9 = 55 bytes */
+#define RD_SLACK 64        /* a fast-path record is at most 1 + 6 * 9 = 55 bytes (v1), 1 + 3 * 9 + 4 * 9 = 64 (v2) */
 #define HDR_MAX (64u << 20) /* 2^20 clusters take 5 MiB of msgpack */
 
 struct rt_counts_reader {
@@ -304,8 +323,13 @@ struct rt_counts_reader {
   uint64_t records, i; /* as the header says; handed out so far */
   int64_t ws, we;
   int has_ws, has_we;
-  uint64_t id0, id1; /* sorted records: c1, c2 repeat */
+  uint64_t version;   /* of the body: 1 or 2 */
+  uint64_t id0, id1; /* v1: sorted records: c1, c2 repeat */
   int ix0, ix1;
+  int64_t day_base;  /* v2: floor(window_start / 86400), 0 without window_start */
+  uint64_t g_left;   /* v2: records left in the current group */
+  uint64_t g_c1, g_c2;
+  int64_t g_prev;    /* v2: the group's previous next */
   msgpack_unpacked u;
   int state;   /* 0: reading; 1: clean end; -1: failed (fail holds why) */
   rt_err fail;
@@ -397,6 +421,8 @@ static int read_header(rt_counts_reader *r) {
   if (ret != MSGPACK_UNPACK_SUCCESS || r->u.data.type != MSGPACK_OBJECT_MAP)
     return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: header is not a msgpack map", r->path);
   /* (strings in r->u point into buf: nothing moves it before they are used) */
+  uint64_t version = 0;
+  int has_version = 0;
   for (uint32_t i = 0; i < r->u.data.via.map.size; i++) {
     msgpack_object_kv *kv = &r->u.data.via.map.ptr[i];
     if (kv->key.type != MSGPACK_OBJECT_STR) continue;
@@ -407,6 +433,9 @@ static int read_header(rt_counts_reader *r) {
       r->n = kv->val.via.array.size;
       r->ids = rt_xmalloc((r->n ? r->n : 1) * sizeof *r->ids);
       for (uint32_t j = 0; j < r->n; j++) r->ids[j] = (uint32_t)kv->val.via.array.ptr[j].via.u64;
+    } else if (kl == 7 && !memcmp(k, "version", 7)) {
+      has_version = 1;
+      version = kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER ? kv->val.via.u64 : 0;
     } else if (kl == 7 && !memcmp(k, "records", 7) && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
       r->records = kv->val.via.u64;
     } else if (kl == 12 && !memcmp(k, "window_start", 12)) {
@@ -420,6 +449,16 @@ static int read_header(rt_counts_reader *r) {
   msgpack_unpacked_destroy(&r->u);
   msgpack_unpacked_init(&r->u);
   if (!r->ids) return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: header has no cluster list", r->path);
+  if (!has_version || (version != 1 && version != 2)) {
+    if (!has_version) return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: header has no counts file version", r->path);
+    return rt_err_set(&r->fail, RT_ERR_INPUT,
+                      "%s: counts file version %llu is not supported (this ragtide reads versions 1 and 2); "
+                      "upgrade ragtide",
+                      r->path, (unsigned long long)version);
+  }
+  r->version = version;
+  int64_t ws = r->has_ws ? r->ws : 0;
+  r->day_base = ws >= 0 ? ws / 86400 : -((-(ws + 1)) / 86400) - 1;
   return RT_OK;
 }
 
@@ -522,6 +561,14 @@ static int slow_record(rt_counts_reader *r, uint64_t v[6]) {
 /* All records read: the body must end here, and the frame end cleanly. */
 static long finish(rt_counts_reader *r) {
   if (r->pos == r->end && !r->body_end && refill(r)) return -1;
+  if (r->pos == r->end && r->g_left) {
+    rt_err_set(&r->fail, RT_ERR_INPUT,
+               "%s: header claims %llu records, but the body's last group promises %llu more (the body ends at "
+               "byte %llu)",
+               r->path, (unsigned long long)r->records, (unsigned long long)r->g_left,
+               (unsigned long long)(r->base + r->pos));
+    return -1;
+  }
   if (r->pos < r->end) {
     rt_err_set(&r->fail, RT_ERR_INPUT,
                "%s: header claims %llu records, but the body holds more (byte %llu of the decompressed body "
@@ -534,22 +581,14 @@ static long finish(rt_counts_reader *r) {
   return 0;
 }
 
-long rt_counts_reader_next(rt_counts_reader *r, rt_count *buf, size_t max, rt_err *err) {
-  if (r->state > 0) return 0;
-  long rc = 0;
+static long next_v1(rt_counts_reader *r, rt_count *buf, size_t max) {
   size_t k = 0;
-  if (r->state < 0) goto failed;
-  if (r->i == r->records) {
-    if (finish(r) < 0) goto failed;
-    return 0;
-  }
   const uint32_t *ids = r->ids;
   uint32_t n = r->n;
-  uint64_t id0 = r->id0, id1 = r->id1, i = r->i, todo = r->records - r->i;
+  uint64_t id0 = r->id0, id1 = r->id1, i = r->i;
   int ix0 = r->ix0, ix1 = r->ix1;
-  if (todo < max) max = (size_t)todo;
   while (k < max) {
-    if (r->end - r->pos < RD_SLACK && !r->body_end && refill(r)) goto failed;
+    if (r->end - r->pos < RD_SLACK && !r->body_end && refill(r)) return -1;
     const unsigned char *b = r->buf;
     size_t end = r->end, p = r->pos;
     /* A record starting RD_SLACK bytes before the end of the window is whole
@@ -568,7 +607,7 @@ long rt_counts_reader_next(rt_counts_reader *r, rt_count *buf, size_t max, rt_er
         p = q;
       } else {
         r->pos = p, r->i = i;
-        if (slow_record(r, v)) goto failed;
+        if (slow_record(r, v)) return -1;
         b = r->buf, end = r->end, p = r->pos, all = r->body_end; /* a refill may have moved the window */
       }
       if (v[0] != id0) ix0 = find_index(ids, n, id0 = v[0]);
@@ -577,7 +616,7 @@ long rt_counts_reader_next(rt_counts_reader *r, rt_count *buf, size_t max, rt_er
       if (ix0 < 0 || ix1 < 0 || c3 < 0) {
         rt_err_set(&r->fail, RT_ERR_INPUT, "%s: record %llu names a cluster not in the file's catalog", r->path,
                    (unsigned long long)i);
-        goto failed;
+        return -1;
       }
       buf[k].key = ((uint64_t)ix0 << 40) | ((uint64_t)ix1 << 20) | (uint64_t)c3;
       buf[k].day = (int32_t)(int64_t)v[3];
@@ -588,11 +627,153 @@ long rt_counts_reader_next(rt_counts_reader *r, rt_count *buf, size_t max, rt_er
   }
   r->i = i, r->id0 = id0, r->id1 = id1, r->ix0 = ix0, r->ix1 = ix1;
   return (long)k;
-failed:
+}
+
+/* ---- version 2 body ------------------------------------------------------ */
+
+/* One msgpack value at r->pos through msgpack-c, into r->u, r->pos past it
+ * (refilling the window when it cuts the value short). `at` is the body
+ * offset of the record (with its group header) being read. */
+static int slow_value(rt_counts_reader *r, uint64_t at) {
+  int ret;
+  size_t off;
+  for (;;) {
+    off = r->pos;
+    ret = msgpack_unpack_next(&r->u, (const char *)r->buf, r->end, &off);
+    if (ret != MSGPACK_UNPACK_CONTINUE || r->body_end || (r->pos == 0 && r->end == r->cap)) break;
+    if (refill(r)) return r->fail.code;
+  }
+  if (ret == MSGPACK_UNPACK_CONTINUE && r->pos == r->end && r->body_end && r->base + r->pos == at)
+    return rt_err_set(&r->fail, RT_ERR_INPUT,
+                      "%s: header claims %llu records, more than the file holds (the body ends after record %llu, "
+                      "at byte %llu)",
+                      r->path, (unsigned long long)r->records, (unsigned long long)r->i, (unsigned long long)at);
+  if (ret != MSGPACK_UNPACK_SUCCESS)
+    return rt_err_set(&r->fail, RT_ERR_INPUT, "%s: record %llu at byte %llu of the decompressed body is malformed%s",
+                      r->path, (unsigned long long)r->i, (unsigned long long)at,
+                      ret == MSGPACK_UNPACK_CONTINUE && r->body_end ? " (the body ends inside it)" : "");
+  r->pos = off;
+  return RT_OK;
+}
+
+static int non_integer(rt_counts_reader *r, uint64_t at) {
+  return rt_err_set(&r->fail, RT_ERR_INPUT,
+                    "%s: record %llu at byte %llu of the decompressed body has a non-integer field", r->path,
+                    (unsigned long long)r->i, (unsigned long long)at);
+}
+
+/* The record at r->pos (with its group header when hdr) that the fast path
+ * refused, through msgpack-c: the header's three fields into g, the
+ * record's four into v (neg[f]: v[f] holds a negative int64), r->pos past
+ * it; or an error in r->fail. */
+static int slow_record_v2(rt_counts_reader *r, uint64_t at, int hdr, uint64_t g[3], uint64_t v[4], int neg[4]) {
+  if (hdr) {
+    if (slow_value(r, at)) return r->fail.code;
+    msgpack_object *o = &r->u.data;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3)
+      return rt_err_set(&r->fail, RT_ERR_INPUT,
+                        "%s: record %llu at byte %llu of the decompressed body is malformed (no [c1, c2, n] group "
+                        "header)",
+                        r->path, (unsigned long long)r->i, (unsigned long long)at);
+    for (int f = 0; f < 3; f++) {
+      if (o->via.array.ptr[f].type != MSGPACK_OBJECT_POSITIVE_INTEGER) return non_integer(r, at);
+      g[f] = o->via.array.ptr[f].via.u64;
+    }
+  }
+  for (int f = 0; f < 4; f++) {
+    if (slow_value(r, at)) return r->fail.code;
+    msgpack_object *o = &r->u.data;
+    neg[f] = o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER && !(f < 2 && neg[f])) return non_integer(r, at);
+    v[f] = o->via.u64; /* a negative value: its i64 bits, as via.i64 */
+  }
+  return RT_OK;
+}
+
+static long next_v2(rt_counts_reader *r, rt_count *buf, size_t max) {
+  size_t k = 0;
+  uint64_t i = r->i, left = r->g_left, c1 = r->g_c1, c2 = r->g_c2, n = r->n;
+  int64_t prev = r->g_prev, day_base = r->day_base;
+  while (k < max) {
+    if (r->end - r->pos < RD_SLACK && !r->body_end && refill(r)) return -1;
+    const unsigned char *b = r->buf;
+    size_t end = r->end, p = r->pos;
+    int all = r->body_end; /* (as in next_v1) */
+    for (; k < max && (all || end - p >= RD_SLACK); k++, i++) {
+      /* Fast path for what the writer emits: a group header (fixarray of 3)
+       * when the group is used up, then four integers; anything else (or
+       * anything wrong) is decoded again by msgpack-c, with its errors. */
+      uint64_t g[3] = {c1, c2, left}, v[4];
+      int neg[4] = {0, 0, 0, 0}, hdr = left == 0, ng = 0, ok = 1;
+      size_t q = p;
+      if (hdr) {
+        ok = q < end && b[q] == 0x93;
+        q++;
+        for (int f = 0; ok && f < 3; f++) ok = get_int(b, end, &q, &g[f], &ng) && !ng;
+      }
+      for (int f = 0; ok && f < 4; f++) ok = get_int(b, end, &q, &v[f], &neg[f]) && (!neg[f] || f < 2);
+      uint64_t at = r->base + p;
+      if (ok) {
+        p = q;
+      } else {
+        r->pos = p, r->i = i;
+        if (slow_record_v2(r, at, hdr, g, v, neg)) return -1;
+        b = r->buf, end = r->end, p = r->pos, all = r->body_end; /* a refill may have moved the window */
+      }
+      if (hdr) {
+        c1 = g[0], c2 = g[1], left = g[2], prev = 0;
+        if (left == 0) {
+          rt_err_set(&r->fail, RT_ERR_INPUT,
+                     "%s: record %llu at byte %llu of the decompressed body is malformed (a group of 0 records)",
+                     r->path, (unsigned long long)i, (unsigned long long)at);
+          return -1;
+        }
+      }
+      /* next = prev + v[0], day = day_base + v[3], both checked */
+      int64_t next, day;
+      int bad_next = (neg[0] ? 0 : v[0] > (uint64_t)INT64_MAX) ||
+                     __builtin_add_overflow(prev, (int64_t)v[0], &next) || next < 0 || (uint64_t)next >= n;
+      if (c1 >= n || c2 >= n || bad_next) {
+        rt_err_set(&r->fail, RT_ERR_INPUT,
+                   "%s: record %llu at byte %llu of the decompressed body names a cluster not in the file's catalog",
+                   r->path, (unsigned long long)i, (unsigned long long)at);
+        return -1;
+      }
+      if ((neg[1] ? 0 : v[1] > (uint64_t)INT64_MAX) || __builtin_add_overflow(day_base, (int64_t)v[1], &day) ||
+          day < INT32_MIN || day > INT32_MAX || v[2] > UINT32_MAX) {
+        rt_err_set(&r->fail, RT_ERR_INPUT,
+                   "%s: record %llu at byte %llu of the decompressed body has a day or window out of range", r->path,
+                   (unsigned long long)i, (unsigned long long)at);
+        return -1;
+      }
+      buf[k].key = c1 << 40 | c2 << 20 | (uint64_t)next;
+      buf[k].day = (int32_t)day;
+      buf[k].win = (uint32_t)v[2];
+      buf[k].n = v[3];
+      prev = next;
+      left--;
+    }
+    r->pos = p;
+  }
+  r->i = i, r->g_left = left, r->g_c1 = c1, r->g_c2 = c2, r->g_prev = prev;
+  return (long)k;
+}
+
+long rt_counts_reader_next(rt_counts_reader *r, rt_count *buf, size_t max, rt_err *err) {
+  if (r->state > 0) return 0;
+  if (r->state == 0) {
+    if (r->i == r->records) {
+      if (finish(r) == 0) return 0;
+    } else {
+      uint64_t todo = r->records - r->i;
+      if (todo < max) max = (size_t)todo;
+      long got = r->version == 2 ? next_v2(r, buf, max) : next_v1(r, buf, max);
+      if (got >= 0) return got;
+    }
+  }
   r->state = -1;
-  rc = -1;
   if (err) *err = r->fail;
-  return rc;
+  return -1;
 }
 
 int rt_counts_read(const char *path, uint32_t **ids_out, uint32_t *ncl, rt_count **rec_out, size_t *nrec,

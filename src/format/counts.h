@@ -30,14 +30,17 @@ typedef struct rt_counts_meta {
 
 /* Write records (sorted by key, day, win) with their catalog to path,
  * atomically: "RTCOUNT1" magic, then a zstd frame of msgpack: a header map
- * {version, clusters: [ids], catalog_hash, window_start, window_end, run_id,
- * records: n} followed by n arrays [c1_id, c2_id, next_id, day, win, count]. */
+ * {version: 2, clusters: [ids], catalog_hash, window_start, window_end,
+ * run_id, records: n} followed by the n records as groups: [c1, c2, k] (dense
+ * indices) then k records of four integers (next delta, day - day_base, win,
+ * count); docs/formats.md §4. Readers also read version 1 bodies (n arrays
+ * [c1_id, c2_id, next_id, day, win, count]). */
 int rt_counts_write(const char *path, const rt_counts_meta *meta, const rt_count *rec, size_t n, rt_err *err);
 
 /* The same, streamed: open with the total record count, add records in
  * global (key, day, win) order in as many calls as convenient, finish (fsync,
- * rename into place). Memory stays at a few MiB (the packing buffer, zstd
- * workers' buffers, 8 bytes per cluster) whatever the count.
+ * rename into place). Memory stays at a few MiB (the packing buffer, 128 KiB
+ * for the open group, zstd workers' buffers) whatever the count.
  * A failed or aborted writer leaves nothing at path. */
 typedef struct rt_counts_writer rt_counts_writer;
 int rt_counts_writer_open(const char *path, const rt_counts_meta *meta, uint64_t records, rt_counts_writer **w,
@@ -49,7 +52,7 @@ void rt_counts_writer_abort(rt_counts_writer *w);
 /* Read a counts file in bounded memory, a batch of records at a time.
  *
  * rt_counts_reader_open checks the "RTCOUNT1" magic and reads the header
- * map; the cluster ids, the window and the record count are then available
+ * map (version 1 or 2; another version is refused); the cluster ids, the window and the record count are then available
  * through the accessors (valid until close; the window is 0..0 when the
  * header lacks it).
  *
