@@ -6,6 +6,11 @@
 # (median of RUNS=3), and prints events/s per rank, peak RSS per rank, and
 # `zstd -d` over the same shards as the decode floor. Then peak RSS under
 # memory.per_rank_mb=$CAP (default 128) for EVENTS and EVENTS/4 (it should not grow with N).
+# BASE=path/to/other/ragtide also times that binary on the same msgpack.zst
+# runs, alternating with this one, and prints the ratio of the medians (the
+# way to compare two versions on a noisy machine), e.g. a build of an older
+# commit: git worktree add /tmp/old REV && cmake -S /tmp/old -B /tmp/old/b
+# && cmake --build /tmp/old/b --target ragtide_cli; BASE=/tmp/old/b/ragtide.
 # Not a test: timings on a shared machine are noisy; compare ratios.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,13 +51,22 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 run() {
   local n=$1 glob=$2; shift 2
   config "$glob"
-  local walls=()
+  local walls=() bwalls=()
   for _ in $(seq "$RUNS"); do
+    if [ -n "${BASE:-}" ] && [ -z "$*" ]; then
+      local t0=$(date +%s.%N)
+      mpirun -n "$n" "$BASE" aggregate --config "$D/job.ini" --out "$D/base.rtc" 2>/dev/null
+      bwalls+=("$(echo "$(date +%s.%N) - $t0" | bc)")
+    fi
     local t0=$(date +%s.%N)
     mpirun -n "$n" "$B/ragtide" aggregate --config "$D/job.ini" --out "$D/counts.rtc" "$@" 2>/dev/null
     walls+=("$(echo "$(date +%s.%N) - $t0" | bc)")
   done
   local wall=$(printf '%s\n' "${walls[@]}" | median)
+  if [ ${#bwalls[@]} -gt 0 ]; then
+    local bwall=$(printf '%s\n' "${bwalls[@]}" | median)
+    echo "  ranks=$n  BASE median ${bwall}s, this build ${wall}s: $(python3 -c "print(f'{$bwall / $wall:.2f}')")x faster (same runs, alternating)"
+  fi
   python3 - "$D/counts.rtc.summary.json" "$wall" "$n" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1])); wall = float(sys.argv[2]); n = int(sys.argv[3])
