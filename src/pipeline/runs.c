@@ -435,7 +435,7 @@ long rt_runs_next_pairs(rt_runs *r, rt_count_vec *v, size_t max, rt_err *err) {
   v->len = 0;
   /* Start from what the last call held back (a pair cut by its chunk). */
   rt_vec_reserve(v, r->carry.len + max);
-  memcpy(v->data, r->carry.data, r->carry.len * sizeof *v->data);
+  if (r->carry.len) memcpy(v->data, r->carry.data, r->carry.len * sizeof *v->data);
   v->len = r->carry.len;
   r->carry.len = 0;
   for (;;) {
