@@ -128,15 +128,19 @@ void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn,
   size_t nb1 = (size_t)1 << k1;
   rt_ev *parts = rt_xmalloc(n * sizeof *parts);
   size_t *start1 = rt_xmalloc((nb1 + 1) * sizeof *start1);
+  /* One part (a small bucket): split ev into parts directly. Several: ev
+   * is scattered into parts, and each part is split back into ev at the
+   * same offsets. Either way a part's input is free once it is split and
+   * serves as the dedup scratch. */
+  rt_ev *from = ev, *to = parts;
   if (k1 == 0) {
-    memcpy(parts, ev, n * sizeof *ev);
     start1[0] = 0;
     start1[1] = n;
   } else {
     SCATTER(ev, n, parts, nb1, start1, (size_t)(h_ >> (64 - k1)));
+    from = parts;
+    to = ev;
   }
-  /* ev's own storage is now free: part p is split into ev at the same
-   * offsets, and the part's old place in `parts` is the dedup scratch. */
   size_t cap2 = 0, *start2 = NULL;
   for (size_t p = 0; p < nb1; p++) {
     size_t lo = start1[p], m = start1[p + 1] - lo;
@@ -147,7 +151,7 @@ void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn,
       cap2 = nb2 + 1;
       start2 = rt_xrealloc(start2, cap2 * sizeof *start2);
     }
-    rt_ev *in = parts + lo, *g = ev + lo;
+    rt_ev *in = from + lo, *g = to + lo;
     SCATTER(in, m, g, nb2, start2, (size_t)(h_ & (nb2 - 1)));
     for (size_t b = 0; b < nb2; b++) sort_small(g + start2[b], start2[b + 1] - start2[b]);
     size_t s0 = 0;
