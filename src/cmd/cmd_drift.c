@@ -190,32 +190,54 @@ int rt_cmd_drift(int argc, char **argv) {
     fprintf(stderr, "ragtide drift: %s\n", err.msg);
     return rc;
   }
-  uint32_t *ids = NULL, ncl = 0;
-  rt_count *rec = NULL;
-  size_t n = 0;
-  int64_t ws = 0, we = 0;
-  rc = rt_counts_read(o.counts, &ids, &ncl, &rec, &n, &ws, &we, &err);
-  if (rc) {
-    fprintf(stderr, "ragtide drift: %s (write one with `ragtide aggregate --out COUNTS`)\n", err.msg);
-    return rc;
-  }
-  int32_t first, last;
-  if (!rt_counts_day_range(rec, n, &first, &last)) {
-    fprintf(stderr, "ragtide drift: %s holds no count records of the refresh window: nothing to measure\n",
-            o.counts);
-    free(ids);
-    free(rec);
-    return RT_ERR_INPUT;
-  }
-  per.anchor = first; /* periods start with the first day that has data */
+  /* Two streamed passes over the counts file (records are sorted by pair):
+   * the first finds the days with data, which anchor the periods; the second
+   * builds the top-k sets pair by pair. Memory: the sets, not the records. */
+  int32_t first = 0, last = 0;
+  size_t used = 0;
   rt_succ s;
-  rc = rt_succ_build(rec, n, &per, o.k, o.min_count, &s, &err);
-  free(rec);
-  free(ids);
+  rt_succ_builder *b = NULL;
+  enum { CHUNK = 65536 };
+  rt_count *buf = rt_xmalloc(CHUNK * sizeof *buf);
+  for (int pass = 0; pass < 2 && rc == RT_OK; pass++) {
+    rt_counts_reader *r = NULL;
+    rc = rt_counts_reader_open(o.counts, &r, &err);
+    if (rc) {
+      fprintf(stderr, "ragtide drift: %s (write one with `ragtide aggregate --out COUNTS`)\n", err.msg);
+      break;
+    }
+    if (pass == 1) {
+      per.anchor = first; /* periods start with the first day that has data */
+      b = rt_succ_builder_new(&per, o.k, o.min_count);
+    }
+    long got;
+    while (rc == RT_OK && (got = rt_counts_reader_next(r, buf, CHUNK, &err)) != 0) {
+      if (got < 0) {
+        rc = err.code ? err.code : RT_ERR_INPUT;
+        fprintf(stderr, "ragtide drift: %s\n", err.msg);
+      } else if (pass == 0) {
+        int32_t f, l;
+        size_t u = rt_counts_day_range(buf, (size_t)got, &f, &l);
+        if (u && (!used || f < first)) first = f;
+        if (u && (!used || l > last)) last = l;
+        used += u;
+      } else if ((rc = rt_succ_builder_add(b, buf, (size_t)got, &err))) {
+        fprintf(stderr, "ragtide drift: %s: %s\n", o.counts, err.msg);
+      }
+    }
+    rt_counts_reader_close(r);
+    if (rc == RT_OK && pass == 0 && !used) {
+      fprintf(stderr, "ragtide drift: %s holds no count records of the refresh window: nothing to measure\n",
+              o.counts);
+      rc = RT_ERR_INPUT;
+    }
+  }
+  free(buf);
   if (rc) {
-    fprintf(stderr, "ragtide drift: %s: %s\n", o.counts, err.msg);
+    rt_succ_builder_free(b);
     return rc;
   }
+  rt_succ_builder_finish(b, &s);
   rt_drift d;
   rt_drift_compute(&s, &d);
   if (o.json) print_json(&o, &per, &d, first, last);

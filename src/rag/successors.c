@@ -157,65 +157,144 @@ static int cmp_rank(const void *a, const void *b) {
   return u < v ? -1 : u > v;
 }
 
-int rt_succ_build(const rt_count *rec, size_t n, const rt_periods *p, uint32_t k, uint64_t min_count,
-                  rt_succ *out, rt_err *err) {
-  memset(out, 0, sizeof *out);
-  if (k == 0) return rt_err_set(err, RT_ERR_USAGE, "top-k successor sets: k must be >= 1");
-  out->k = k;
-  RT_VEC(pk_rec) v = {0};
-  int64_t maxp = -1;
+struct rt_succ_builder {
+  rt_periods p;
+  uint32_t k;
+  uint64_t min_count;
+  RT_VEC(pk_rec) cur; /* the current pair's records (window 0, period >= 0) */
+  uint64_t cur_pair;
+  int have_pair;
+  size_t fed; /* records seen, for messages */
+  int64_t maxp;
+  RT_VEC(rt_topk) sets;
+  RT_VEC(uint32_t) next;
+  RT_VEC(uint64_t) cnt;
+};
+
+rt_succ_builder *rt_succ_builder_new(const rt_periods *p, uint32_t k, uint64_t min_count) {
+  rt_succ_builder *b = rt_xcalloc(1, sizeof *b);
+  b->p = *p;
+  b->k = k;
+  b->min_count = min_count;
+  b->maxp = -1;
+  return b;
+}
+
+/* The current pair's top-k set of every period it has records in. */
+static void flush_pair(rt_succ_builder *b) {
+  pk_rec *v = b->cur.data;
+  size_t len = b->cur.len;
+  if (len) qsort(v, len, sizeof *v, cmp_pk);
+  size_t m = 0; /* merge equal (period, triple) records: one triple has one record per day */
+  for (size_t i = 0; i < len; i++) {
+    if (m && v[m - 1].period == v[i].period && v[m - 1].key == v[i].key) v[m - 1].n += v[i].n;
+    else v[m++] = v[i];
+  }
+  for (size_t i = 0; i < m;) {
+    size_t j = i;
+    uint64_t total = 0;
+    while (j < m && v[j].period == v[i].period) total += v[j++].n;
+    qsort(v + i, j - i, sizeof *v, cmp_rank);
+    rt_topk t = {b->cur_pair, (int32_t)v[i].period, 0, total, b->next.len};
+    for (size_t q = i; q < j && t.n < b->k && v[q].n >= b->min_count; q++, t.n++) {
+      rt_vec_push(&b->next, rt_key_next(v[q].key));
+      rt_vec_push(&b->cnt, v[q].n);
+    }
+    if (t.n) rt_vec_push(&b->sets, t);
+    i = j;
+  }
+  b->cur.len = 0;
+}
+
+int rt_succ_builder_add(rt_succ_builder *b, const rt_count *rec, size_t n, rt_err *err) {
   for (size_t i = 0; i < n; i++) {
+    size_t idx = b->fed++;
     if (rec[i].win != 0) continue; /* the previous window feeds trend retrieval only */
-    int64_t per = rt_period_of(p, rec[i].day);
+    int64_t per = rt_period_of(&b->p, rec[i].day);
     if (per < 0) continue;
     if (per >= RT_PERIODS_MAX) {
       char d[16];
       rt_day_format(rec[i].day, d, sizeof d);
-      free(v.data);
       return rt_err_set(err, RT_ERR_INPUT,
                         "count record %zu is dated %s, more than %d periods after the first: a corrupt day "
                         "value, or choose a longer --period",
-                        i, d, RT_PERIODS_MAX);
+                        idx, d, RT_PERIODS_MAX);
     }
-    if (per > maxp) maxp = per;
-    pk_rec r = {rec[i].key, per, rec[i].n};
-    rt_vec_push(&v, r);
+    uint64_t pair = rt_key_pair(rec[i].key);
+    if (b->have_pair && pair != b->cur_pair) {
+      if (pair < b->cur_pair)
+        return rt_err_set(err, RT_ERR_INPUT, "count record %zu is out of order (records must come sorted by pair)",
+                          idx);
+      flush_pair(b);
+    }
+    b->cur_pair = pair;
+    b->have_pair = 1;
+    if (per > b->maxp) b->maxp = per;
+    rt_vec_push(&b->cur, ((pk_rec){rec[i].key, per, rec[i].n}));
   }
-  out->n_periods = (int32_t)(maxp + 1);
+  return RT_OK;
+}
+
+static int cmp_set(const void *a, const void *b) {
+  const rt_topk *x = a, *y = b;
+  if (x->period != y->period) return x->period < y->period ? -1 : 1;
+  return x->pair < y->pair ? -1 : x->pair > y->pair;
+}
+
+void rt_succ_builder_finish(rt_succ_builder *b, rt_succ *out) {
+  flush_pair(b);
+  memset(out, 0, sizeof *out);
+  out->k = b->k;
+  out->n_periods = (int32_t)(b->maxp + 1);
   out->begin = rt_xcalloc((size_t)out->n_periods + 1, sizeof *out->begin);
-  if (v.len) qsort(v.data, v.len, sizeof *v.data, cmp_pk);
-  /* Merge equal (period, triple) records: one triple has one record per day. */
-  size_t m = 0;
-  for (size_t i = 0; i < v.len; i++) {
-    if (m && v.data[m - 1].period == v.data[i].period && v.data[m - 1].key == v.data[i].key)
-      v.data[m - 1].n += v.data[i].n;
-    else v.data[m++] = v.data[i];
-  }
-  RT_VEC(rt_topk) sets = {0};
-  RT_VEC(uint32_t) next = {0};
-  RT_VEC(uint64_t) cnt = {0};
-  for (size_t i = 0; i < m;) {
-    size_t j = i;
-    uint64_t pair = rt_key_pair(v.data[i].key), total = 0;
-    while (j < m && v.data[j].period == v.data[i].period && rt_key_pair(v.data[j].key) == pair)
-      total += v.data[j++].n;
-    qsort(v.data + i, j - i, sizeof *v.data, cmp_rank);
-    rt_topk t = {pair, (int32_t)v.data[i].period, 0, total, next.len};
-    for (size_t q = i; q < j && t.n < k && v.data[q].n >= min_count; q++, t.n++) {
-      rt_vec_push(&next, rt_key_next(v.data[q].key));
-      rt_vec_push(&cnt, v.data[q].n);
-    }
-    if (t.n) rt_vec_push(&sets, t);
-    i = j;
-  }
-  free(v.data);
-  out->sets = sets.data;
-  out->n_sets = sets.len;
-  out->next = next.data;
-  out->count = cnt.data;
-  /* Sets come out sorted by (period, pair); index where each period starts. */
-  for (size_t i = 0; i < sets.len; i++) out->begin[sets.data[i].period + 1]++;
+  /* Built pair by pair; served by (period, pair). */
+  if (b->sets.len) qsort(b->sets.data, b->sets.len, sizeof *b->sets.data, cmp_set);
+  out->sets = b->sets.data;
+  out->n_sets = b->sets.len;
+  out->next = b->next.data;
+  out->count = b->cnt.data;
+  for (size_t i = 0; i < out->n_sets; i++) out->begin[out->sets[i].period + 1]++;
   for (int32_t q = 0; q < out->n_periods; q++) out->begin[q + 1] += out->begin[q];
+  free(b->cur.data);
+  free(b);
+}
+
+void rt_succ_builder_free(rt_succ_builder *b) {
+  if (!b) return;
+  free(b->cur.data);
+  free(b->sets.data);
+  free(b->next.data);
+  free(b->cnt.data);
+  free(b);
+}
+
+static int cmp_by_key(const void *a, const void *b) {
+  const rt_count *x = a, *y = b;
+  return x->key < y->key ? -1 : x->key > y->key;
+}
+
+int rt_succ_build(const rt_count *rec, size_t n, const rt_periods *p, uint32_t k, uint64_t min_count,
+                  rt_succ *out, rt_err *err) {
+  memset(out, 0, sizeof *out);
+  if (k == 0) return rt_err_set(err, RT_ERR_USAGE, "top-k successor sets: k must be >= 1");
+  /* Any order: a copy sorted by pair, unless it already is. */
+  int sorted = 1;
+  for (size_t i = 1; i < n && sorted; i++) sorted = rt_key_pair(rec[i - 1].key) <= rt_key_pair(rec[i].key);
+  rt_count *copy = NULL;
+  if (!sorted) {
+    copy = rt_xmalloc(n * sizeof *copy);
+    memcpy(copy, rec, n * sizeof *copy);
+    qsort(copy, n, sizeof *copy, cmp_by_key);
+    rec = copy;
+  }
+  rt_succ_builder *b = rt_succ_builder_new(p, k, min_count);
+  int rc = rt_succ_builder_add(b, rec, n, err);
+  free(copy);
+  if (rc) {
+    rt_succ_builder_free(b);
+    return rc;
+  }
+  rt_succ_builder_finish(b, out);
   return RT_OK;
 }
 

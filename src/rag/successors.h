@@ -79,6 +79,17 @@ typedef struct rt_succ {
 int rt_succ_build(const rt_count *rec, size_t n, const rt_periods *p, uint32_t k, uint64_t min_count,
                   rt_succ *out, rt_err *err);
 void rt_succ_free(rt_succ *s);
+
+/* The same, streamed: records come in any number of chunks, sorted by pair
+ * (as a counts file holds them); memory holds one pair's records plus the
+ * sets. add fails (RT_ERR_INPUT) on a record out of pair order or dated too
+ * far out, naming its number in the stream. finish fills out and frees b;
+ * after a failure, free b with rt_succ_builder_free. k must be >= 1. */
+typedef struct rt_succ_builder rt_succ_builder;
+rt_succ_builder *rt_succ_builder_new(const rt_periods *p, uint32_t k, uint64_t min_count);
+int rt_succ_builder_add(rt_succ_builder *b, const rt_count *rec, size_t n, rt_err *err);
+void rt_succ_builder_finish(rt_succ_builder *b, rt_succ *out);
+void rt_succ_builder_free(rt_succ_builder *b);
 /* The set of pair in period p, or NULL. O(log n). */
 const rt_topk *rt_succ_find(const rt_succ *s, int32_t period, uint64_t pair);
 

@@ -271,3 +271,49 @@ Test(drift, empty_input) {
   rt_count only_prev = {rt_triple_key(0, 1, 2), JAN1, 1, 4};
   cr_assert_eq(rt_counts_day_range(&only_prev, 1, &f, &l), 0, "previous-window records do not count");
 }
+
+static int by_key_day(const void *a, const void *b) {
+  const rt_count *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  return x->day < y->day ? -1 : x->day > y->day;
+}
+
+/* The streamed builder (as `ragtide drift` feeds it from a counts file, in
+ * chunks that cut pairs anywhere) gives the very sets of rt_succ_build, and
+ * refuses records out of pair order. */
+Test(drift, streamed_builder_in_chunks_equals_build) {
+  rt_count r[64];
+  size_t n = example(r);
+  qsort(r, n, sizeof *r, by_key_day); /* the order of a counts file */
+  rt_periods p = {RT_PERIOD_MONTH, 0, JAN1};
+  rt_err err = {0};
+  rt_succ want;
+  cr_assert_eq(rt_succ_build(r, n, &p, 5, 1, &want, &err), RT_OK, "%s", err.msg);
+  for (size_t chunk = 1; chunk <= n; chunk++) {
+    rt_succ_builder *b = rt_succ_builder_new(&p, 5, 1);
+    for (size_t off = 0; off < n; off += chunk)
+      cr_assert_eq(rt_succ_builder_add(b, r + off, n - off < chunk ? n - off : chunk, &err), RT_OK, "%s", err.msg);
+    rt_succ got;
+    rt_succ_builder_finish(b, &got);
+    cr_assert_eq(got.n_periods, want.n_periods);
+    cr_assert_eq(got.n_sets, want.n_sets, "chunk %zu", chunk);
+    for (size_t i = 0; i < want.n_sets; i++) {
+      const rt_topk *g = &got.sets[i], *w = &want.sets[i];
+      cr_assert(g->pair == w->pair && g->period == w->period && g->n == w->n && g->total == w->total,
+                "set %zu, chunk %zu", i, chunk);
+      for (uint32_t q = 0; q < w->n; q++) {
+        cr_assert_eq(got.next[g->off + q], want.next[w->off + q]);
+        cr_assert_eq(got.count[g->off + q], want.count[w->off + q]);
+      }
+    }
+    for (int32_t q = 0; q <= want.n_periods; q++) cr_assert_eq(got.begin[q], want.begin[q]);
+    rt_succ_free(&got);
+  }
+  rt_succ_free(&want);
+  /* out of pair order: refused, naming the record */
+  rt_count bad[2] = {R(2, 3, 0, JAN1 + 1, 1), R(0, 1, 2, JAN1 + 1, 1)};
+  rt_succ_builder *b = rt_succ_builder_new(&p, 5, 1);
+  cr_assert_eq(rt_succ_builder_add(b, bad, 2, &err), RT_ERR_INPUT);
+  cr_assert(strstr(err.msg, "record 1") != NULL, "%s", err.msg);
+  rt_succ_builder_free(b);
+}
