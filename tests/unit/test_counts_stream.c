@@ -9,40 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zstd.h>
 
 #include "base/util.h"
+#include "counts_testlib.h"
 #include "format/counts.h"
 
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-static uint64_t next_rand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-
-static char dir[64];
-
-static void setup(void) {
-  strcpy(dir, "/tmp/rt-test-cstream-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-}
-
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_assert_eq(system(cmd), 0);
-}
-
-static const char *tpath(const char *name) {
-  static char p[4][256];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-  return p[k];
-}
+static void setup(void) { tl_setup("/tmp/rt-test-cstream-XXXXXX", 0x9E3779B97F4A7C15ULL); }
 
 /* Ascending ids whose msgpack encodings take 1, 3, 5 bytes (fixint, uint16, uint32). */
 #define NCL 3000
@@ -50,13 +23,6 @@ static uint32_t ids[NCL];
 static void make_ids(void) {
   for (uint32_t i = 0; i < NCL; i++)
     ids[i] = i < 50 ? i : i < 150 ? 100 + 2 * i : i < 1000 ? 300 + 60 * i : 70000 + 1000003u * i;
-}
-
-static int cmp_count(const void *a, const void *b) {
-  const rt_count *x = a, *y = b;
-  if (x->key != y->key) return x->key < y->key ? -1 : 1;
-  if (x->day != y->day) return x->day < y->day ? -1 : 1;
-  return (x->win > y->win) - (x->win < y->win);
 }
 
 /* n sorted, unique records with values of every msgpack width: days from
@@ -71,47 +37,10 @@ static size_t make_records(rt_count *r, size_t n) {
     r[i].n = 1 + (next_rand() >> (next_rand() % 64));
     if (r[i].n == 0) r[i].n = UINT64_MAX;
   }
-  qsort(r, n, sizeof *r, cmp_count);
-  size_t m = 0;
-  for (size_t i = 0; i < n; i++)
-    if (m == 0 || cmp_count(&r[m - 1], &r[i]) != 0) r[m++] = r[i];
-  return m;
+  return sort_unique(r, n);
 }
 
-static void assert_same(const rt_count *got, const rt_count *want, size_t n, const char *what) {
-  for (size_t i = 0; i < n; i++) {
-    cr_assert_eq(got[i].key, want[i].key, "%s: record %zu key", what, i);
-    cr_assert_eq(got[i].day, want[i].day, "%s: record %zu day %d != %d", what, i, got[i].day, want[i].day);
-    cr_assert_eq(got[i].win, want[i].win, "%s: record %zu win", what, i);
-    cr_assert_eq(got[i].n, want[i].n, "%s: record %zu n", what, i);
-  }
-}
-
-/* Stream path in chunks of max into a fresh array; the end must be clean. */
-static rt_count *stream_all(const char *path, size_t max, size_t *n_out) {
-  rt_counts_reader *r;
-  rt_err err = {0};
-  cr_assert_eq(rt_counts_reader_open(path, &r, &err), RT_OK, "%s", err.msg);
-  uint64_t records = rt_counts_reader_records(r);
-  rt_count *all = malloc((records + 1) * sizeof *all), *chunk = malloc(max * sizeof *chunk);
-  size_t n = 0;
-  long got;
-  while ((got = rt_counts_reader_next(r, chunk, max, &err)) > 0) {
-    cr_assert_leq((size_t)got, max, "a chunk of %ld records for max %zu", got, max);
-    cr_assert_leq(n + (size_t)got, records, "more records than the header says");
-    memcpy(all + n, chunk, (size_t)got * sizeof *chunk);
-    n += (size_t)got;
-  }
-  cr_assert_eq(got, 0, "max %zu: %s", max, err.msg);
-  cr_assert_eq(n, records);
-  cr_assert_eq(rt_counts_reader_next(r, chunk, max, &err), 0, "the end stays the end");
-  rt_counts_reader_close(r);
-  free(chunk);
-  *n_out = n;
-  return all;
-}
-
-TestSuite(counts_stream, .init = setup, .fini = teardown);
+TestSuite(counts_stream, .init = setup, .fini = tl_teardown);
 
 Test(counts_stream, chunks_of_any_size_equal_read_and_what_was_written) {
   make_ids();
@@ -152,13 +81,9 @@ Test(counts_stream, chunks_of_any_size_equal_read_and_what_was_written) {
 
   size_t maxes[] = {1, 7, 4096, 1000000};
   for (size_t k = 0; k < sizeof maxes / sizeof *maxes; k++) {
-    size_t sn;
-    rt_count *s = stream_all(p, maxes[k], &sn);
-    cr_assert_eq(sn, n);
     char what[32];
     snprintf(what, sizeof what, "max %zu", maxes[k]);
-    assert_same(s, all, n, what);
-    free(s);
+    assert_streams_as(p, maxes[k], all, n, what);
   }
   free(rids);
   free(all);
@@ -179,55 +104,6 @@ Test(counts_stream, empty_file_ends_at_once) {
 
 /* ---- hand-made files: any msgpack encoding, any record length ------------ */
 
-typedef struct {
-  unsigned char *b;
-  size_t len, cap;
-} bytes;
-
-static void put(bytes *o, const void *p, size_t n) {
-  if (o->len + n > o->cap) o->b = realloc(o->b, o->cap = (o->len + n) * 2 + 1024);
-  memcpy(o->b + o->len, p, n);
-  o->len += n;
-}
-
-/* v as msgpack with the tag given (0: positive fixint), big-endian payload. */
-static void put_int(bytes *o, unsigned tag, uint64_t v) {
-  unsigned char t[9];
-  size_t w = tag == 0 ? 0 : (size_t)1 << ((tag - 0xcc) & 3);
-  t[0] = tag ? (unsigned char)tag : (unsigned char)v;
-  for (size_t i = 0; i < w; i++) t[1 + i] = (unsigned char)(v >> (8 * (w - 1 - i)));
-  put(o, t, 1 + w);
-}
-
-static int sb_write(void *data, const char *buf, size_t len) {
-  put(data, buf, len);
-  return 0;
-}
-
-/* A header map as the writer makes it, with a run_id of run_len bytes. */
-static void put_header(bytes *o, uint32_t ncl, uint64_t records, size_t run_len) {
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, o, sb_write);
-  char run[256];
-  memset(run, 'r', sizeof run);
-  msgpack_pack_map(&pk, 7);
-  msgpack_pack_str_with_body(&pk, "version", 7);
-  msgpack_pack_uint32(&pk, 1);
-  msgpack_pack_str_with_body(&pk, "clusters", 8);
-  msgpack_pack_array(&pk, ncl);
-  for (uint32_t i = 0; i < ncl; i++) msgpack_pack_uint32(&pk, ids[i]);
-  msgpack_pack_str_with_body(&pk, "catalog_hash", 12);
-  msgpack_pack_uint64(&pk, 7);
-  msgpack_pack_str_with_body(&pk, "window_start", 12);
-  msgpack_pack_int64(&pk, 0);
-  msgpack_pack_str_with_body(&pk, "window_end", 10);
-  msgpack_pack_int64(&pk, 86400);
-  msgpack_pack_str_with_body(&pk, "run_id", 6);
-  msgpack_pack_str_with_body(&pk, run, run_len);
-  msgpack_pack_str_with_body(&pk, "records", 7);
-  msgpack_pack_uint64(&pk, records);
-}
-
 /* Record style: 0 as the writer packs it (smallest encoding); 1 every field
  * at 9 bytes (still the fast path); 2 in an array16 (only msgpack-c). */
 static void put_record(bytes *o, const rt_count *c, int style) {
@@ -244,23 +120,6 @@ static void put_record(bytes *o, const rt_count *c, int style) {
       put_int(o, neg ? 0xd3 : 0xcf, f[i]);
     }
   }
-}
-
-/* "RTCOUNT1" + body in one zstd frame with its checksum. */
-static void write_file(const char *path, const bytes *body) {
-  ZSTD_CCtx *cc = ZSTD_createCCtx();
-  ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
-  size_t zcap = ZSTD_compressBound(body->len);
-  unsigned char *z = malloc(zcap);
-  size_t zn = ZSTD_compress2(cc, z, zcap, body->b, body->len);
-  cr_assert(!ZSTD_isError(zn));
-  ZSTD_freeCCtx(cc);
-  FILE *f = fopen(path, "wb");
-  cr_assert_not_null(f);
-  cr_assert_eq(fwrite("RTCOUNT1", 1, 8, f), 8);
-  cr_assert_eq(fwrite(z, 1, zn, f), zn);
-  cr_assert_eq(fclose(f), 0);
-  free(z);
 }
 
 static size_t random_sorted(rt_count *r, size_t n, uint32_t ncl) {
@@ -284,20 +143,16 @@ static void straddle_every_offset(int style, size_t L) {
   random_sorted(rec, n, 200);
   for (size_t s = 0; s < L; s++) {
     bytes body = {0};
-    put_header(&body, 200, n, 40 + s);
+    put_header(&body, 1, ids, 200, n, 0, 40 + s);
     size_t at = body.len;
     for (size_t i = 0; i < n; i++) put_record(&body, &rec[i], style);
     cr_assert_eq(body.len - at, n * L, "every record is %zu bytes", L);
     const char *p = tpath("straddle.rtc");
     write_file(p, &body);
     free(body.b);
-    size_t m;
-    rt_count *got = stream_all(p, s % 2 ? 4096 : 7, &m);
-    cr_assert_eq(m, n);
     char what[64];
     snprintf(what, sizeof what, "style %d, header shifted by %zu", style, s);
-    assert_same(got, rec, n, what);
-    free(got);
+    assert_streams_as(p, s % 2 ? 4096 : 7, rec, n, what);
   }
   free(rec);
 }
@@ -312,19 +167,13 @@ Test(counts_stream, mixed_encodings_and_lengths_decode_alike) {
   rt_count *rec = malloc(n * sizeof *rec);
   random_sorted(rec, n, NCL);
   bytes body = {0};
-  put_header(&body, NCL, n, 12);
+  put_header(&body, 1, ids, NCL, n, 0, 12);
   for (size_t i = 0; i < n; i++) put_record(&body, &rec[i], (int)(next_rand() % 3));
   const char *p = tpath("mixed.rtc");
   write_file(p, &body);
   free(body.b);
   size_t maxes[] = {1, 7, 4096};
-  for (size_t k = 0; k < 3; k++) {
-    size_t m;
-    rt_count *got = stream_all(p, maxes[k], &m);
-    cr_assert_eq(m, n);
-    assert_same(got, rec, n, "mixed");
-    free(got);
-  }
+  for (size_t k = 0; k < 3; k++) assert_streams_as(p, maxes[k], rec, n, "mixed");
   uint32_t *rids, rn;
   rt_count *all;
   size_t m;
@@ -339,55 +188,19 @@ Test(counts_stream, mixed_encodings_and_lengths_decode_alike) {
 
 /* ---- failures ------------------------------------------------------------- */
 
-/* Stream path (chunks of 1000): returns the records handed out before the
- * failure and leaves its message in msg; rt_counts_read must fail alike. */
-static size_t stream_until_failure(const char *path, char *msg) {
-  rt_counts_reader *r;
-  rt_err err = {0};
-  size_t n = 0;
-  if (rt_counts_reader_open(path, &r, &err) != RT_OK) {
-    cr_assert_eq(err.code, RT_ERR_INPUT);
-    strcpy(msg, err.msg);
-  } else {
-    rt_count chunk[1000];
-    long got;
-    while ((got = rt_counts_reader_next(r, chunk, 1000, &err)) > 0) n += (size_t)got;
-    cr_assert_eq(got, -1, "%s: no error after %zu records", path, n);
-    cr_assert_eq(err.code, RT_ERR_INPUT);
-    strcpy(msg, err.msg);
-    rt_err again = {0};
-    cr_assert_eq(rt_counts_reader_next(r, chunk, 1000, &again), -1, "a failed reader stays failed");
-    cr_assert_str_eq(again.msg, msg);
-    rt_counts_reader_close(r);
-  }
-  uint32_t *ids_out;
-  uint32_t ncl;
-  rt_count *rec;
-  size_t m;
-  cr_assert_eq(rt_counts_read(path, &ids_out, &ncl, &rec, &m, NULL, NULL, &err), RT_ERR_INPUT, "%s", path);
-  cr_assert_str_eq(err.msg, msg, "rt_counts_read and the reader agree");
-  cr_assert(strstr(msg, path), "names the file: %s", msg);
-  return n;
-}
-
 Test(counts_stream, truncated_file_fails_naming_the_file) {
   make_ids();
   size_t cap = 100000;
   rt_count *rec = malloc(cap * sizeof *rec);
   size_t n = make_records(rec, cap);
   rt_counts_meta meta = {ids, NCL, 1, 0, 86400, "trunc"};
-  rt_err err = {0};
-  const char *full = tpath("full.rtc");
-  cr_assert_eq(rt_counts_write(full, &meta, rec, n, &err), RT_OK, "%s", err.msg);
   char *data;
   size_t len;
-  cr_assert_eq(rt_read_file(full, &data, &len, &err), RT_OK);
+  write_and_read_back(tpath("full.rtc"), &meta, rec, n, &data, &len);
   size_t cuts[] = {len - 1, len - 4, len - 5, len / 2, 1000, 9, 8, 5};
   for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
     const char *p = tpath("cut.rtc");
-    FILE *f = fopen(p, "wb");
-    cr_assert_eq(fwrite(data, 1, cuts[k], f), cuts[k]);
-    fclose(f);
+    write_prefix(p, data, cuts[k]);
     char msg[RT_ERR_MSG_MAX];
     size_t got = stream_until_failure(p, msg);
     cr_assert_lt(got, k < 3 ? n + 1 : n, "cut at %zu", cuts[k]);
@@ -433,7 +246,7 @@ Test(counts_stream, bad_records_name_their_number_and_byte_offset) {
   const char *what[] = {"has a non-integer field", "is malformed", "names a cluster not in the file's catalog"};
   for (int kind = 0; kind < 3; kind++) {
     bytes body = {0};
-    put_header(&body, 100, n, 3);
+    put_header(&body, 1, ids, 100, n, 0, 3);
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
       if (i == bad) {
@@ -470,7 +283,7 @@ Test(counts_stream, long_bad_record_across_the_window_is_decoded_whole) {
   rt_count *rec = malloc(n * sizeof *rec);
   random_sorted(rec, n, 100);
   bytes body = {0};
-  put_header(&body, 100, n, 3);
+  put_header(&body, 1, ids, 100, n, 0, 3);
   size_t i = 0, at;
   while (body.len < (1u << 20) - 20000) put_record(&body, &rec[i++], 1);
   at = body.len;

@@ -10,53 +10,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zstd.h>
 
 #include "base/util.h"
+#include "counts_testlib.h"
 #include "format/counts.h"
 
-static uint64_t rng = 0x2545F4914F6CDD1DULL;
-static uint64_t next_rand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-
-static char dir[64];
-
-static void setup(void) {
-  strcpy(dir, "/tmp/rt-test-cv2-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-}
-
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_assert_eq(system(cmd), 0);
-}
-
-static const char *tpath(const char *name) {
-  static char p[4][256];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-  return p[k];
-}
+static void setup(void) { tl_setup("/tmp/rt-test-cv2-XXXXXX", 0x2545F4914F6CDD1DULL); }
 
 /* A catalog big enough that dense indices take 1, 3 and 5 bytes. */
 #define NCL 70001
 static uint32_t ids[NCL];
 static void make_ids(void) {
   for (uint32_t i = 0; i < NCL; i++) ids[i] = 7 + 61000u * i;
-}
-
-static int cmp_count(const void *a, const void *b) {
-  const rt_count *x = a, *y = b;
-  if (x->key != y->key) return x->key < y->key ? -1 : 1;
-  if (x->day != y->day) return x->day < y->day ? -1 : 1;
-  return (x->win > y->win) - (x->win < y->win);
 }
 
 static uint64_t pick_cluster(void) {
@@ -88,44 +54,7 @@ static size_t make_records(rt_count *r, size_t n) {
     }
   }
   r[0].n = UINT64_MAX;
-  qsort(r, n, sizeof *r, cmp_count);
-  size_t m = 0;
-  for (size_t k = 0; k < n; k++)
-    if (m == 0 || cmp_count(&r[m - 1], &r[k]) != 0) r[m++] = r[k];
-  return m;
-}
-
-static void assert_same(const rt_count *got, const rt_count *want, size_t n, const char *what) {
-  for (size_t i = 0; i < n; i++) {
-    cr_assert_eq(got[i].key, want[i].key, "%s: record %zu key", what, i);
-    cr_assert_eq(got[i].day, want[i].day, "%s: record %zu day %d != %d", what, i, got[i].day, want[i].day);
-    cr_assert_eq(got[i].win, want[i].win, "%s: record %zu win", what, i);
-    cr_assert_eq(got[i].n, want[i].n, "%s: record %zu n", what, i);
-  }
-}
-
-/* Stream path in chunks of max into a fresh array; the end must be clean. */
-static rt_count *stream_all(const char *path, size_t max, size_t *n_out) {
-  rt_counts_reader *r;
-  rt_err err = {0};
-  cr_assert_eq(rt_counts_reader_open(path, &r, &err), RT_OK, "%s", err.msg);
-  uint64_t records = rt_counts_reader_records(r);
-  rt_count *all = malloc((records + 1) * sizeof *all), *chunk = malloc(max * sizeof *chunk);
-  size_t n = 0;
-  long got;
-  while ((got = rt_counts_reader_next(r, chunk, max, &err)) > 0) {
-    cr_assert_leq((size_t)got, max);
-    cr_assert_leq(n + (size_t)got, records, "more records than the header says");
-    memcpy(all + n, chunk, (size_t)got * sizeof *chunk);
-    n += (size_t)got;
-  }
-  cr_assert_eq(got, 0, "max %zu: %s", max, err.msg);
-  cr_assert_eq(n, records);
-  cr_assert_eq(rt_counts_reader_next(r, chunk, max, &err), 0, "the end stays the end");
-  rt_counts_reader_close(r);
-  free(chunk);
-  *n_out = n;
-  return all;
+  return sort_unique(r, n);
 }
 
 static void check_reads(const char *p, const rt_count *rec, size_t n, uint32_t ncl, const char *what) {
@@ -142,13 +71,9 @@ static void check_reads(const char *p, const rt_count *rec, size_t n, uint32_t n
   free(all);
   size_t maxes[] = {1, 7, 4096};
   for (size_t k = 0; k < 3; k++) {
-    size_t sn;
-    rt_count *s = stream_all(p, maxes[k], &sn);
-    cr_assert_eq(sn, n);
     char w[96];
     snprintf(w, sizeof w, "%s, max %zu", what, maxes[k]);
-    assert_same(s, rec, n, w);
-    free(s);
+    assert_streams_as(p, maxes[k], rec, n, w);
   }
 }
 
@@ -166,68 +91,10 @@ static int same_bytes(const char *a, const char *b) {
 
 /* ---- hand-made files ------------------------------------------------------ */
 
-typedef struct {
-  unsigned char *b;
-  size_t len, cap;
-} bytes;
-
-static void put(bytes *o, const void *p, size_t n) {
-  if (o->len + n > o->cap) o->b = realloc(o->b, o->cap = (o->len + n) * 2 + 1024);
-  memcpy(o->b + o->len, p, n);
-  o->len += n;
-}
-
-static int sb_write(void *data, const char *buf, size_t len) {
-  put(data, buf, len);
-  return 0;
-}
-
-static msgpack_packer packer(bytes *o) { return (msgpack_packer){o, sb_write}; }
-
-/* A header map as the writer makes it (version given, window_start ws). */
-static void put_header(bytes *o, unsigned version, uint32_t ncl, uint64_t records, int64_t ws, size_t run_len) {
-  msgpack_packer pk = packer(o);
-  char run[256];
-  memset(run, 'r', sizeof run);
-  msgpack_pack_map(&pk, 7);
-  msgpack_pack_str_with_body(&pk, "version", 7);
-  msgpack_pack_uint32(&pk, version);
-  msgpack_pack_str_with_body(&pk, "clusters", 8);
-  msgpack_pack_array(&pk, ncl);
-  for (uint32_t i = 0; i < ncl; i++) msgpack_pack_uint32(&pk, ids[i]);
-  msgpack_pack_str_with_body(&pk, "catalog_hash", 12);
-  msgpack_pack_uint64(&pk, 7);
-  msgpack_pack_str_with_body(&pk, "window_start", 12);
-  msgpack_pack_int64(&pk, ws);
-  msgpack_pack_str_with_body(&pk, "window_end", 10);
-  msgpack_pack_int64(&pk, ws + 86400);
-  msgpack_pack_str_with_body(&pk, "run_id", 6);
-  msgpack_pack_str_with_body(&pk, run, run_len);
-  msgpack_pack_str_with_body(&pk, "records", 7);
-  msgpack_pack_uint64(&pk, records);
-}
-
-/* "RTCOUNT1" + body in one zstd frame with its checksum. */
-static void write_file(const char *path, const bytes *body) {
-  ZSTD_CCtx *cc = ZSTD_createCCtx();
-  ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
-  size_t zcap = ZSTD_compressBound(body->len);
-  unsigned char *z = malloc(zcap);
-  size_t zn = ZSTD_compress2(cc, z, zcap, body->b, body->len);
-  cr_assert(!ZSTD_isError(zn));
-  ZSTD_freeCCtx(cc);
-  FILE *f = fopen(path, "wb");
-  cr_assert_not_null(f);
-  cr_assert_eq(fwrite("RTCOUNT1", 1, 8, f), 8);
-  cr_assert_eq(fwrite(z, 1, zn, f), zn);
-  cr_assert_eq(fclose(f), 0);
-  free(z);
-}
-
 /* The small version 1 writer: [c1_id, c2_id, next_id, day, win, count]. */
 static void write_v1(const char *path, const rt_count *rec, size_t n, uint32_t ncl, int64_t ws) {
   bytes body = {0};
-  put_header(&body, 1, ncl, n, ws, 5);
+  put_header(&body, 1, ids, ncl, n, ws, 5);
   msgpack_packer pk = packer(&body);
   for (size_t i = 0; i < n; i++) {
     msgpack_pack_array(&pk, 6);
@@ -242,18 +109,9 @@ static void write_v1(const char *path, const rt_count *rec, size_t n, uint32_t n
   free(body.b);
 }
 
-/* v as msgpack with the tag given, big-endian payload. */
-static void put_tagged(bytes *o, unsigned tag, uint64_t v) {
-  unsigned char t[9];
-  size_t w = (size_t)1 << ((tag - 0xcc) & 3);
-  t[0] = (unsigned char)tag;
-  for (size_t i = 0; i < w; i++) t[1 + i] = (unsigned char)(v >> (8 * (w - 1 - i)));
-  put(o, t, 1 + w);
-}
-
 static void put_v(bytes *o, int wide, int64_t v, int is_signed) {
   msgpack_packer pk = packer(o);
-  if (wide) put_tagged(o, is_signed && v < 0 ? 0xd3 : 0xcf, (uint64_t)v);
+  if (wide) put_int(o, is_signed && v < 0 ? 0xd3 : 0xcf, (uint64_t)v);
   else if (is_signed) msgpack_pack_int64(&pk, v);
   else msgpack_pack_uint64(&pk, (uint64_t)v);
 }
@@ -278,13 +136,13 @@ static void put_v2_records(bytes *o, const rt_count *rec, size_t n, int64_t ws, 
       prev = next;
       put_v(o, style, rec[i].day - base, 1);
       put_v(o, style, rec[i].win, 0);
-      if (style) put_tagged(o, 0xcf, rec[i].n);
+      if (style) put_int(o, 0xcf, rec[i].n);
       else msgpack_pack_uint64(&(msgpack_packer){o, sb_write}, rec[i].n);
     }
   }
 }
 
-TestSuite(counts_v2, .init = setup, .fini = teardown);
+TestSuite(counts_v2, .init = setup, .fini = tl_teardown);
 
 Test(counts_v2, round_trip_streamed_in_any_chunks_and_same_bytes_whatever_the_adds) {
   make_ids();
@@ -322,7 +180,7 @@ Test(counts_v2, round_trip_streamed_in_any_chunks_and_same_bytes_whatever_the_ad
 
     /* What the writer writes is the layout docs/formats.md §4 gives. */
     bytes body = {0};
-    put_header(&body, 2, NCL, n, windows[wk], 2);
+    put_header(&body, 2, ids, NCL, n, windows[wk], 2);
     size_t hdr = body.len;
     put_v2_records(&body, rec, n, windows[wk], 4096, 0);
     char *data;
@@ -378,52 +236,19 @@ Test(counts_v2, any_integer_encoding_and_window_cuts_decode_alike) {
     for (size_t s = 0; s < 24; s += 5) {
       bytes body = {0};
       int64_t ws = style == 1 ? -7 : 1772323200;
-      put_header(&body, 2, NCL, n, ws, 10 + s + 7 * (size_t)style);
+      put_header(&body, 2, ids, NCL, n, ws, 10 + s + 7 * (size_t)style);
       put_v2_records(&body, rec, n, ws, (size_t[]){4096, 1, 3}[style], style);
       const char *p = tpath("styled.rtc");
       write_file(p, &body);
       free(body.b);
-      size_t m;
-      rt_count *got = stream_all(p, s % 2 ? 4096 : 7, &m);
-      cr_assert_eq(m, n);
       char what[64];
       snprintf(what, sizeof what, "style %d, shift %zu", style, s);
-      assert_same(got, rec, n, what);
-      free(got);
+      assert_streams_as(p, s % 2 ? 4096 : 7, rec, n, what);
     }
   free(rec);
 }
 
 /* ---- failures ------------------------------------------------------------- */
-
-static size_t stream_until_failure(const char *path, char *msg) {
-  rt_counts_reader *r;
-  rt_err err = {0};
-  size_t n = 0;
-  if (rt_counts_reader_open(path, &r, &err) != RT_OK) {
-    cr_assert_eq(err.code, RT_ERR_INPUT);
-    strcpy(msg, err.msg);
-  } else {
-    rt_count chunk[1000];
-    long got;
-    while ((got = rt_counts_reader_next(r, chunk, 1000, &err)) > 0) n += (size_t)got;
-    cr_assert_eq(got, -1, "%s: no error after %zu records", path, n);
-    cr_assert_eq(err.code, RT_ERR_INPUT);
-    strcpy(msg, err.msg);
-    rt_err again = {0};
-    cr_assert_eq(rt_counts_reader_next(r, chunk, 1000, &again), -1, "a failed reader stays failed");
-    cr_assert_str_eq(again.msg, msg);
-    rt_counts_reader_close(r);
-  }
-  uint32_t *ids_out;
-  uint32_t ncl;
-  rt_count *rec;
-  size_t m;
-  cr_assert_eq(rt_counts_read(path, &ids_out, &ncl, &rec, &m, NULL, NULL, &err), RT_ERR_INPUT, "%s", path);
-  cr_assert_str_eq(err.msg, msg, "rt_counts_read and the reader agree");
-  cr_assert(strstr(msg, path), "names the file: %s", msg);
-  return n;
-}
 
 Test(counts_v2, truncated_file_or_body_fails_naming_file_record_and_offset) {
   make_ids();
@@ -431,19 +256,14 @@ Test(counts_v2, truncated_file_or_body_fails_naming_file_record_and_offset) {
   rt_count *rec = malloc(cap * sizeof *rec);
   size_t n = make_records(rec, cap);
   rt_counts_meta meta = {ids, NCL, 1, 0, 86400, "trunc"};
-  rt_err err = {0};
-  const char *full = tpath("full.rtc");
-  cr_assert_eq(rt_counts_write(full, &meta, rec, n, &err), RT_OK, "%s", err.msg);
   char *data;
   size_t len;
-  cr_assert_eq(rt_read_file(full, &data, &len, &err), RT_OK);
+  write_and_read_back(tpath("full.rtc"), &meta, rec, n, &data, &len);
   size_t cuts[] = {len - 1, len - 5, len / 2, 1000, 9};
   char msg[RT_ERR_MSG_MAX];
   for (size_t k = 0; k < sizeof cuts / sizeof *cuts; k++) {
     const char *p = tpath("cut.rtc");
-    FILE *f = fopen(p, "wb");
-    cr_assert_eq(fwrite(data, 1, cuts[k], f), cuts[k]);
-    fclose(f);
+    write_prefix(p, data, cuts[k]);
     size_t got = stream_until_failure(p, msg);
     cr_assert_lt(got, k < 2 ? n + 1 : n, "cut at %zu", cuts[k]);
     cr_assert(strstr(msg, "corrupt or truncated zstd frame"), "cut at %zu: %s", cuts[k], msg);
@@ -453,7 +273,7 @@ Test(counts_v2, truncated_file_or_body_fails_naming_file_record_and_offset) {
   /* A whole zstd frame of a body cut short: at a record's start, inside a
    * record, and right after a group header. */
   bytes body = {0};
-  put_header(&body, 2, NCL, n, 0, 4);
+  put_header(&body, 2, ids, NCL, n, 0, 4);
   size_t hdr = body.len;
   put_v2_records(&body, rec, n, 0, 4096, 0);
   bytes ref = {0}; /* byte offsets of each record: pack them one at a time */
@@ -545,7 +365,7 @@ Test(counts_v2, bad_records_and_groups_name_their_number_and_byte_offset) {
   };
   for (size_t kind = 0; kind < sizeof kinds / sizeof *kinds; kind++) {
     bytes body = {0};
-    put_header(&body, 2, NCL, n, 0, 3);
+    put_header(&body, 2, ids, NCL, n, 0, 3);
     put_v2_records(&body, rec, bad, 0, 4096, (int)(kind % 2));
     size_t at = body.len;
     put(&body, kinds[kind].bytes, kinds[kind].len);
@@ -568,7 +388,7 @@ Test(counts_v2, unknown_or_missing_version_is_refused_at_open) {
   unsigned versions[] = {3, 0, 1000};
   for (int k = 0; k < 3; k++) {
     bytes body = {0};
-    put_header(&body, versions[k], 5, 0, 0, 3);
+    put_header(&body, versions[k], ids, 5, 0, 0, 3);
     const char *p = tpath("future.rtc");
     write_file(p, &body);
     free(body.b);
