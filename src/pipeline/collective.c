@@ -97,12 +97,22 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
     MPI_Allreduce(&any_local, &any, 1, MPI_UINT64_T, MPI_SUM, comm);
     if (any == 0) break;
     rounds++;
-    if (total * recsize > tmpcap) {
+    /* The first round of a rank whose data all fits: its slices are the
+     * send buffer as it is, so send from there instead of packing a copy. */
+    int whole = rounds == 1 && total * recsize == off * recsize;
+    const char *from = tmp;
+    if (whole) {
+      from = sb;
+      for (int r = 0; r < size; r++) sd[r] = (int)(sdispl[r] * recsize);
+    } else if (total * recsize > tmpcap) {
       tmpcap = total * recsize;
       tmp = rt_xrealloc(tmp, tmpcap);
+      from = tmp;
+    } else {
+      from = tmp;
     }
     for (int r = 0; r < size; r++) {
-      if (sc[r]) memcpy(tmp + sd[r], sb + (sdispl[r] + sent[r]) * recsize, (size_t)sc[r]);
+      if (sc[r] && !whole) memcpy(tmp + sd[r], sb + (sdispl[r] + sent[r]) * recsize, (size_t)sc[r]);
       sent[r] += (size_t)sc[r] / recsize;
     }
     MPI_Alltoall(sc, 1, MPI_INT, rc, 1, MPI_INT, comm);
@@ -113,7 +123,7 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
     }
     *recv = rt_xrealloc(*recv, (*nrecv) * recsize + rtotal + 1);
     char *dst = (char *)*recv + (*nrecv) * recsize;
-    MPI_Alltoallv(tmp, sc, sd, MPI_BYTE, dst, rc, rd, MPI_BYTE, comm);
+    MPI_Alltoallv(from, sc, sd, MPI_BYTE, dst, rc, rd, MPI_BYTE, comm);
     *nrecv += rtotal / recsize;
   }
   free(tmp);

@@ -275,11 +275,11 @@ rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, 
    * as runs; all ranks go round until every rank is done. */
   size_t chunk = round_bytes / sizeof(rt_count);
   if (chunk < 1024) chunk = 1024;
-  rt_count *buf = rt_xmalloc(chunk * sizeof *buf);
   int *dest = rt_xmalloc(chunk * sizeof *dest);
   int rc = RT_OK, done = 0;
   for (;;) {
     long got = 0;
+    rt_count *buf = rt_xmalloc(chunk * sizeof *buf); /* rt_route takes it over */
     if (rc) done = 1; /* keep taking part in the rounds, sending nothing */
     if (!done) {
       got = rt_runs_read(local, buf, chunk, err);
@@ -289,8 +289,7 @@ rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, 
     size_t n = (size_t)got;
     for (size_t i = 0; i < n; i++) dest[i] = rt_pair_owner(plan, rt_key_pair(buf[i].key));
     rt_metric_add(RT_M_count_records_sent, n);
-    void *in = rt_xmalloc(n ? n * sizeof *buf : 1);
-    memcpy(in, buf, n * sizeof *buf);
+    void *in = buf;
     rt_route(comm, &in, &n, sizeof(rt_count), dest, round_bytes);
     /* what arrives is one sorted piece per sender (per round): kept as
      * runs, merged at the seal rather than sorted again */
@@ -300,7 +299,6 @@ rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, 
     MPI_Allreduce(&mine, &all_done, 1, MPI_INT, MPI_MIN, comm);
     if (all_done) break;
   }
-  free(buf);
   free(dest);
   rt_runs_free(local);
   if (rc) {
