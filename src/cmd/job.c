@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 
 /* Bytes one rank sends per all-to-all round: bounds the round's buffers. */
@@ -154,7 +155,12 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   if (!mp.store_events && mp.nbuckets > 1) {
     uint64_t total = 0;
     for (size_t i = 0; i < job->plan.nshards; i++) total += job->plan.bytes[i];
-    rt_spill_reserve(&store, total / 8 / (uint64_t)job->size); /* untouched room costs no memory */
+    /* Untouched room costs no memory; still, never ask for more than half
+     * of this machine (TSV shards take ~35 bytes an event, not 8). */
+    uint64_t est = total / 8 / (uint64_t)job->size, half = 0;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) half = (uint64_t)pages * (uint64_t)page / 2 / sizeof(rt_ev);
+    rt_spill_reserve(&store, half && est > half ? half : est);
   }
 
   /* Stages 2–3 in collective rounds: every rank reads a batch (an empty one
