@@ -6,12 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_count(const rt_count *x, const rt_count *y) {
-  if (x->key != y->key) return x->key < y->key ? -1 : 1;
-  if (x->day != y->day) return x->day < y->day ? -1 : 1;
-  return x->win < y->win ? -1 : x->win > y->win;
-}
-
 /* ---- the counter ---------------------------------------------------------
  * Why this shape: one record per triple is appended (sequential writes, no
  * hash probing) and the buffer is sorted and run-length merged whenever it
@@ -314,51 +308,38 @@ rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, 
 #define TAG_PULL 91
 #define TAG_CHUNK 92
 
+/* Rank 0's sources for rt_merge: another rank's chunks, pulled on demand
+ * (a 0-record chunk ends them), and its own runs. */
 typedef struct {
-  const rt_count *rec;
-  size_t n, pos;
+  MPI_Comm comm;
   int rank, done;
-} source;
+  rt_count *buf;
+} pull_src;
 
-/* Pull the next chunk of rank s->rank into buf; a 0-record chunk ends it. */
-static void pull(MPI_Comm comm, source *s, rt_count *buf) {
+static long pull_next(void *ctx, const rt_count **window, rt_err *err) {
+  (void)err;
+  pull_src *p = ctx;
+  if (p->done) return 0;
   int go = 1;
-  MPI_Send(&go, 1, MPI_INT, s->rank, TAG_PULL, comm);
+  MPI_Send(&go, 1, MPI_INT, p->rank, TAG_PULL, p->comm);
   MPI_Status st;
-  MPI_Recv(buf, (int)(MERGE_CHUNK * sizeof *buf), MPI_BYTE, s->rank, TAG_CHUNK, comm, &st);
+  MPI_Recv(p->buf, (int)(MERGE_CHUNK * sizeof *p->buf), MPI_BYTE, p->rank, TAG_CHUNK, p->comm, &st);
   int bytes;
   MPI_Get_count(&st, MPI_BYTE, &bytes);
-  s->rec = buf;
-  s->n = (size_t)bytes / sizeof *buf;
-  s->pos = 0;
-  s->done = s->n == 0;
+  p->done = bytes == 0;
+  *window = p->buf;
+  return bytes / (int)sizeof *p->buf;
 }
 
-static int src_less(const source *a, const source *b) {
-  return cmp_count(&a->rec[a->pos], &b->rec[b->pos]) < 0;
-}
+typedef struct {
+  rt_runs *runs;
+  rt_count *buf;
+} own_src;
 
-static void sift_down(source **h, size_t n, size_t i) {
-  for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < n && src_less(h[l], h[m])) m = l;
-    if (r < n && src_less(h[r], h[m])) m = r;
-    if (m == i) return;
-    source *t = h[i];
-    h[i] = h[m];
-    h[m] = t;
-    i = m;
-  }
-}
-
-/* Rank 0's own records: the next chunk of its runs. */
-static void pull_own(rt_runs *mine, source *s, rt_count *buf, int *rc, rt_err *err) {
-  long got = *rc ? 0 : rt_runs_read(mine, buf, MERGE_CHUNK, err);
-  if (got < 0) *rc = err->code ? err->code : RT_ERR_OUTPUT, got = 0;
-  s->rec = buf;
-  s->n = (size_t)got;
-  s->pos = 0;
-  s->done = got == 0;
+static long own_next(void *ctx, const rt_count **window, rt_err *err) {
+  own_src *o = ctx;
+  *window = o->buf;
+  return rt_runs_read(o->runs, o->buf, MERGE_CHUNK, err);
 }
 
 int rt_counts_merge_to_root(MPI_Comm comm, rt_runs *mine, rt_count_emit emit, void *ctx, rt_err *err) {
@@ -395,39 +376,36 @@ int rt_counts_merge_to_root(MPI_Comm comm, rt_runs *mine, rt_count_emit emit, vo
       rc = emit(ctx, view + off, nview - off < MERGE_CHUNK ? nview - off : MERGE_CHUNK);
     return rc;
   }
-  source *src = rt_xcalloc((size_t)size, sizeof *src);
-  rt_count *bufs = rt_xmalloc((size_t)size * MERGE_CHUNK * sizeof *bufs);
-  source **heap = rt_xmalloc((size_t)size * sizeof *heap);
-  size_t nh = 0;
-  int rc = RT_OK, rrc = RT_OK; /* rrc: reading rank 0's own runs */
-  pull_own(mine, &src[0], bufs, &rrc, err);
-  if (!src[0].done) heap[nh++] = &src[0];
+  rt_merge_src *src = rt_xcalloc((size_t)size, sizeof *src);
+  pull_src *ps = rt_xcalloc((size_t)size, sizeof *ps);
+  own_src own = {mine, rt_xmalloc(MERGE_CHUNK * sizeof(rt_count))};
+  src[0] = (rt_merge_src){own_next, &own};
   for (int r = 1; r < size; r++) {
-    src[r].rank = r;
-    pull(comm, &src[r], bufs + (size_t)r * MERGE_CHUNK);
-    if (!src[r].done) heap[nh++] = &src[r];
+    ps[r] = (pull_src){comm, r, 0, rt_xmalloc(MERGE_CHUNK * sizeof(rt_count))};
+    src[r] = (rt_merge_src){pull_next, &ps[r]};
   }
-  for (size_t i = nh; i-- > 0;) sift_down(heap, nh, i);
+  int rc = RT_OK, rrc = RT_OK; /* rrc: reading rank 0's own runs */
+  rt_merge *m = rt_merge_open(src, (size_t)size, err);
+  if (!m) rrc = err->code ? err->code : RT_ERR_OUTPUT;
   rt_count *out = rt_xmalloc(MERGE_CHUNK * sizeof *out);
-  size_t nout = 0;
-  while (nh) {
-    source *s = heap[0];
-    out[nout++] = s->rec[s->pos++];
-    if (nout == MERGE_CHUNK) {
-      if (rc == RT_OK) rc = emit(ctx, out, nout); /* after a failure keep pulling so the ranks finish */
-      nout = 0;
+  long got;
+  while (m && (got = rt_merge_read(m, out, MERGE_CHUNK, err)) != 0) {
+    if (got < 0) {
+      rrc = err->code ? err->code : RT_ERR_OUTPUT;
+      break;
     }
-    if (s->pos == s->n) {
-      if (s->rank != 0) pull(comm, s, bufs + (size_t)s->rank * MERGE_CHUNK);
-      else pull_own(mine, s, bufs, &rrc, err);
-      if (s->done) heap[0] = heap[--nh];
-    }
-    sift_down(heap, nh, 0);
+    if (rc == RT_OK) rc = emit(ctx, out, (size_t)got); /* after a failure keep pulling so the ranks finish */
   }
-  if (nout && rc == RT_OK) rc = emit(ctx, out, nout);
+  for (int r = 1; r < size; r++) /* a failed read stops the merge early: let every rank finish */
+    while (!ps[r].done) {
+      const rt_count *w;
+      pull_next(&ps[r], &w, NULL);
+    }
+  rt_merge_close(m);
+  for (int r = 1; r < size; r++) free(ps[r].buf);
+  free(ps);
+  free(own.buf);
   free(out);
-  free(heap);
-  free(bufs);
   free(src);
   return rrc ? rrc : rc;
 }

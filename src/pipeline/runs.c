@@ -83,19 +83,34 @@ typedef struct {
   uint64_t n;
 } run;
 
-/* One source of a merge: a run being read. */
+/* ---- k-way merge ----------------------------------------------------------
+ * Each source hands out its records a window at a time; the heap holds the
+ * sources by their current record. */
 typedef struct {
+  rt_merge_src s;
   const rt_count *rec; /* current window: rec[pos..len) */
   size_t pos, len;
-  FILE *f;             /* file runs: refilled from f into buf */
+} msrc;
+
+struct rt_merge {
+  msrc *src;
+  msrc **heap;
+  size_t nheap;
+};
+
+/* The run sets' sources: an in-memory run is one window; a file run is read
+ * FILE_BUF records at a time. */
+typedef struct {
+  const run *run;
+  FILE *f;
   rt_count *buf;
-  const char *path;
-} source;
+  int given;
+} run_src;
 
 typedef struct {
-  source *src;
-  source **heap;
-  size_t nsrc, nheap;
+  rt_merge *m;
+  run_src *rs;
+  size_t n;
 } stream;
 
 struct rt_runs {
@@ -120,12 +135,27 @@ rt_runs *rt_runs_new(const char *dir, const char *name, int rank, size_t mem_rec
   return r;
 }
 
+static void run_path(rt_runs *r, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/runs-r%d-%s-%u.cnt", r->dir, r->rank, r->name, r->next_id++);
+}
+
+/* Pairs with window-0 records in rec[0..n), continuing from *last. */
+static uint64_t count_pairs(const rt_count *rec, size_t n, uint64_t *last) {
+  uint64_t np = 0;
+  for (size_t i = 0; i < n; i++)
+    if (rec[i].win == 0 && rec[i].key >> 20 != *last) {
+      *last = rec[i].key >> 20;
+      np++;
+    }
+  return np;
+}
+
 static int write_run(rt_runs *r, rt_count_vec *v, rt_err *err) {
   if (mkdir(r->dir, 0755) != 0 && errno != EEXIST)
     return rt_err_set(err, RT_ERR_OUTPUT, "cannot create run directory %s for count runs: %s (set output.run_dir)",
                       r->dir, strerror(errno));
   char path[4096];
-  snprintf(path, sizeof path, "%s/runs-r%d-%s-%u.cnt", r->dir, r->rank, r->name, r->next_id++);
+  run_path(r, path, sizeof path);
   FILE *f = fopen(path, "wb");
   if (!f) return rt_err_set(err, RT_ERR_OUTPUT, "cannot write count run %s: %s", path, strerror(errno));
   size_t w = fwrite(v->data, sizeof *v->data, v->len, f);
@@ -194,116 +224,154 @@ int rt_runs_add_pieces(rt_runs *r, const rt_count *rec, size_t n, rt_err *err) {
   return RT_OK;
 }
 
-static int src_less(const source *a, const source *b) { return cmp_rec(&a->rec[a->pos], &b->rec[b->pos]) < 0; }
+static int src_less(const msrc *a, const msrc *b) { return cmp_rec(&a->rec[a->pos], &b->rec[b->pos]) < 0; }
 
-static void sift_down(source **h, size_t n, size_t i) {
+static void sift_down(msrc **h, size_t n, size_t i) {
   for (;;) {
     size_t l = 2 * i + 1, m = i;
     if (l < n && src_less(h[l], h[m])) m = l;
     if (l + 1 < n && src_less(h[l + 1], h[m])) m = l + 1;
     if (m == i) return;
-    source *t = h[i];
+    msrc *t = h[i];
     h[i] = h[m];
     h[m] = t;
     i = m;
   }
 }
 
-/* Refill a file source; returns 0 at its end, -1 on error. */
-static int refill(source *s, rt_err *err) {
-  if (!s->f) return 0;
-  size_t got = fread(s->buf, sizeof *s->buf, FILE_BUF, s->f);
-  if (got == 0 && ferror(s->f)) return rt_err_set(err, RT_ERR_OUTPUT, "cannot read count run %s", s->path), -1;
-  s->rec = s->buf;
-  s->pos = 0;
-  s->len = got;
+/* The source's next window: 1 if it has one, 0 at its end, -1 on error. */
+static int advance(msrc *x, rt_err *err) {
+  const rt_count *w = NULL;
+  long got = x->s.next(x->s.ctx, &w, err);
+  if (got < 0) return -1;
+  x->rec = w;
+  x->pos = 0;
+  x->len = (size_t)got;
   return got > 0;
 }
 
-static void stream_close(stream *s) {
-  if (!s) return;
-  for (size_t i = 0; i < s->nsrc; i++) {
-    if (s->src[i].f) fclose(s->src[i].f);
-    free(s->src[i].buf);
+rt_merge *rt_merge_open(const rt_merge_src *src, size_t n, rt_err *err) {
+  rt_merge *m = rt_xcalloc(1, sizeof *m);
+  m->src = rt_xcalloc(n ? n : 1, sizeof *m->src);
+  m->heap = rt_xmalloc((n ? n : 1) * sizeof *m->heap);
+  for (size_t i = 0; i < n; i++) {
+    m->src[i].s = src[i];
+    int more = advance(&m->src[i], err);
+    if (more < 0) {
+      rt_merge_close(m);
+      return NULL;
+    }
+    if (more) m->heap[m->nheap++] = &m->src[i];
   }
-  free(s->src);
-  free(s->heap);
-  free(s);
+  for (size_t i = m->nheap; i-- > 0;) sift_down(m->heap, m->nheap, i);
+  return m;
 }
 
-static stream *stream_open(const run *runs, size_t k, rt_err *err) {
-  stream *s = rt_xcalloc(1, sizeof *s);
-  s->src = rt_xcalloc(k ? k : 1, sizeof *s->src);
-  s->heap = rt_xmalloc((k ? k : 1) * sizeof *s->heap);
-  for (size_t i = 0; i < k; i++) {
-    source *x = &s->src[s->nsrc++];
-    if (!runs[i].path) {
-      x->rec = runs[i].mem.data;
-      x->len = runs[i].mem.len;
-    } else {
-      x->path = runs[i].path;
-      x->f = fopen(runs[i].path, "rb");
-      if (!x->f) {
-        rt_err_set(err, RT_ERR_OUTPUT, "cannot read back count run %s: %s", runs[i].path, strerror(errno));
-        stream_close(s);
-        return NULL;
-      }
-      x->buf = rt_xmalloc(FILE_BUF * sizeof *x->buf);
-      if (refill(x, err) < 0) {
-        stream_close(s);
-        return NULL;
-      }
-    }
-    if (x->len) s->heap[s->nheap++] = x;
-  }
-  for (size_t i = s->nheap; i-- > 0;) sift_down(s->heap, s->nheap, i);
-  return s;
+void rt_merge_close(rt_merge *m) {
+  if (!m) return;
+  free(m->src);
+  free(m->heap);
+  free(m);
 }
 
 /* Take the smallest record; -1 on a read error. */
-static int stream_pop(stream *s, rt_count *out, rt_err *err) {
-  source *t = s->heap[0];
+static int merge_pop(rt_merge *m, rt_count *out, rt_err *err) {
+  msrc *t = m->heap[0];
   *out = t->rec[t->pos++];
   if (t->pos == t->len) {
-    int more = refill(t, err);
+    int more = advance(t, err);
     if (more < 0) return -1;
-    if (!more) s->heap[0] = s->heap[--s->nheap];
+    if (!more) m->heap[0] = m->heap[--m->nheap];
   }
-  if (s->nheap > 1) sift_down(s->heap, s->nheap, 0);
+  if (m->nheap > 1) sift_down(m->heap, m->nheap, 0);
   return 0;
 }
 
-static long stream_read(stream *s, rt_count *buf, size_t max, rt_err *err) {
+long rt_merge_read(rt_merge *m, rt_count *buf, size_t max, rt_err *err) {
   size_t o = 0;
-  if (s->nheap == 1) { /* one run left: copy it out, nothing to compare */
-    source *t = s->heap[0];
-    while (o < max && s->nheap) {
+  if (m->nheap == 1) { /* one source left: copy it out, nothing to compare */
+    msrc *t = m->heap[0];
+    while (o < max && m->nheap) {
       size_t k = t->len - t->pos < max - o ? t->len - t->pos : max - o;
       memcpy(buf + o, t->rec + t->pos, k * sizeof *buf);
       o += k;
       t->pos += k;
       if (t->pos == t->len) {
-        int more = refill(t, err);
+        int more = advance(t, err);
         if (more < 0) return -1;
-        if (!more) s->nheap = 0;
+        if (!more) m->nheap = 0;
       }
     }
     return (long)o;
   }
-  /* Equal records can only come from different runs (each is reduced): sum
-   * them as they surface together at the top of the heap. */
-  while (o < max && s->nheap) {
+  /* Equal records can only come from different sources (each is reduced):
+   * sum them as they surface together at the top of the heap. */
+  while (o < max && m->nheap) {
     rt_count cur;
-    if (stream_pop(s, &cur, err) < 0) return -1;
-    while (s->nheap && cmp_rec(&s->heap[0]->rec[s->heap[0]->pos], &cur) == 0) {
+    if (merge_pop(m, &cur, err) < 0) return -1;
+    while (m->nheap && cmp_rec(&m->heap[0]->rec[m->heap[0]->pos], &cur) == 0) {
       rt_count more;
-      if (stream_pop(s, &more, err) < 0) return -1;
+      if (merge_pop(m, &more, err) < 0) return -1;
       cur.n += more.n;
     }
     buf[o++] = cur;
   }
   return (long)o;
 }
+
+static long run_next(void *ctx, const rt_count **window, rt_err *err) {
+  run_src *x = ctx;
+  if (!x->run->path) { /* in memory: the whole run, once */
+    if (x->given) return 0;
+    x->given = 1;
+    *window = x->run->mem.data;
+    return (long)x->run->mem.len;
+  }
+  size_t got = fread(x->buf, sizeof *x->buf, FILE_BUF, x->f);
+  if (got == 0 && ferror(x->f)) return rt_err_set(err, RT_ERR_OUTPUT, "cannot read count run %s", x->run->path), -1;
+  *window = x->buf;
+  return (long)got;
+}
+
+static void stream_close(stream *s) {
+  if (!s) return;
+  rt_merge_close(s->m);
+  for (size_t i = 0; i < s->n; i++) {
+    if (s->rs[i].f) fclose(s->rs[i].f);
+    free(s->rs[i].buf);
+  }
+  free(s->rs);
+  free(s);
+}
+
+static stream *stream_open(const run *runs, size_t k, rt_err *err) {
+  stream *s = rt_xcalloc(1, sizeof *s);
+  s->rs = rt_xcalloc(k ? k : 1, sizeof *s->rs);
+  rt_merge_src *src = rt_xcalloc(k ? k : 1, sizeof *src);
+  for (size_t i = 0; i < k; i++, s->n++) {
+    run_src *x = &s->rs[i];
+    x->run = &runs[i];
+    src[i] = (rt_merge_src){run_next, x};
+    if (!runs[i].path) continue;
+    x->f = fopen(runs[i].path, "rb");
+    if (!x->f) {
+      rt_err_set(err, RT_ERR_OUTPUT, "cannot read back count run %s: %s", runs[i].path, strerror(errno));
+      free(src);
+      stream_close(s);
+      return NULL;
+    }
+    x->buf = rt_xmalloc(FILE_BUF * sizeof *x->buf);
+  }
+  s->m = rt_merge_open(src, k, err);
+  free(src);
+  if (!s->m) {
+    stream_close(s);
+    return NULL;
+  }
+  return s;
+}
+
+static long stream_read(stream *s, rt_count *buf, size_t max, rt_err *err) { return rt_merge_read(s->m, buf, max, err); }
 
 static void run_free(run *x) {
   free(x->mem.data);
@@ -322,7 +390,7 @@ static int merge_runs(rt_runs *r, size_t k, rt_err *err) {
   char path[4096] = "";
   uint64_t n = 0;
   if (r->mem_records) {
-    snprintf(path, sizeof path, "%s/runs-r%d-%s-%u.cnt", r->dir, r->rank, r->name, r->next_id++);
+    run_path(r, path, sizeof path);
     f = fopen(path, "wb");
     if (!f) rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot write count run %s: %s", path, strerror(errno));
   }
@@ -393,21 +461,12 @@ int rt_runs_seal(rt_runs *r, uint64_t *records, uint64_t *pairs, rt_err *err) {
   const rt_count *v;
   size_t nv;
   if (pairs && rt_runs_view(r, &v, &nv)) {
-    for (size_t i = 0; i < nv; i++)
-      if (v[i].win == 0 && v[i].key >> 20 != last) {
-        last = v[i].key >> 20;
-        np++;
-      }
+    np = count_pairs(v, nv, &last);
   } else if (pairs) { /* one pass over the sealed run */
     if ((rc = open_read(r, err))) return rc;
     rt_count *buf = rt_xmalloc(FILE_BUF * sizeof *buf);
     long got;
-    while ((got = stream_read(r->rd, buf, FILE_BUF, err)) > 0)
-      for (long i = 0; i < got; i++)
-        if (buf[i].win == 0 && buf[i].key >> 20 != last) {
-          last = buf[i].key >> 20;
-          np++;
-        }
+    while ((got = stream_read(r->rd, buf, FILE_BUF, err)) > 0) np += count_pairs(buf, (size_t)got, &last);
     free(buf);
     if (got < 0) return RT_ERR_OUTPUT;
     stream_close(r->rd);

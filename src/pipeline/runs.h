@@ -69,6 +69,24 @@ size_t rt_runs_files(const rt_runs *r);
 
 void rt_runs_free(rt_runs *r);
 
+/* A k-way merge of sorted, reduced sources that each hand out their
+ * records a window at a time (a run file, another rank's chunks): records
+ * come out in (key, day, win) order, equal ones summed. The sets above read
+ * their runs through it; so does the merge to rank 0 (count.h).
+ * next: > 0 records at *window (valid until the next call), 0 at the end,
+ * -1 on error (err set). */
+typedef long (*rt_merge_next)(void *ctx, const rt_count **window, rt_err *err);
+typedef struct rt_merge_src {
+  rt_merge_next next;
+  void *ctx;
+} rt_merge_src;
+typedef struct rt_merge rt_merge;
+/* Takes every source's first window; NULL if one fails (err set). */
+rt_merge *rt_merge_open(const rt_merge_src *src, size_t n, rt_err *err);
+/* Up to max records; 0 at the end; -1 when a source fails (err set). */
+long rt_merge_read(rt_merge *m, rt_count *buf, size_t max, rt_err *err);
+void rt_merge_close(rt_merge *m);
+
 /* Sort by (key, day, win) and merge equal records (radix sort). */
 void rt_counts_reduce(rt_count_vec *v);
 
