@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 /* Bytes one rank sends per all-to-all round: bounds the round's buffers. */
 #define ROUND_BYTES (64u << 20)
 
@@ -98,10 +97,11 @@ typedef struct {
   size_t batch_events, store_events, nbuckets;
   size_t counter_records, owned_records; /* count records held before a run is written */
   size_t round_bytes;                     /* per all-to-all round (and count exchange chunk) */
+  uint64_t reserve_events;                /* no cap: room the buckets reserve up front */
 } mem_plan;
 
 static mem_plan plan_memory(const rt_job *job) {
-  mem_plan m = {4u << 20, 0, 1, 0, 0, ROUND_BYTES};
+  mem_plan m = {4u << 20, 0, 1, 0, 0, ROUND_BYTES, 0};
   uint64_t budget = (uint64_t)job->cfg.per_rank_mb << 20;
   uint64_t total = 0;
   for (size_t i = 0; i < job->plan.nshards; i++) total += job->plan.bytes[i];
@@ -111,6 +111,13 @@ static mem_plan plan_memory(const rt_job *job) {
      * bucket at a time instead of regrouping one huge array. */
     uint64_t est = total / 8 / (uint64_t)job->size + 1;
     while (m.nbuckets < 65536 && m.nbuckets * 8192 < est) m.nbuckets *= 2;
+    /* Room reserved up front, so buckets grow in place: untouched room costs
+     * no memory; still, never ask for more than half of this machine (TSV
+     * shards take ~35 bytes an event, not 8). */
+    uint64_t half = 0;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) half = (uint64_t)pages * (uint64_t)page / 2 / sizeof(rt_ev);
+    m.reserve_events = m.nbuckets > 1 ? (half && est > half ? half : est) : 0;
     return m;
   }
   m.batch_events = budget / 8 / sizeof(rt_ev);
@@ -152,16 +159,7 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   rt_job_run_dir(job, dir, sizeof dir);
   rt_spill store;
   rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
-  if (!mp.store_events && mp.nbuckets > 1) {
-    uint64_t total = 0;
-    for (size_t i = 0; i < job->plan.nshards; i++) total += job->plan.bytes[i];
-    /* Untouched room costs no memory; still, never ask for more than half
-     * of this machine (TSV shards take ~35 bytes an event, not 8). */
-    uint64_t est = total / 8 / (uint64_t)job->size, half = 0;
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0) half = (uint64_t)pages * (uint64_t)page / 2 / sizeof(rt_ev);
-    rt_spill_reserve(&store, half && est > half ? half : est);
-  }
+  if (mp.reserve_events) rt_spill_reserve(&store, mp.reserve_events);
 
   /* Stages 2–3 in collective rounds: every rank reads a batch (an empty one
    * once its shards are done), the batch is shuffled, and owners store it. */
@@ -169,35 +167,15 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   rt_read_begin(&cur, &job->plan, job->rank, &job->cfg, &job->cat);
   rt_ev_vec batch = {0};
   int done = 0;
-  /* Nothing to shuffle (one rank, or shards split by user) and no budget:
-   * read straight into the store, sized up front from the shard bytes so
-   * it is neither copied nor grown (pages never touched cost nothing). */
-  int no_shuffle = job->size == 1 || job->cfg.partitioned_by_user;
-  rt_ev_vec *direct = no_shuffle ? rt_spill_direct(&store) : NULL;
-  if (direct) {
-    uint64_t mine = 0;
-    for (size_t i = 0; i < job->plan.nshards; i++)
-      if (job->plan.owner[i] == job->rank) mine += job->plan.bytes[i];
-    rt_vec_reserve(direct, (size_t)(mine / 6) + 1); /* msgpack.zst: ~9 bytes an event */
-  }
   for (;;) {
     batch.len = 0;
-    if (direct) {
-      size_t before = direct->len;
-      if (!done) rc = rt_read_batch(&cur, mp.batch_events, direct, job->watch, &done, err);
-      rt_spill_appended(&store, direct->len - before);
-      if (job->size == 1) rt_metric_add(RT_M_shuffle_events_received, direct->len - before);
-    } else if (!done) {
-      rc = rt_read_batch(&cur, mp.batch_events, &batch, job->watch, &done, err);
-    }
+    if (!done) rc = rt_read_batch(&cur, mp.batch_events, &batch, job->watch, &done, err);
     if ((rc = rt_agree(job->comm, rc, err))) break;
-    if (!direct) { /* (the same on every rank) */
-      if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, mp.round_bytes, err);
-      double ts = rt_stage_begin(); /* storing by user bucket is the shuffle's second half */
-      rc = rt_spill_add(&store, batch.data, batch.len, err);
-      rt_stage_end(RT_M_shuffle_us, ts);
-      if ((rc = rt_agree(job->comm, rc, err))) break;
-    }
+    if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, mp.round_bytes, err);
+    double ts = rt_stage_begin(); /* storing by user bucket is the shuffle's second half */
+    rc = rt_spill_add(&store, batch.data, batch.len, err);
+    rt_stage_end(RT_M_shuffle_us, ts);
+    if ((rc = rt_agree(job->comm, rc, err))) break;
     int all_done;
     MPI_Allreduce(&done, &all_done, 1, MPI_INT, MPI_MIN, job->comm);
     if (all_done) break;
@@ -272,8 +250,8 @@ int rt_job_counts_from_file(rt_job *job, rt_runs **out, rt_err *err) {
    * re-windowed by day; under memory.per_rank_mb they go to sorted runs. */
   char dir[4096];
   rt_job_run_dir(job, dir, sizeof dir);
-  uint64_t budget = (uint64_t)job->cfg.per_rank_mb << 20;
-  *out = rt_runs_new(dir, "file", job->rank, budget ? (size_t)(budget / 8 / 48) + 1 : 0);
+  mem_plan mp = plan_memory(job);
+  *out = rt_runs_new(dir, "file", job->rank, mp.store_events ? mp.owned_records : 0);
   rt_counts_reader *r = NULL;
   int rc = rt_counts_reader_open(job->cfg.counts, &r, err);
   uint32_t n = 0;

@@ -84,12 +84,6 @@ void rt_spill_reserve(rt_spill *s, uint64_t events) {
   for (size_t b = 0; b < s->nbuckets; b++) rt_vec_reserve(&s->mem[b], per);
 }
 
-rt_ev_vec *rt_spill_direct(rt_spill *s) {
-  return s->nbuckets == 1 && s->budget_events == 0 ? &s->mem[0] : NULL;
-}
-
-void rt_spill_appended(rt_spill *s, size_t n) { s->mem_events += n; }
-
 int rt_spill_take(rt_spill *s, size_t b, rt_ev_vec *out, rt_err *err) {
   if (s->on_disk[b] == 0) { /* all in memory: hand the vector over, no copy */
     free(out->data);

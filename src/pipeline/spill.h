@@ -38,13 +38,6 @@ void rt_spill_reserve(rt_spill *s, uint64_t events);
 /* Add events (any users); spills the buckets to disk when over budget. */
 int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err);
 
-/* With one bucket and no budget, the store is one vector that a reader may
- * append to directly (no copy): returns it, or NULL when the store must see
- * every event (buckets, budget). After appending, call rt_spill_appended
- * with the number of events added. */
-rt_ev_vec *rt_spill_direct(rt_spill *s);
-void rt_spill_appended(rt_spill *s, size_t n);
-
 /* Move bucket b (its file part, then its memory part) into out; deletes
  * the bucket's file. */
 int rt_spill_take(rt_spill *s, size_t b, rt_ev_vec *out, rt_err *err);
