@@ -99,18 +99,14 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
     rounds++;
     /* The first round of a rank whose data all fits: its slices are the
      * send buffer as it is, so send from there instead of packing a copy. */
-    int whole = rounds == 1 && total * recsize == off * recsize;
-    const char *from = tmp;
+    int whole = rounds == 1 && total == off;
     if (whole) {
-      from = sb;
       for (int r = 0; r < size; r++) sd[r] = (int)(sdispl[r] * recsize);
     } else if (total * recsize > tmpcap) {
       tmpcap = total * recsize;
       tmp = rt_xrealloc(tmp, tmpcap);
-      from = tmp;
-    } else {
-      from = tmp;
     }
+    const char *from = whole ? sb : tmp;
     for (int r = 0; r < size; r++) {
       if (sc[r] && !whole) memcpy(tmp + sd[r], sb + (sdispl[r] + sent[r]) * recsize, (size_t)sc[r]);
       sent[r] += (size_t)sc[r] / recsize;
