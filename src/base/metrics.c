@@ -31,5 +31,5 @@ void rt_metrics_reset(void) { memset(rt_metrics, 0, sizeof rt_metrics); }
 
 double rt_stage_begin(void) { return rt_now(); }
 void rt_stage_end(rt_metric us_metric, double t0) {
-  rt_metrics[us_metric] += (uint64_t)((rt_now() - t0) * 1e6);
+  rt_metric_add(us_metric, (uint64_t)((rt_now() - t0) * 1e6));
 }

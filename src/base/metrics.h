@@ -72,7 +72,8 @@
   X(gather, us, MAX)                                                           \
   X(table, us, MAX)                                                            \
   X(process, peak_rss_kb, MAX)                                                 \
-  X(process, cpu_ms, SUM)
+  X(process, cpu_ms, SUM)                                                      \
+  X(process, threads, MAX)
 
 typedef enum {
 #define RT_METRIC_ENUM(stage, name, combine) RT_M_##stage##_##name,
@@ -83,9 +84,14 @@ typedef enum {
 
 extern uint64_t rt_metrics[RT_M_COUNT];
 
-static inline void rt_metric_add(rt_metric m, uint64_t v) { rt_metrics[m] += v; }
+/* Safe from any thread (the stages run job.threads threads per rank):
+ * relaxed atomics, since a counter orders nothing. Hot loops still tally
+ * locally and add once per chunk. */
+static inline void rt_metric_add(rt_metric m, uint64_t v) { __atomic_fetch_add(&rt_metrics[m], v, __ATOMIC_RELAXED); }
 static inline void rt_metric_max(rt_metric m, uint64_t v) {
-  if (v > rt_metrics[m]) rt_metrics[m] = v;
+  uint64_t cur = __atomic_load_n(&rt_metrics[m], __ATOMIC_RELAXED);
+  while (v > cur && !__atomic_compare_exchange_n(&rt_metrics[m], &cur, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
 }
 
 const char *rt_metric_stage(rt_metric m);

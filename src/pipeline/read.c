@@ -104,6 +104,8 @@ void rt_read_begin(rt_read_cursor *c, const rt_plan *plan, int rank, const rt_co
   c->buf = rt_xmalloc(READ_BATCH * sizeof *c->buf);
 }
 
+void rt_read_share(rt_read_cursor *c, size_t *queue) { c->queue = queue; }
+
 static void close_shard(rt_read_cursor *c) {
   if (!c->reader) return;
   rt_metric_add(RT_M_read_bytes_in, rt_events_bytes_in(c->reader));
@@ -113,7 +115,6 @@ static void close_shard(rt_read_cursor *c) {
 }
 
 int rt_read_batch(rt_read_cursor *c, size_t max, rt_ev_vec *out, uint64_t *watch, int *done, rt_err *err) {
-  double t0 = rt_stage_begin();
   int rc = RT_OK;
   size_t target = out->len + max;
   rt_vec_reserve(out, target);
@@ -121,12 +122,14 @@ int rt_read_batch(rt_read_cursor *c, size_t max, rt_ev_vec *out, uint64_t *watch
   while (out->len < target) {
     if (c->buf_pos == c->buf_len) { /* refill the decode buffer */
       while (!c->reader) {
-        while (c->shard < c->plan->nshards && c->plan->owner[c->shard] != c->rank) c->shard++;
-        if (c->shard == c->plan->nshards) {
+        size_t k;
+        do k = c->queue ? __atomic_fetch_add(c->queue, 1, __ATOMIC_RELAXED) : c->shard++;
+        while (k < c->plan->nshards && c->plan->owner[k] != c->rank);
+        if (k >= c->plan->nshards) {
           *done = 1;
           goto out;
         }
-        c->path = c->plan->shards[c->shard++];
+        c->path = c->plan->shards[k];
         c->idx = 0;
         if ((rc = rt_events_open(c->path, &c->reader, err))) goto out;
       }
@@ -153,7 +156,6 @@ int rt_read_batch(rt_read_cursor *c, size_t max, rt_ev_vec *out, uint64_t *watch
     if (rc) goto out;
   }
 out:
-  rt_stage_end(RT_M_read_us, t0);
   return rc;
 }
 

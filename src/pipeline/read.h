@@ -44,7 +44,8 @@ typedef struct rt_read_cursor {
   const rt_config *cfg;
   const rt_catalog *cat;
   rt_window win;
-  size_t shard;                  /* next shard index to open */
+  size_t shard;                  /* next shard index to open (own queue) */
+  size_t *queue;                 /* or a queue shared with other cursors (rt_read_share) */
   rt_event_reader *reader;        /* open shard, or NULL */
   const char *path;              /* its path */
   uint64_t idx;                  /* events read from it so far */
@@ -53,8 +54,16 @@ typedef struct rt_read_cursor {
 } rt_read_cursor;
 
 void rt_read_begin(rt_read_cursor *c, const rt_plan *plan, int rank, const rt_config *cfg, const rt_catalog *cat);
+/* Threads of one rank each read with their own cursor; cursors that share
+ * `*queue` (a shard index, 0 to start) take the rank's shards from it one at
+ * a time, so every shard is read once by whichever thread is free. Call
+ * after rt_read_begin, before the first batch. */
+void rt_read_share(rt_read_cursor *c, size_t *queue);
 /* Append up to `max` kept events to out (fewer at the end). Returns RT_OK;
- * *done = 1 once every shard is read. Not collective. */
+ * *done = 1 once every shard is read. Not collective; safe to call from
+ * several threads on distinct cursors (and distinct out and watch). The
+ * caller times the stage (RT_M_read_us): with threads, per-call times would
+ * add up to more than the wall time. */
 int rt_read_batch(rt_read_cursor *c, size_t max, rt_ev_vec *out, uint64_t *watch, int *done, rt_err *err);
 void rt_read_end(rt_read_cursor *c);
 

@@ -2,6 +2,7 @@
 #include "pipeline/runs.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,7 @@ struct rt_runs {
   size_t files;
   stream *rd;         /* open merge stream; the set is closed while reading */
   rt_count_vec carry; /* rt_runs_next_pairs: records of a pair not yet returned */
+  pthread_mutex_t put_lock; /* rt_runs_put: the counters of a rank's threads spill into one set */
 };
 
 rt_runs *rt_runs_new(const char *dir, const char *name, int rank, size_t mem_records) {
@@ -132,6 +134,7 @@ rt_runs *rt_runs_new(const char *dir, const char *name, int rank, size_t mem_rec
   r->name = rt_xstrdup(name);
   r->rank = rank;
   r->mem_records = mem_records;
+  pthread_mutex_init(&r->put_lock, NULL);
   return r;
 }
 
@@ -173,10 +176,16 @@ static int write_run(rt_runs *r, rt_count_vec *v, rt_err *err) {
 
 int rt_runs_put(rt_runs *r, rt_count_vec *v, rt_err *err) {
   if (v->len == 0) return RT_OK;
-  if (r->mem_records) return write_run(r, v, err);
-  rt_vec_push(&r->runs, ((run){*v, NULL, v->len}));
-  memset(v, 0, sizeof *v);
-  return RT_OK;
+  int rc = RT_OK;
+  pthread_mutex_lock(&r->put_lock);
+  if (r->mem_records) {
+    rc = write_run(r, v, err);
+  } else {
+    rt_vec_push(&r->runs, ((run){*v, NULL, v->len}));
+    memset(v, 0, sizeof *v);
+  }
+  pthread_mutex_unlock(&r->put_lock);
+  return rc;
 }
 
 static int flush_loose(rt_runs *r, rt_err *err) {
@@ -535,6 +544,7 @@ void rt_runs_free(rt_runs *r) {
   free(r->loose.data);
   free(r->carry.data);
   if (r->files) rmdir(r->dir); /* only succeeds once empty (other sets may still hold runs) */
+  pthread_mutex_destroy(&r->put_lock);
   free(r->dir);
   free(r->name);
   free(r);

@@ -35,7 +35,9 @@ rt_runs *rt_runs_new(const char *dir, const char *name, int rank, size_t mem_rec
 int rt_runs_add(rt_runs *r, const rt_count *rec, size_t n, rt_err *err);
 
 /* A run already sorted and reduced: *v is taken over (left empty); written
- * to a file at once when the set has a budget, kept as it is otherwise. */
+ * to a file at once when the set has a budget, kept as it is otherwise.
+ * The one call several threads may make on a set at once (each thread's
+ * counter spills into the rank's set); the others must not overlap. */
 int rt_runs_put(rt_runs *r, rt_count_vec *v, rt_err *err);
 
 /* Records that are a concatenation of sorted, reduced pieces (what an

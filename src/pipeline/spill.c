@@ -4,6 +4,7 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,29 +55,75 @@ static inline size_t bucket_of(const rt_spill *s, uint64_t user) {
   return (size_t)(((unsigned __int128)rt_mix64(user ^ 0x5350494c4cULL) * s->nbuckets) >> 64);
 }
 
-int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err) {
+/* Counting scatter, each bucket grown once per batch, not per event. With
+ * several parts (one per thread) it runs in parallel: each part counts its
+ * events per bucket, every bucket then reserves its total once and hands
+ * each part its own range, and the parts write without locks. Within a
+ * bucket the order of events follows the parts' order, which sequencing
+ * does not depend on (it orders each user's events itself). */
+int rt_spill_add_parts(rt_spill *s, const rt_ev *const *part, const size_t *len, int nparts, rt_err *err) {
+  size_t n = 0;
+  for (int p = 0; p < nparts; p++) n += len[p];
   if (n == 0) return RT_OK;
-  if (s->nbuckets == 1) {
+  const size_t nb = s->nbuckets;
+  if (nb == 1) {
     rt_vec_reserve(&s->mem[0], s->mem[0].len + n);
-    memcpy(s->mem[0].data + s->mem[0].len, ev, n * sizeof *ev);
-    s->mem[0].len += n;
+    for (int p = 0; p < nparts; p++) {
+      memcpy(s->mem[0].data + s->mem[0].len, part[p], len[p] * sizeof **part);
+      s->mem[0].len += len[p];
+    }
   } else {
-    /* Counting scatter: each bucket grows once per batch, not per event. */
-    uint32_t *b = rt_xmalloc(n * sizeof *b);
-    size_t *cnt = rt_xcalloc(s->nbuckets, sizeof *cnt);
-    for (size_t i = 0; i < n; i++) cnt[b[i] = (uint32_t)bucket_of(s, ev[i].user)]++;
-    for (size_t k = 0; k < s->nbuckets; k++)
-      if (cnt[k]) rt_vec_reserve(&s->mem[k], s->mem[k].len + cnt[k]);
-    for (size_t i = 0; i < n; i++) {
-      rt_ev_vec *v = &s->mem[b[i]];
-      v->data[v->len++] = ev[i];
+    uint32_t **bk = rt_xcalloc((size_t)nparts, sizeof *bk);
+    size_t *cnt = rt_xcalloc((size_t)nparts * nb, sizeof *cnt); /* [part][bucket]: count, then write position */
+#pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < nparts; p++) {
+      const rt_ev *ev = part[p];
+      size_t *c = cnt + (size_t)p * nb;
+      uint32_t *b = bk[p] = rt_xmalloc((len[p] ? len[p] : 1) * sizeof *b);
+      for (size_t i = 0; i < len[p]; i++) c[b[i] = (uint32_t)bucket_of(s, ev[i].user)]++;
+    }
+    for (size_t k = 0; k < nb; k++) {
+      size_t tot = 0;
+      for (int p = 0; p < nparts; p++) tot += cnt[(size_t)p * nb + k];
+      if (!tot) continue;
+      rt_ev_vec *v = &s->mem[k];
+      rt_vec_reserve(v, v->len + tot);
+      for (int p = 0; p < nparts; p++) {
+        size_t c = cnt[(size_t)p * nb + k];
+        cnt[(size_t)p * nb + k] = v->len;
+        v->len += c;
+      }
+    }
+#pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < nparts; p++) {
+      const rt_ev *ev = part[p];
+      const uint32_t *b = bk[p];
+      size_t *pos = cnt + (size_t)p * nb;
+      for (size_t i = 0; i < len[p]; i++) s->mem[b[i]].data[pos[b[i]]++] = ev[i];
+      free(bk[p]);
     }
     free(cnt);
-    free(b);
+    free(bk);
   }
   s->mem_events += n;
   if (s->budget_events && s->mem_events > s->budget_events) return spill_all(s, err);
   return RT_OK;
+}
+
+int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err) {
+  /* one slice per thread, so the scatter runs on all of them */
+  enum { MAXP = 64 };
+  int np = omp_get_max_threads();
+  if (np > MAXP) np = MAXP;
+  if (n < (size_t)np * 4096) np = 1;
+  const rt_ev *part[MAXP];
+  size_t len[MAXP];
+  for (int p = 0; p < np; p++) {
+    size_t lo = n * (size_t)p / (size_t)np, hi = n * (size_t)(p + 1) / (size_t)np;
+    part[p] = ev + lo;
+    len[p] = hi - lo;
+  }
+  return rt_spill_add_parts(s, part, len, np, err);
 }
 
 void rt_spill_reserve(rt_spill *s, uint64_t events) {
@@ -88,7 +135,7 @@ int rt_spill_take(rt_spill *s, size_t b, rt_ev_vec *out, rt_err *err) {
   if (s->on_disk[b] == 0) { /* all in memory: hand the vector over, no copy */
     free(out->data);
     *out = *(rt_ev_vec *)&s->mem[b];
-    s->mem_events -= s->mem[b].len;
+    __atomic_fetch_sub(&s->mem_events, s->mem[b].len, __ATOMIC_RELAXED);
     memset(&s->mem[b], 0, sizeof s->mem[b]);
     return RT_OK;
   }
@@ -110,7 +157,7 @@ int rt_spill_take(rt_spill *s, size_t b, rt_ev_vec *out, rt_err *err) {
   }
   if (s->mem[b].len) memcpy(out->data + out->len, s->mem[b].data, s->mem[b].len * sizeof(rt_ev));
   out->len += s->mem[b].len;
-  s->mem_events -= s->mem[b].len;
+  __atomic_fetch_sub(&s->mem_events, s->mem[b].len, __ATOMIC_RELAXED);
   free(s->mem[b].data);
   memset(&s->mem[b], 0, sizeof s->mem[b]);
   return RT_OK;

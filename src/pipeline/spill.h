@@ -35,11 +35,15 @@ void rt_spill_init(rt_spill *s, size_t nbuckets, size_t budget_events, const cha
  * instead of by repeated doubling and copying. */
 void rt_spill_reserve(rt_spill *s, uint64_t events);
 
-/* Add events (any users); spills the buckets to disk when over budget. */
+/* Add events (any users); spills the buckets to disk when over budget.
+ * The scatter runs on the rank's threads (omp_get_max_threads). */
 int rt_spill_add(rt_spill *s, const rt_ev *ev, size_t n, rt_err *err);
+/* The same for events in several arrays (one per reading thread), without
+ * joining them first; one thread per part. */
+int rt_spill_add_parts(rt_spill *s, const rt_ev *const *part, const size_t *len, int nparts, rt_err *err);
 
 /* Move bucket b (its file part, then its memory part) into out; deletes
- * the bucket's file. */
+ * the bucket's file. Threads may take distinct buckets at once. */
 int rt_spill_take(rt_spill *s, size_t b, rt_ev_vec *out, rt_err *err);
 
 /* Free memory and delete any remaining files. */
