@@ -3,6 +3,7 @@
 #include "base/metrics.h"
 #include "pipeline/collective.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +239,16 @@ void rt_counter_add(rt_counter *h, uint64_t key, int32_t day, uint32_t win, uint
   }
 }
 
+static void counter_free(rt_counter *h) {
+  free(h->raw.data);
+  free(h->scratch);
+  free(h->agg.data);
+  free(h->spare.data);
+  free(h->extra.data);
+  free(h->wide.data);
+  free(h);
+}
+
 int rt_counter_finish(rt_counter *h, rt_runs *dst, rt_err *err) {
   int rc = h->rc;
   if (rc) rt_err_set(err, rc, "%s", h->err.msg);
@@ -248,15 +259,127 @@ int rt_counter_finish(rt_counter *h, rt_runs *dst, rt_err *err) {
     rt_counts_reduce(&h->wide);
     rc = rt_runs_put(dst, &h->wide, err);
   }
-  free(h->raw.data);
-  free(h->scratch);
-  free(h->agg.data);
-  free(h->spare.data);
-  free(h->extra.data);
-  free(h->wide.data);
-  free(h);
+  counter_free(h);
   return rc;
 }
+
+/* Keys of several sorted, unique kn arrays in [lo, hi) (hi = UINT64_MAX:
+ * no bound, lo = 0: from the start), merged into out with equal keys summed.
+ * k is small (the threads of one rank): a linear scan of the heads beats a
+ * heap. */
+static void merge_range(kn_vec *const *in, int k, uint64_t lo, uint64_t hi, int last, kn_vec *out) {
+  enum { MAXK = 64 };
+  const kn *p[MAXK], *e[MAXK];
+  size_t total = 0;
+  for (int i = 0; i < k; i++) {
+    const kn *a = in[i]->data;
+    size_t n = in[i]->len, b = 0, t = n;
+    while (b < t) { /* lower bound of lo */
+      size_t m = (b + t) / 2;
+      if (a[m].k < lo) b = m + 1;
+      else t = m;
+    }
+    size_t f = b;
+    if (!last) {
+      t = n;
+      while (f < t) { /* lower bound of hi */
+        size_t m = (f + t) / 2;
+        if (a[m].k < hi) f = m + 1;
+        else t = m;
+      }
+    } else {
+      f = n;
+    }
+    p[i] = a + b;
+    e[i] = a + f;
+    total += f - b;
+  }
+  rt_vec_reserve(out, total + 1);
+  kn *o = out->data;
+  size_t no = 0;
+  if (k == 2) { /* the common case (two threads), as a plain two-way merge */
+    const kn *x = p[0], *xe = e[0], *y = p[1], *ye = e[1];
+    while (x < xe && y < ye) {
+      if (x->k < y->k) o[no++] = *x++;
+      else if (y->k < x->k) o[no++] = *y++;
+      else o[no++] = (kn){x->k, x->n + y->n}, x++, y++;
+    }
+    while (x < xe) o[no++] = *x++;
+    while (y < ye) o[no++] = *y++;
+  } else {
+    for (;;) {
+      uint64_t key = UINT64_MAX;
+      int any = 0;
+      for (int i = 0; i < k; i++)
+        if (p[i] < e[i] && (!any || p[i]->k < key)) key = p[i]->k, any = 1;
+      if (!any) break;
+      uint64_t n = 0;
+      for (int i = 0; i < k; i++)
+        if (p[i] < e[i] && p[i]->k == key) n += p[i]++->n;
+      o[no++] = (kn){key, n};
+    }
+  }
+  out->len = no;
+}
+
+/* Why: with one counter per thread, their records must end up as ONE
+ * sorted run, and a k-way merge on one thread (then a decode) costs more
+ * than the counting itself. Here each counter's last flush runs on its own
+ * thread, then the key space is cut at quantiles of the largest counter so
+ * each thread merges one key range of all counters, and decodes it into
+ * its place in the output. */
+int rt_counters_finish(rt_counter **hs, int k, rt_runs *dst, rt_err *err) {
+  int rc = RT_OK, compact = 1;
+  for (int i = 0; i < k; i++) {
+    if (hs[i]->rc && rc == RT_OK) rc = rt_err_set(err, hs[i]->rc, "%s", hs[i]->err.msg);
+    compact &= hs[i]->compact;
+  }
+  if (rc || !compact || k == 1 || k > 64) { /* one at a time */
+    for (int i = 0; i < k; i++) {
+      rt_err e = {0};
+      int r = rt_counter_finish(hs[i], dst, &e);
+      if (r && rc == RT_OK) rc = r, *err = e;
+    }
+    return rc;
+  }
+#pragma omp parallel for schedule(static, 1)
+  for (int i = 0; i < k; i++) flush(hs[i]);
+  int big = 0;
+  for (int i = 1; i < k; i++)
+    if (hs[i]->agg.len > hs[big]->agg.len) big = i;
+  uint64_t split[65];
+  kn_vec *in[64];
+  for (int i = 0; i < k; i++) in[i] = &hs[i]->agg;
+  for (int j = 0; j <= k; j++) {
+    size_t at = hs[big]->agg.len * (size_t)j / (size_t)k;
+    split[j] = j == 0 ? 0 : at < hs[big]->agg.len ? hs[big]->agg.data[at].k : UINT64_MAX;
+  }
+  kn_vec *part = rt_xcalloc((size_t)k, sizeof *part);
+#pragma omp parallel for schedule(static, 1)
+  for (int j = 0; j < k; j++) merge_range(in, k, split[j], split[j + 1], j == k - 1, &part[j]);
+  size_t *off = rt_xcalloc((size_t)k + 1, sizeof *off);
+  for (int j = 0; j < k; j++) off[j + 1] = off[j] + part[j].len;
+  for (int i = 0; i < k; i++) { /* the inputs are merged: give their memory back before the decode */
+    free(hs[i]->agg.data);
+    memset(&hs[i]->agg, 0, sizeof hs[i]->agg);
+  }
+  rt_count_vec v = {0};
+  rt_vec_reserve(&v, off[k] + 1);
+  v.len = off[k];
+  const rt_counter *h0 = hs[0];
+#pragma omp parallel for schedule(static, 1)
+  for (int j = 0; j < k; j++) {
+    for (size_t i = 0; i < part[j].len; i++) v.data[off[j] + i] = decode(h0, part[j].data[i]);
+    free(part[j].data);
+  }
+  free(part);
+  free(off);
+  rc = rt_runs_put(dst, &v, err);
+  free(v.data);
+  for (int i = 0; i < k; i++) counter_free(hs[i]);
+  return rc;
+}
+
 
 rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, rt_runs *owned,
                             size_t round_bytes, rt_err *err) {

@@ -46,6 +46,10 @@ void rt_counter_add(rt_counter *h, uint64_t key, int32_t day, uint32_t win, uint
 /* The last records as a sorted run into dst; frees h. Fails (RT_ERR_OUTPUT)
  * if a spill failed on the way. */
 int rt_counter_finish(rt_counter *h, rt_runs *dst, rt_err *err);
+/* The same for the k counters of one rank's threads, as ONE sorted run
+ * (the last flushes and the merge run on the rank's threads); frees them
+ * all. Runs a counter spilled on the way stay runs of their own in dst. */
+int rt_counters_finish(rt_counter **h, int k, rt_runs *dst, rt_err *err);
 
 /* Collective: send each record of `local` (this rank's counter runs) to the
  * owner of its pair, in chunks of round_bytes, where it is collected into
