@@ -126,7 +126,10 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
     return rc;
   }
   w->cc = ZSTD_createCCtx();
-  ZSTD_CCtx_setParameter(w->cc, ZSTD_c_compressionLevel, 3);
+  /* Level 1: on 12 M records it takes 0.36 CPU s against level 3's 0.48 s
+   * for a file 4% larger (26.4 vs 25.3 MB); writing it is most of
+   * aggregate's gather, and the file is an intermediate. */
+  ZSTD_CCtx_setParameter(w->cc, ZSTD_c_compressionLevel, 1);
   ZSTD_CCtx_setParameter(w->cc, ZSTD_c_checksumFlag, 1);
   /* Compress in worker threads while this one keeps packing records (a
    * libzstd built without threads ignores this and compresses inline).
