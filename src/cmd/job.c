@@ -10,6 +10,8 @@
 #include "pipeline/spill.h"
 
 #include <malloc.h>
+#include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,39 @@
 
 /* Bytes one rank sends per all-to-all round: bounds the round's buffers. */
 #define ROUND_BYTES (64u << 20)
+
+/* Threads per rank when job.threads = 0: the CPUs this process may run on,
+ * shared with the ranks on this node that may run on the same ones. Under
+ * mpirun's default binding (one core per rank for <= 2 ranks), --map-by
+ * slot:PE=N or srun --cpus-per-task=N, that is the rank's own set; with no
+ * binding (--bind-to none, or an oversubscribed node) every rank sees the
+ * whole node and takes its share, so the node is neither oversubscribed
+ * nor left idle. Collective. */
+static int default_threads(MPI_Comm comm) {
+  cpu_set_t set;
+  int cpus = 0;
+  uint64_t mask = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    cpus = CPU_COUNT(&set);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+      if (CPU_ISSET(c, &set)) mask = rt_mix64(mask ^ (uint64_t)c);
+  }
+  if (cpus <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpus = n > 0 ? (int)n : 1;
+  }
+  MPI_Comm node;
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int n;
+  MPI_Comm_size(node, &n);
+  uint64_t *all = rt_xcalloc((size_t)n, sizeof *all);
+  MPI_Allgather(&mask, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, node);
+  int same = 0;
+  for (int i = 0; i < n; i++) same += all[i] == mask;
+  free(all);
+  MPI_Comm_free(&node);
+  return cpus / same > 1 ? cpus / same : 1;
+}
 
 int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *err) {
   memset(job, 0, sizeof *job);
@@ -29,7 +64,8 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
    * returning memory matters more.) */
   mallopt(M_MMAP_THRESHOLD, 512 << 20);
   mallopt(M_TRIM_THRESHOLD, 1024 << 20);
-  MPI_Init(&argc, &argv);
+  int provided;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   job->comm = MPI_COMM_WORLD;
   MPI_Comm_rank(job->comm, &job->rank);
   MPI_Comm_size(job->comm, &job->size);
@@ -61,6 +97,10 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     rc = rt_err_set(err, RT_ERR_USAGE, "config: output.table is required");
   rc = rt_agree(job->comm, rc, err);
   if (rc) return rc;
+  int auto_threads = default_threads(job->comm);
+  job->threads = job->cfg.threads ? (int)job->cfg.threads : auto_threads;
+  omp_set_num_threads(job->threads);
+  rt_metric_max(RT_M_process_threads, (uint64_t)job->threads);
   /* Every rank loads the catalog: it is small (10k clusters ~ 1 MB) and every
    * stage needs id -> index. */
   rc = rt_catalog_load(job->cfg.catalog, &job->cat, err);
@@ -90,8 +130,8 @@ static void on_triple(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t 
 /* Memory plan for stages 2–4 under memory.per_rank_mb (0 = no cap): a read
  * batch takes about an eighth of the budget (it exists up to three times:
  * read, shuffle send, receive), the event store a quarter before it spills,
- * and the buckets are sized so that sequencing one (events + scratch) fits
- * in another quarter. Shard bytes / 4 bounds the events a rank can own
+ * and the buckets are sized so that sequencing one per thread (events +
+ * scratch) fits in another quarter. Shard bytes / 4 bounds the events a rank can own
  * (msgpack.zst events take ~9 bytes, TSV ~35). */
 typedef struct {
   size_t batch_events, store_events, nbuckets;
@@ -106,11 +146,16 @@ static mem_plan plan_memory(const rt_job *job) {
   uint64_t total = 0;
   for (size_t i = 0; i < job->plan.nshards; i++) total += job->plan.bytes[i];
   if (!budget) {
-    /* No cap: the store still splits users into cache-sized buckets (~8k
-     * events, from ~8 shard bytes an event), so sequencing works on one hot
-     * bucket at a time instead of regrouping one huge array. */
+    /* No cap: the store still splits users into buckets of ~128k events
+     * (from ~8 shard bytes an event), so sequencing works on one bucket at a
+     * time (and threads on distinct buckets) instead of regrouping one huge
+     * array. Not smaller: scattering into thousands of buckets costs more in
+     * the store than it saves in sequencing, which splits a bucket into
+     * cache-sized parts itself (20 M events on 2 threads: read + store
+     * took 1.06-1.15 s with 4,096 buckets, 0.88-0.98 s with 256, and
+     * sequencing the same 0.3 s). */
     uint64_t est = total / 8 / (uint64_t)job->size + 1;
-    while (m.nbuckets < 65536 && m.nbuckets * 8192 < est) m.nbuckets *= 2;
+    while (m.nbuckets < 65536 && m.nbuckets * 131072 < est) m.nbuckets *= 2;
     /* Room reserved up front, so buckets grow in place: untouched room costs
      * no memory; still, never ask for more than half of this machine (TSV
      * shards take ~35 bytes an event, not 8). */
@@ -124,7 +169,8 @@ static mem_plan plan_memory(const rt_job *job) {
   if (m.batch_events < 4096) m.batch_events = 4096;
   m.store_events = budget / 4 / sizeof(rt_ev);
   uint64_t est = total / 4 / (uint64_t)job->size + 1; /* events per rank, upper bound */
-  uint64_t per_bucket = budget / 4 / (2 * sizeof(rt_ev));
+  /* each thread sequences a bucket of its own at a time */
+  uint64_t per_bucket = budget / 4 / (2 * sizeof(rt_ev)) / (uint64_t)job->threads;
   m.nbuckets = (size_t)(est / (per_bucket ? per_bucket : 1) + 1);
   if (m.nbuckets > 4096) m.nbuckets = 4096;
   /* Count records come after the events are gone: the counter's sorted
@@ -153,7 +199,7 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   if (rc) return rc;
   mem_plan mp = plan_memory(job);
   if (job->rank == 0)
-    rt_info("run %s: %zu shards over %d ranks%s", job->run_id, job->plan.nshards, job->size,
+    rt_info("run %s: %zu shards over %d ranks x %d threads%s", job->run_id, job->plan.nshards, job->size, job->threads,
             mp.store_events ? " (memory-capped: batched reads, user buckets spill to the run directory)" : "");
   char dir[4096];
   rt_job_run_dir(job, dir, sizeof dir);
@@ -162,62 +208,145 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   if (mp.reserve_events) rt_spill_reserve(&store, mp.reserve_events);
 
   /* Stages 2–3 in collective rounds: every rank reads a batch (an empty one
-   * once its shards are done), the batch is shuffled, and owners store it. */
-  rt_read_cursor cur;
-  rt_read_begin(&cur, &job->plan, job->rank, &job->cfg, &job->cat);
+   * once its shards are done), the batch is shuffled, and owners store it.
+   * Within a rank, each thread reads whole shards from a shared queue into
+   * its own part of the batch, with its own watch counts. */
+  const int T = job->threads;
+  rt_read_cursor *cur = rt_xcalloc((size_t)T, sizeof *cur);
+  rt_ev_vec *part = rt_xcalloc((size_t)T, sizeof *part);
+  uint64_t **watch = rt_xcalloc((size_t)T, sizeof *watch);
+  int *tdone = rt_xcalloc((size_t)T, sizeof *tdone), *trc = rt_xcalloc((size_t)T, sizeof *trc);
+  rt_err *terr = rt_xcalloc((size_t)T, sizeof *terr);
+  size_t queue = 0;
+  for (int t = 0; t < T; t++) {
+    rt_read_begin(&cur[t], &job->plan, job->rank, &job->cfg, &job->cat);
+    rt_read_share(&cur[t], &queue);
+    watch[t] = t == 0 ? job->watch : rt_xcalloc(job->cat.n, sizeof **watch);
+  }
+  size_t per_thread = mp.batch_events / (size_t)T > 4096 ? mp.batch_events / (size_t)T : 4096;
   rt_ev_vec batch = {0};
   int done = 0;
   for (;;) {
-    batch.len = 0;
-    if (!done) rc = rt_read_batch(&cur, mp.batch_events, &batch, job->watch, &done, err);
+    double tr = rt_stage_begin();
+#pragma omp parallel for schedule(static, 1)
+    for (int t = 0; t < T; t++) {
+      part[t].len = 0;
+      if (!tdone[t] && !trc[t]) trc[t] = rt_read_batch(&cur[t], per_thread, &part[t], watch[t], &tdone[t], &terr[t]);
+    }
+    rt_stage_end(RT_M_read_us, tr);
+    done = 1;
+    for (int t = 0; t < T; t++) {
+      done &= tdone[t];
+      if (trc[t] && !rc) rc = trc[t], *err = terr[t];
+    }
     if ((rc = rt_agree(job->comm, rc, err))) break;
-    if (!job->cfg.partitioned_by_user) rt_shuffle_by_user(&job->plan, job->comm, &batch, mp.round_bytes, err);
-    double ts = rt_stage_begin(); /* storing by user bucket is the shuffle's second half */
-    rc = rt_spill_add(&store, batch.data, batch.len, err);
+    double ts;
+    if (!job->cfg.partitioned_by_user) {
+      rt_ev_vec *b = &part[0];
+      if (T > 1) { /* the shuffle routes one array */
+        size_t n = 0;
+        for (int t = 0; t < T; t++) n += part[t].len;
+        rt_vec_reserve(&batch, n + 1);
+        batch.len = 0;
+        for (int t = 0; t < T; t++) {
+          memcpy(batch.data + batch.len, part[t].data, part[t].len * sizeof *batch.data);
+          batch.len += part[t].len;
+        }
+        b = &batch;
+      }
+      rt_shuffle_by_user(&job->plan, job->comm, b, mp.round_bytes, err);
+      ts = rt_stage_begin(); /* storing by user bucket is the shuffle's second half */
+      rc = rt_spill_add(&store, b->data, b->len, err);
+    } else {
+      ts = rt_stage_begin();
+      const rt_ev *pp[T];
+      size_t pl[T];
+      for (int t = 0; t < T; t++) pp[t] = part[t].data, pl[t] = part[t].len;
+      rc = rt_spill_add_parts(&store, pp, pl, T, err);
+    }
     rt_stage_end(RT_M_shuffle_us, ts);
     if ((rc = rt_agree(job->comm, rc, err))) break;
     int all_done;
     MPI_Allreduce(&done, &all_done, 1, MPI_INT, MPI_MIN, job->comm);
     if (all_done) break;
   }
-  rt_read_end(&cur);
+  for (int t = 0; t < T; t++) {
+    rt_read_end(&cur[t]);
+    free(part[t].data);
+    if (t > 0) {
+      for (uint32_t c = 0; c < job->cat.n; c++) job->watch[c] += watch[t][c];
+      free(watch[t]);
+    }
+  }
+  free(cur);
+  free(part);
+  free(watch);
   free(batch.data);
   if (rc) {
+    free(tdone);
+    free(trc);
+    free(terr);
     rt_spill_free(&store);
     return rc;
   }
 
-  /* Stage 4, one user bucket at a time; stage 5 local pre-aggregation. */
+  /* Stage 4, one user bucket at a time, buckets spread over the threads;
+   * stage 5's local pre-aggregation in one counter per thread, all of which
+   * end up as sorted runs of the same set. */
   double t0 = rt_stage_begin();
   rt_seq_opts o;
   rt_seq_opts_from_config(&job->cfg, &o);
-  rt_seq_stats st = {0};
+  rt_seq_stats *st = rt_xcalloc((size_t)T, sizeof *st);
   rt_window w;
   rt_window_from_config(&job->cfg, &w);
-  count_ctx cc = {rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400))};
   rt_runs *local = rt_runs_new(dir, "local", job->rank, mp.store_events ? mp.counter_records : 0);
-  if (mp.store_events) { /* the triple buffer and the distinct records within budget too */
-    rt_counter_set_limit(cc.h, mp.batch_events);
-    rt_counter_spill_to(cc.h, local, mp.counter_records);
+  count_ctx *cc = rt_xcalloc((size_t)T, sizeof *cc);
+  rt_ev_vec *ev = rt_xcalloc((size_t)T, sizeof *ev);
+  for (int t = 0; t < T; t++) {
+    cc[t].h = rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400));
+    if (mp.store_events) { /* the triple buffer and the distinct records within budget too */
+      rt_counter_set_limit(cc[t].h, per_thread);
+      rt_counter_spill_to(cc[t].h, local, mp.counter_records / (size_t)T);
+    }
+    trc[t] = RT_OK;
   }
-  rt_ev_vec ev = {0};
-  for (size_t b = 0; b < store.nbuckets && rc == RT_OK; b++) {
-    rc = rt_spill_take(&store, b, &ev, err);
-    if (rc == RT_OK) rt_sequence_all(ev.data, ev.len, &o, on_triple, &cc, &st);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t b = 0; b < store.nbuckets; b++) {
+    int t = omp_get_thread_num();
+    if (trc[t]) continue;
+    trc[t] = rt_spill_take(&store, b, &ev[t], &terr[t]);
+    if (trc[t] == RT_OK) rt_sequence_all(ev[t].data, ev[t].len, &o, on_triple, &cc[t], &st[t]);
   }
-  free(ev.data);
+  rt_seq_stats sum = {0};
+  for (int t = 0; t < T; t++) {
+    free(ev[t].data);
+    if (trc[t] && !rc) rc = trc[t], *err = terr[t];
+    sum.users += st[t].users;
+    sum.sequences += st[t].sequences;
+    sum.short_sequences += st[t].short_sequences;
+    sum.triples += st[t].triples;
+  }
+  free(ev);
+  free(st);
   if (store.spilled) rt_info("spilled %llu events to %s", (unsigned long long)store.spilled, dir);
   rt_spill_free(&store);
-  rt_metric_add(RT_M_sequence_users, st.users);
-  rt_metric_add(RT_M_sequence_sequences, st.sequences);
-  rt_metric_add(RT_M_sequence_short_sequences, st.short_sequences);
-  rt_metric_add(RT_M_sequence_triples, st.triples);
+  rt_metric_add(RT_M_sequence_users, sum.users);
+  rt_metric_add(RT_M_sequence_sequences, sum.sequences);
+  rt_metric_add(RT_M_sequence_short_sequences, sum.short_sequences);
+  rt_metric_add(RT_M_sequence_triples, sum.triples);
   rt_stage_end(RT_M_sequence_us, t0);
 
-  /* Stage 5: the local pre-aggregation's last merge, then counts to the
-   * pair owners, sealed there into one sorted run. */
+  /* Stage 5: the counters' last merge into one run (on the threads), then
+   * counts to the pair owners, sealed there into one sorted run. */
   t0 = rt_stage_begin();
-  rc = rt_counter_finish(cc.h, local, err);
+  rt_counter **hs = rt_xcalloc((size_t)T, sizeof *hs);
+  for (int t = 0; t < T; t++) hs[t] = cc[t].h;
+  rc = rt_counters_finish(hs, T, local, err);
+  free(hs);
+  free(cc);
+  free(tdone);
+  free(trc);
+  free(terr);
   if ((rc = rt_agree(job->comm, rc, err))) {
     rt_runs_free(local);
     return rc;

@@ -26,9 +26,11 @@ typedef struct rt_job {
   const char *out;      /* --out (aggregate) */
   const char *out_format; /* --format (aggregate) */
   uint64_t *watch;      /* [cat.n] per-cluster watch counts (this rank) */
+  int threads;          /* per rank (job.threads, or the CPUs of the rank's affinity mask) */
 } rt_job;
 
-/* MPI_Init, parse `--config F --set k=v ... [--no-cache] [--out F] [--format F]`,
+/* MPI_Init_thread (FUNNELED: only the main thread calls MPI; the stages'
+ * threads run between collectives), parse `--config F --set k=v ... [--no-cache] [--out F] [--format F]`,
  * load and validate config and catalog on every rank. On failure rank 0
  * prints the error; returns the status (MPI stays initialised: call
  * rt_job_end). */

@@ -98,6 +98,9 @@ static const keydef KEYS[] = {
   {"output.progress_s", K_INT, O(progress_s), "10", NULL,
    "seconds between progress lines of the LLM stage on rank 0; 0 = none"},
   {"memory.per_rank_mb", K_INT, O(per_rank_mb), "0", NULL, "memory cap per rank in MiB; 0 = none"},
+  {"job.threads", K_INT, O(threads), "0", NULL,
+   "threads per rank for reading, storing, sequencing and counting; 0 = the CPUs the rank may run on "
+   "(its affinity: one core under mpirun's default binding of <= 2 ranks)"},
 };
 #undef O
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
@@ -317,6 +320,8 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
   if (c->max_failed_fraction < 0 || c->max_failed_fraction > 1)
     return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_failed_fraction must be in [0, 1]");
   if (c->max_gap_s < 0) return rt_err_set(err, RT_ERR_USAGE, "config: input.max_gap_s must be >= 0");
+  if (c->threads < 0 || c->threads > 1024)
+    return rt_err_set(err, RT_ERR_USAGE, "config: job.threads must be 0 (the CPUs the rank may use) to 1024");
   return RT_OK;
 }
 
@@ -331,7 +336,8 @@ static int operational(const char *name) {
                                     "llm.concurrency", "llm.api_key_env", "llm.api_key_file",
                                     "llm.insecure", "llm.timeout_ms", "llm.connect_timeout_ms",
                                     "llm.max_attempts", "llm.rpm", "llm.tpm", "llm.headers",
-                                    "llm.max_failed_fraction", "memory.per_rank_mb"};
+                                    "llm.max_failed_fraction", "memory.per_rank_mb",
+                                    "job.threads"};
   /* (output.* keys, progress_s included, are skipped below) */
   if (!strncmp(name, "output.", 7)) return 1;
   for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)

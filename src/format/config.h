@@ -70,6 +70,8 @@ typedef struct rt_config {
   int64_t progress_s;      /* seconds between progress lines; 0 = none */
   /* [memory] */
   int64_t per_rank_mb;
+  /* [job] */
+  int64_t threads;         /* per rank; 0 = the CPUs in the rank's affinity mask */
 } rt_config;
 
 /* Fill cfg with every key's default. */

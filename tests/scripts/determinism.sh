@@ -43,6 +43,10 @@ mpirun_q -n 3 "$RT" aggregate --config "$T/job.ini" --set "input.logs=$T/byuser/
   --set input.partitioned_by_user=true --format tsv --out "$T/byuser.tsv" 2>"$T/log" ||
   { cat "$T/log"; fail "aggregate without shuffle"; }
 cmp "$T/shuffled.tsv" "$T/byuser.tsv" || fail "user-partitioned shards without shuffle give other counts"
+mpirun_q -n 1 "$RT" aggregate --config "$T/job.ini" --set "input.logs=$T/byuser/*.tsv" --set job.threads=3 \
+  --set input.partitioned_by_user=true --format tsv --out "$T/byuser-t3.tsv" 2>"$T/log" ||
+  { cat "$T/log"; fail "aggregate without shuffle, 3 threads"; }
+cmp "$T/shuffled.tsv" "$T/byuser-t3.tsv" || fail "3 threads without shuffle give other counts"
 # ...and the flag really skips the shuffle: on shards NOT split by user it loses triples.
 mpirun_q -n 3 "$RT" aggregate --config "$T/job.ini" --set input.partitioned_by_user=true --format tsv \
   --out "$T/wrong.tsv" 2>"$T/log" || { cat "$T/log"; fail "aggregate"; }
@@ -75,6 +79,32 @@ for f in agg-n1-cap1 agg-n3-cap0 agg-n3-cap1; do
   cmp "$T/out/agg-n1-cap0.rtc" "$T/out/$f.rtc" || fail "counts file $f differs from -n 1 without a cap"
 done
 [ -z "$(ls -A "$T/out/agg.run" 2>/dev/null)" ] || fail "count runs left behind"
+# Threads inside a rank (job.threads) split the reading, the user buckets and
+# the counting: the same counts file for 1-3 threads on 1 and 2 ranks, capped
+# (several counters spilling into one set of runs) or not, the same totals in
+# the summary, and the thread count reported.
+for n in 1 2; do
+  for th in 2 3; do
+    for cap in 0 1; do
+      f="agg-n$n-t$th-cap$cap"
+      mpirun_q -n $n "$RT" aggregate --config "$T/job.ini" --set "input.logs=$T/big/logs/*/*.msgpack.zst" \
+        --set "input.catalog=$T/big/catalog.tsv" --set memory.per_rank_mb=$cap --set job.threads=$th \
+        --set "output.run_dir=$T/out/agg.run" --out "$T/out/$f.rtc" 2>"$T/log" ||
+        { cat "$T/log"; fail "aggregate -n $n, $th threads, memory cap $cap"; }
+      cmp "$T/out/agg-n1-cap0.rtc" "$T/out/$f.rtc" || fail "counts file $f differs from -n 1, one thread"
+      python3 - "$T/out/agg-n1-cap0.rtc.summary.json" "$T/out/$f.rtc.summary.json" "$th" <<'PY' || fail "summary of $f"
+import json, sys
+a, b = (json.load(open(p))["stages"] for p in sys.argv[1:3])
+assert b["process"]["threads"] == int(sys.argv[3]), b["process"]
+for st, k in [("read", "events"), ("read", "kept"), ("sequence", "users"), ("sequence", "sequences"),
+              ("sequence", "triples"), ("count", "triples_distinct"), ("count", "pairs_with_data")]:
+    assert a[st][k] == b[st][k], (st, k, a[st][k], b[st][k])
+PY
+    done
+  done
+done
+[ -z "$(ls -A "$T/out/agg.run" 2>/dev/null)" ] || fail "count runs left behind by threaded runs"
+pass "job.threads 2 and 3 give the same counts file and totals on 1 and 2 ranks, capped or not"
 # refresh from that counts file, capped (owned records spill to runs) or not: the same table
 for cap in 0 1; do
   mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --set "input.counts=$T/out/agg-n1-cap0.rtc" --set input.logs= \
