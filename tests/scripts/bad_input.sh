@@ -62,6 +62,12 @@ rm "$T/trunc/t.msgpack"
 refresh 3 --set "input.logs=$T/trunc/*.msgpack.zst"
 expect_err "$T/trunc/t.msgpack.zst: byte 66: truncated record"
 untouched "truncated record"; pass "truncated msgpack record -> exit 3 at byte 66: truncated record"
+# the same among good shards read by 3 threads per rank: the failing thread's
+# error is the one reported, and the others stop
+{ ls "$T"/data/logs/*/*.msgpack.zst; echo "$T/trunc/t.msgpack.zst"; } >"$T/mixed.manifest"
+refresh 3 --set "input.logs=@$T/mixed.manifest" --set job.threads=3
+expect_err "$T/trunc/t.msgpack.zst: byte 66: truncated record"
+untouched "truncated record, threads"; pass "truncated record among good shards on 3 threads -> exit 3, same message"
 
 # 5. an unknown cluster id: fails by default, counted and skipped on request
 mkdir -p "$T/unk"
