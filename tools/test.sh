@@ -11,6 +11,9 @@ tools/setup-deps.sh
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
+# One node: Open MPI's ob1 transport; its default here (UCX) spends 0.2 s of
+# every MPI_Init probing network devices.
+export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1}
 # Open MPI and its helpers keep some allocations until exit; only theirs are
 # suppressed, a leak in ragtide still fails the sanitizer run.
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"

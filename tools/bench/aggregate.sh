@@ -2,8 +2,9 @@
 # Aggregation throughput (stages 1-5: plan, read, shuffle, sequence, count).
 #   tools/bench/aggregate.sh [EVENTS (default 20000000)] [BUILD (default build)]
 # Generates EVENTS events (1,000 clusters, 500k users, msgpack.zst shards and
-# the same events as TSV), then times `ragtide aggregate` on 1 and 2 ranks
-# (median of RUNS=3), and prints events/s per rank, peak RSS per rank, and
+# the same events as TSV), then times `ragtide aggregate` on 1 rank (bound to
+# one core: 1 thread), 1 rank on every core (--bind-to none: job.threads
+# threads) and 2 ranks (median of RUNS=3), and prints events/s per rank, peak RSS per rank, and
 # `zstd -d` over the same shards as the decode floor. Then peak RSS under
 # memory.per_rank_mb=$CAP (default 128) for EVENTS and EVENTS/4 (it should not grow with N).
 # BASE=path/to/other/ragtide also times that binary on the same msgpack.zst
@@ -19,6 +20,10 @@ B=${2:-build}
 RUNS=${RUNS:-3}
 D=${BENCH_DIR:-/tmp/ragtide-bench-aggregate}/$N
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# One node: Open MPI's ob1 transport. Its default here (UCX) spends 0.2 s in
+# MPI_Init probing network devices, 10% of a 20 M-event run.
+export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1}
+MPIFLAGS=""
 [ -x "$B/ragtide" ] || { cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build "$B" -j2 >/dev/null; }
 
 USERS=500000
@@ -55,17 +60,17 @@ run() {
   for _ in $(seq "$RUNS"); do
     if [ -n "${BASE:-}" ] && [ -z "$*" ]; then
       local t0=$(date +%s.%N)
-      mpirun -n "$n" "$BASE" aggregate --config "$D/job.ini" --out "$D/base.rtc" 2>/dev/null
+      mpirun -n "$n" $MPIFLAGS "$BASE" aggregate --config "$D/job.ini" --out "$D/base.rtc" 2>/dev/null
       bwalls+=("$(echo "$(date +%s.%N) - $t0" | bc)")
     fi
     local t0=$(date +%s.%N)
-    mpirun -n "$n" "$B/ragtide" aggregate --config "$D/job.ini" --out "$D/counts.rtc" "$@" 2>/dev/null
+    mpirun -n "$n" $MPIFLAGS "$B/ragtide" aggregate --config "$D/job.ini" --out "$D/counts.rtc" "$@" 2>/dev/null
     walls+=("$(echo "$(date +%s.%N) - $t0" | bc)")
   done
   local wall=$(printf '%s\n' "${walls[@]}" | median)
   if [ ${#bwalls[@]} -gt 0 ]; then
     local bwall=$(printf '%s\n' "${bwalls[@]}" | median)
-    echo "  ranks=$n  BASE median ${bwall}s, this build ${wall}s: $(python3 -c "print(f'{$bwall / $wall:.2f}')")x faster (same runs, alternating)"
+    echo "  ranks=$n $MPIFLAGS  BASE median ${bwall}s, this build ${wall}s: $(python3 -c "print(f'{$bwall / $wall:.2f}')")x faster (same runs, alternating)"
   fi
   python3 - "$D/counts.rtc.summary.json" "$wall" "$n" <<'PY'
 import json, sys
@@ -74,7 +79,8 @@ ev = s["stages"]["read"]["events"]
 st = {k: v["seconds"] for k, v in s["stages"].items() if "seconds" in v and v["seconds"]}
 pipe = sum(st.get(k, 0) for k in ("read", "shuffle", "sequence", "count"))
 cpu = s["stages"]["process"]["cpu_ms"] / 1000
-print(f"  ranks={n}  events={ev:,}  wall={wall:.2f}s  events/s/rank: end to end {ev / wall / n / 1e6:.2f}M, "
+th = s["stages"]["process"].get("threads", 1)
+print(f"  ranks={n} x {th} threads  events={ev:,}  wall={wall:.2f}s  events/s/rank: end to end {ev / wall / n / 1e6:.2f}M, "
       f"stages 2-5 {ev / pipe / n / 1e6:.2f}M, per CPU second {ev / cpu / 1e6:.2f}M ({cpu:.2f} CPU s)  "
       f"peak RSS/rank={max(s['peak_rss_kb_per_rank']) / 1024:.0f} MiB  "
       f"spilled={s['stages']['shuffle']['spilled_events']:,} events, {s['stages']['count']['spilled_records']:,} count records")
@@ -84,6 +90,9 @@ PY
 command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
 echo "== ragtide aggregate, msgpack.zst shards =="
 run 1 "$D/zst/logs/*/*.msgpack.zst"
+# one rank on both cores: mpirun binds a rank to one core unless told not to,
+# and job.threads defaults to the cores the rank may use
+MPIFLAGS="--bind-to none" run 1 "$D/zst/logs/*/*.msgpack.zst"
 run 2 "$D/zst/logs/*/*.msgpack.zst"
 echo "== ragtide aggregate, TSV shards (same events) =="
 run 2 "$D/tsv/logs/*/*.tsv"
