@@ -316,6 +316,26 @@ long rt_merge_read(rt_merge *m, rt_count *buf, size_t max, rt_err *err) {
   /* Equal records can only come from different sources (each is reduced):
    * sum them as they surface together at the top of the heap. */
   while (o < max && m->nheap) {
+    if (m->nheap == 1) break; /* (o > 0 here) the rest is copied by the next call */
+    /* Records of the top source below every other source's head go out as
+     * a block, without heap work: sources interleave by pair (the owners
+     * are hashed), so blocks of a pair's ~10 records are the rule. */
+    msrc *t = m->heap[0];
+    const rt_count *bound = &m->heap[1]->rec[m->heap[1]->pos];
+    if (m->nheap > 2 && cmp_rec(&m->heap[2]->rec[m->heap[2]->pos], bound) < 0)
+      bound = &m->heap[2]->rec[m->heap[2]->pos];
+    size_t p = t->pos;
+    while (o < max && p < t->len && cmp_rec(&t->rec[p], bound) < 0) buf[o++] = t->rec[p++];
+    if (p > t->pos) {
+      t->pos = p;
+      if (p == t->len) {
+        int more = advance(t, err);
+        if (more < 0) return -1;
+        if (!more) m->heap[0] = m->heap[--m->nheap];
+      }
+      if (m->nheap > 1) sift_down(m->heap, m->nheap, 0);
+      continue;
+    }
     rt_count cur;
     if (merge_pop(m, &cur, err) < 0) return -1;
     while (m->nheap && cmp_rec(&m->heap[0]->rec[m->heap[0]->pos], &cur) == 0) {
