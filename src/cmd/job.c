@@ -241,7 +241,7 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
     }
     if ((rc = rt_agree(job->comm, rc, err))) break;
     double ts;
-    if (!job->cfg.partitioned_by_user) {
+    if (!job->cfg.partitioned_by_user && job->size > 1) {
       rt_ev_vec *b = &part[0];
       if (T > 1) { /* the shuffle routes one array */
         size_t n = 0;
@@ -257,11 +257,13 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
       rt_shuffle_by_user(&job->plan, job->comm, b, mp.round_bytes, err);
       ts = rt_stage_begin(); /* storing by user bucket is the shuffle's second half */
       rc = rt_spill_add(&store, b->data, b->len, err);
-    } else {
+    } else { /* nothing to route: the threads' parts go to the buckets as they are */
       ts = rt_stage_begin();
       const rt_ev *pp[T];
       size_t pl[T];
       for (int t = 0; t < T; t++) pp[t] = part[t].data, pl[t] = part[t].len;
+      if (!job->cfg.partitioned_by_user) /* one rank: all received, as rt_shuffle_by_user counts it */
+        for (int t = 0; t < T; t++) rt_metric_add(RT_M_shuffle_events_received, pl[t]);
       rc = rt_spill_add_parts(&store, pp, pl, T, err);
     }
     rt_stage_end(RT_M_shuffle_us, ts);

@@ -14,6 +14,10 @@ for n in 1 2 3 4; do
 done
 for n in 2 3 4; do cmp "$T/out/n1.rtt" "$T/out/n$n.rtt" || fail "-n 1 and -n $n tables differ"; done
 pass "-n 1/2/3/4 tables are byte-identical"
+mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --set job.threads=3 --set "output.table=$T/out/t3.rtt" 2>"$T/log" ||
+  { cat "$T/log"; fail "refresh -n 2, 3 threads"; }
+cmp "$T/out/n1.rtt" "$T/out/t3.rtt" || fail "3 threads per rank changed the table"
+pass "3 threads per rank: the same table"
 
 # The same events in 1 shard per day and in 7 shards per day.
 "$GEN" --clusters 40 --users 500 --days 6 --seed 21 --start 2026-01-01 --shards-per-day 1 --out "$T/one" >/dev/null
