@@ -64,6 +64,11 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
    * returning memory matters more.) */
   mallopt(M_MMAP_THRESHOLD, 512 << 20);
   mallopt(M_TRIM_THRESHOLD, 1024 << 20);
+  /* One arena for all threads: the stages' threads allocate few, large
+   * buffers, and with an arena per thread memory one thread frees is never
+   * reused by another, so it is taken fresh (page faults) and adds up
+   * (20 M events, 2 threads: peak RSS 1,152 -> 926 MiB). */
+  mallopt(M_ARENA_MAX, 1);
   int provided;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   job->comm = MPI_COMM_WORLD;
