@@ -305,6 +305,11 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
     return rt_err_set(err, RT_ERR_USAGE, "config: input.window_start and input.window_end are required");
   if ((*c->logs || *c->counts) && c->window_end <= c->window_start)
     return rt_err_set(err, RT_ERR_USAGE, "config: input.window_end must be after input.window_start");
+  /* events carry their time as 32-bit seconds from the start of the earliest
+   * window (twice the window for trend): pipeline/read.h */
+  if (c->window_end - c->window_start >= ((int64_t)1 << 31))
+    return rt_err_set(err, RT_ERR_USAGE, "config: the refresh window (input.window_start to input.window_end) "
+                                         "must be shorter than 68 years");
   if (c->min_seq_len < 3)
     return rt_err_set(err, RT_ERR_USAGE, "config: input.min_seq_len must be >= 3 (a triple needs three clusters)");
   if (c->top_n < 1 || c->top_n > 100)

@@ -78,11 +78,11 @@ static int keep_events(const rt_read_cursor *c, const rt_event *ev, size_t n, rt
     if (!(e->engagement >= min_eng)) {
       t.below++;
     } else if (e->ts >= w.start && e->ts < w.end) {
-      *o++ = (rt_ev){e->user, e->ts, (uint32_t)ci, 0};
+      *o++ = rt_ev_make(e->user, (uint32_t)(e->ts - w.prev_start), (uint32_t)ci, 0);
       if (watch) watch[ci]++;
       t.kept++;
     } else if (e->ts >= w.prev_start && e->ts < w.start) {
-      *o++ = (rt_ev){e->user, e->ts, (uint32_t)ci, 1};
+      *o++ = rt_ev_make(e->user, (uint32_t)(e->ts - w.prev_start), (uint32_t)ci, 1);
       t.prev++;
     } else {
       t.outside++;

@@ -18,13 +18,26 @@
 #include "format/events.h"
 #include "pipeline/plan.h"
 
-/* An event inside the pipeline. 24 bytes. */
+/* An event inside the pipeline, 16 bytes: the user, and one word whose
+ * integer order is the order of a user's events, (time, cluster, window):
+ *   tcw = t << 32 | c << 1 | win
+ * t: seconds since the run's epoch (rt_window.prev_start, the start of the
+ * earliest window read: every kept event is at or after it, and a window
+ * shorter than 68 years keeps t within 32 bits); c: dense catalog index;
+ * win: 0 the refresh window, 1 the previous window (trend only). Why packed:
+ * every event is moved three times (shuffle, user bucket, grouping), and
+ * 16 bytes instead of 24 is a third less memory traffic and spill. */
 typedef struct rt_ev {
   uint64_t user;
-  int64_t ts;
-  uint32_t c;   /* dense catalog index */
-  uint32_t win; /* 0: refresh window; 1: the previous window (trend only) */
+  uint64_t tcw;
 } rt_ev;
+
+static inline rt_ev rt_ev_make(uint64_t user, uint32_t t, uint32_t c, uint32_t win) {
+  return (rt_ev){user, (uint64_t)t << 32 | (uint64_t)c << 1 | (win & 1)};
+}
+static inline uint32_t rt_ev_t(const rt_ev *e) { return (uint32_t)(e->tcw >> 32); }
+static inline uint32_t rt_ev_c(const rt_ev *e) { return (uint32_t)e->tcw >> 1; }
+static inline uint32_t rt_ev_win(const rt_ev *e) { return (uint32_t)(e->tcw & 1); }
 
 typedef RT_VEC(rt_ev) rt_ev_vec;
 

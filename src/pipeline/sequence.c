@@ -9,14 +9,19 @@ void rt_seq_opts_from_config(const rt_config *cfg, rt_seq_opts *o) {
   o->unique = strcmp(cfg->dedup, "unique") == 0;
   o->min_len = cfg->min_seq_len;
   o->max_gap = cfg->max_gap_s;
+  rt_window w;
+  rt_window_from_config(cfg, &w);
+  o->epoch = w.prev_start; /* what read.c counts t from */
 }
 
 int rt_ev_order(const void *a, const void *b) {
   const rt_ev *x = a, *y = b;
   if (x->user != y->user) return x->user < y->user ? -1 : 1;
-  if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
-  if (x->c != y->c) return x->c < y->c ? -1 : 1;
-  return x->win < y->win ? -1 : x->win > y->win;
+  return x->tcw < y->tcw ? -1 : x->tcw > y->tcw;
+}
+
+static inline int ev_less(const rt_ev *x, const rt_ev *y) {
+  return x->user < y->user || (x->user == y->user && x->tcw < y->tcw);
 }
 
 static int32_t day_of(int64_t ts) { return (int32_t)(ts / 86400); } /* ts >= 0 (read checks) */
@@ -29,9 +34,9 @@ static void emit(const rt_ev *s, size_t m, const rt_seq_opts *o, rt_triple_fn fn
     return;
   }
   for (size_t i = 2; i < m; i++) {
-    uint32_t a = s[i - 2].c, b = s[i - 1].c, c = s[i].c;
+    uint32_t a = rt_ev_c(&s[i - 2]), b = rt_ev_c(&s[i - 1]), c = rt_ev_c(&s[i]);
     if (a == b || b == c || a == c) continue;
-    fn(ctx, a, b, c, day_of(s[i].ts), s[i].win);
+    fn(ctx, a, b, c, day_of(o->epoch + rt_ev_t(&s[i])), rt_ev_win(&s[i]));
     st->triples++;
   }
 }
@@ -41,7 +46,7 @@ static size_t dedup(const rt_ev *seg, size_t n, int unique, rt_ev *out) {
   size_t m = 0;
   if (!unique) {
     for (size_t i = 0; i < n; i++)
-      if (m == 0 || out[m - 1].c != seg[i].c) out[m++] = seg[i]; /* a run keeps its first event */
+      if (m == 0 || rt_ev_c(&out[m - 1]) != rt_ev_c(&seg[i])) out[m++] = seg[i]; /* a run keeps its first event */
     return m;
   }
   /* unique: walk backwards keeping the first (= last in time) sighting of
@@ -50,7 +55,7 @@ static size_t dedup(const rt_ev *seg, size_t n, int unique, rt_ev *out) {
   for (size_t i = n; i-- > 0;) {
     int seen = 0;
     for (size_t j = 0; j < m; j++)
-      if (out[j].c == seg[i].c) {
+      if (rt_ev_c(&out[j]) == rt_ev_c(&seg[i])) {
         seen = 1;
         break;
       }
@@ -69,7 +74,8 @@ void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *sc
   st->users++;
   size_t start = 0;
   for (size_t i = 1; i <= n; i++) {
-    int split = i == n || ev[i].win != ev[i - 1].win || (o->max_gap > 0 && ev[i].ts - ev[i - 1].ts > o->max_gap);
+    int split = i == n || rt_ev_win(&ev[i]) != rt_ev_win(&ev[i - 1]) ||
+                (o->max_gap > 0 && (int64_t)rt_ev_t(&ev[i]) - (int64_t)rt_ev_t(&ev[i - 1]) > o->max_gap);
     if (!split) continue;
     size_t m = dedup(ev + start, i - start, o->unique, scratch);
     emit(scratch, m, o, fn, ctx, st);
@@ -87,7 +93,7 @@ static void sort_small(rt_ev *a, size_t len) {
   for (size_t i = 1; i < len; i++) {
     rt_ev x = a[i];
     size_t j = i;
-    while (j > 0 && rt_ev_order(&a[j - 1], &x) > 0) {
+    while (j > 0 && ev_less(&x, &a[j - 1])) {
       a[j] = a[j - 1];
       j--;
     }

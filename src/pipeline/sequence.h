@@ -23,11 +23,12 @@ typedef struct rt_seq_opts {
   int unique;       /* dedup = unique */
   int64_t min_len;  /* >= 3 */
   int64_t max_gap;  /* seconds; 0 = no gap rule */
+  int64_t epoch;    /* unix seconds of t = 0 in the events (rt_ev): dates the triples */
 } rt_seq_opts;
 
 void rt_seq_opts_from_config(const rt_config *cfg, rt_seq_opts *o);
 
-/* Called once per triple; day = floor(ts / 86400) of c_next's event; win = the
+/* Called once per triple; day = floor((epoch + t) / 86400) of c_next's event; win = the
  * window the triple's events belong to. */
 typedef void (*rt_triple_fn)(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t day, uint32_t win);
 

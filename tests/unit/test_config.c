@@ -87,7 +87,17 @@ Test(config, validate_checks_required_and_ranges) {
   rt_config_set(&c, "input.window_end=2026-01-01", &err);
   cr_assert_eq(rt_config_validate(&c, &err), RT_ERR_USAGE);
   cr_assert(strstr(err.msg, "window_end must be after") != NULL);
+  rt_config_set(&c, "input.window_start=1970-01-02", &err); /* events carry 32-bit seconds from the start */
+  rt_config_set(&c, "input.window_end=2060-01-01", &err);
+  cr_assert_eq(rt_config_validate(&c, &err), RT_ERR_USAGE);
+  cr_assert(strstr(err.msg, "shorter than 68 years") != NULL, "%s", err.msg);
+  rt_config_set(&c, "input.window_start=2026-01-08", &err);
   rt_config_set(&c, "input.window_end=2026-01-09", &err);
+  rt_config_set(&c, "job.threads=-1", &err);
+  cr_assert_eq(rt_config_validate(&c, &err), RT_ERR_USAGE);
+  cr_assert(strstr(err.msg, "job.threads") != NULL, "%s", err.msg);
+  rt_config_set(&c, "job.threads=0", &err);
+  cr_assert_eq(rt_config_validate(&c, &err), RT_OK, "%s", err.msg);
   rt_config_set(&c, "gates.min_exact_match=1.5", &err);
   cr_assert_eq(rt_config_validate(&c, &err), RT_ERR_USAGE);
   rt_config_free(&c);

@@ -7,6 +7,9 @@
 
 enum { A = 1, B = 2, C = 3, D = 4, E = 5, F = 6 };
 
+/* An event at ts seconds (the runs below use epoch 0: t = ts). */
+#define EV(user, ts, c, win) rt_ev_make((user), (uint32_t)(ts), (c), (win))
+
 typedef struct {
   uint32_t t[64][3];
   int32_t day[64];
@@ -25,7 +28,7 @@ static void collect(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t da
 
 static sink run(rt_ev *ev, size_t n, int unique, int64_t min_len, int64_t gap, rt_seq_stats *st) {
   sink s = {0};
-  rt_seq_opts o = {unique, min_len, gap};
+  rt_seq_opts o = {unique, min_len, gap, 0};
   rt_seq_stats local = {0};
   rt_sequence_all(ev, n, &o, collect, &s, st ? st : &local);
   return s;
@@ -40,7 +43,7 @@ static sink run(rt_ev *ev, size_t n, int unique, int64_t min_len, int64_t gap, r
 
 Test(sequence, consecutive_collapses_repeats_and_requires_distinct) {
   /* A A B C A D -> A B C A D -> (A,B,C) (B,C,A) (C,A,D) */
-  rt_ev ev[] = {{1, 10, A, 0}, {1, 20, A, 0}, {1, 30, B, 0}, {1, 40, C, 0}, {1, 50, A, 0}, {1, 60, D, 0}};
+  rt_ev ev[] = {EV(1, 10, A, 0), EV(1, 20, A, 0), EV(1, 30, B, 0), EV(1, 40, C, 0), EV(1, 50, A, 0), EV(1, 60, D, 0)};
   rt_seq_stats st = {0};
   sink s = run(ev, 6, 0, 3, 0, &st);
   cr_assert_eq(s.n, 3);
@@ -52,14 +55,14 @@ Test(sequence, consecutive_collapses_repeats_and_requires_distinct) {
 }
 
 Test(sequence, alternating_pair_gives_no_triple) {
-  rt_ev ev[] = {{2, 10, A, 0}, {2, 20, B, 0}, {2, 30, A, 0}, {2, 40, B, 0}};
+  rt_ev ev[] = {EV(2, 10, A, 0), EV(2, 20, B, 0), EV(2, 30, A, 0), EV(2, 40, B, 0)};
   sink s = run(ev, 4, 0, 3, 0, NULL);
   cr_assert_eq(s.n, 0);
 }
 
 Test(sequence, unique_keeps_last_occurrence) {
   /* last sightings: B@30 C@40 A@50 D@60 -> (B,C,A) (C,A,D) */
-  rt_ev ev[] = {{1, 10, A, 0}, {1, 20, A, 0}, {1, 30, B, 0}, {1, 40, C, 0}, {1, 50, A, 0}, {1, 60, D, 0}};
+  rt_ev ev[] = {EV(1, 10, A, 0), EV(1, 20, A, 0), EV(1, 30, B, 0), EV(1, 40, C, 0), EV(1, 50, A, 0), EV(1, 60, D, 0)};
   sink s = run(ev, 6, 1, 3, 0, NULL);
   cr_assert_eq(s.n, 2);
   TRIPLE(s, 0, B, C, A);
@@ -67,7 +70,7 @@ Test(sequence, unique_keeps_last_occurrence) {
 }
 
 Test(sequence, gap_splits_sequences) {
-  rt_ev ev[] = {{3, 0, A, 0}, {3, 10, B, 0}, {3, 20, C, 0}, {3, 100, D, 0}, {3, 110, E, 0}, {3, 120, F, 0}};
+  rt_ev ev[] = {EV(3, 0, A, 0), EV(3, 10, B, 0), EV(3, 20, C, 0), EV(3, 100, D, 0), EV(3, 110, E, 0), EV(3, 120, F, 0)};
   rt_ev copy[6];
   memcpy(copy, ev, sizeof ev);
   rt_seq_stats st = {0};
@@ -81,7 +84,7 @@ Test(sequence, gap_splits_sequences) {
 }
 
 Test(sequence, min_len_drops_short_sequences) {
-  rt_ev ev[] = {{3, 0, A, 0}, {3, 10, B, 0}, {3, 20, C, 0}, {3, 100, D, 0}, {3, 110, E, 0}, {3, 120, F, 0}};
+  rt_ev ev[] = {EV(3, 0, A, 0), EV(3, 10, B, 0), EV(3, 20, C, 0), EV(3, 100, D, 0), EV(3, 110, E, 0), EV(3, 120, F, 0)};
   rt_seq_stats st = {0};
   sink s = run(ev, 6, 0, 4, 15, &st);
   cr_assert_eq(s.n, 0);
@@ -90,7 +93,7 @@ Test(sequence, min_len_drops_short_sequences) {
 
 Test(sequence, order_is_by_time_then_cluster_whatever_the_input_order) {
   /* same ts 10: B(2) before C(3); input shuffled and users interleaved */
-  rt_ev ev[] = {{9, 30, D, 0}, {7, 5, E, 0}, {9, 10, C, 0}, {9, 10, B, 0}, {9, 0, A, 0}};
+  rt_ev ev[] = {EV(9, 30, D, 0), EV(7, 5, E, 0), EV(9, 10, C, 0), EV(9, 10, B, 0), EV(9, 0, A, 0)};
   sink s = run(ev, 5, 0, 3, 0, NULL);
   cr_assert_eq(s.n, 2); /* user 9: A B C D; user 7: one event */
   TRIPLE(s, 0, A, B, C);
@@ -99,15 +102,29 @@ Test(sequence, order_is_by_time_then_cluster_whatever_the_input_order) {
 
 Test(sequence, triple_is_dated_by_the_first_event_of_c_next_run) {
   /* C watched first on day 5 (ts 5*86400+100), again on day 6: collapsed, day 5 */
-  rt_ev ev[] = {{1, 86400 * 4, A, 0}, {1, 86400 * 4 + 50, B, 0}, {1, 86400 * 5 + 100, C, 0}, {1, 86400 * 6, C, 0}};
+  rt_ev ev[] = {EV(1, 86400 * 4, A, 0), EV(1, 86400 * 4 + 50, B, 0), EV(1, 86400 * 5 + 100, C, 0), EV(1, 86400 * 6, C, 0)};
   sink s = run(ev, 4, 0, 3, 0, NULL);
   cr_assert_eq(s.n, 1);
   cr_assert_eq(s.day[0], 5);
 }
 
+Test(sequence, days_count_from_the_epoch) {
+  /* t is seconds since o.epoch (the start of the earliest window read) */
+  rt_ev ev[] = {EV(1, 10, A, 0), EV(1, 20, B, 0), EV(1, 86400 + 35, C, 0), EV(1, 2 * 86400, D, 0)};
+  sink s = {0};
+  rt_seq_opts o = {0, 3, 0, 86400 * 20000 - 30}; /* day 20000 starts 30 s after the epoch */
+  rt_seq_stats st = {0};
+  rt_sequence_all(ev, 4, &o, collect, &s, &st);
+  cr_assert_eq(s.n, 2);
+  TRIPLE(s, 0, A, B, C);
+  cr_assert_eq(s.day[0], 20001, "epoch + 86435 s is 5 s into day 20001, got %d", s.day[0]);
+  TRIPLE(s, 1, B, C, D);
+  cr_assert_eq(s.day[1], 20001, "epoch + 172800 s is still day 20001 (30 s short of 20002), got %d", s.day[1]);
+}
+
 Test(sequence, window_change_splits) {
   /* previous-window events never form triples with refresh-window events */
-  rt_ev ev[] = {{1, 10, A, 1}, {1, 20, B, 1}, {1, 30, C, 0}, {1, 40, D, 0}, {1, 50, E, 0}};
+  rt_ev ev[] = {EV(1, 10, A, 1), EV(1, 20, B, 1), EV(1, 30, C, 0), EV(1, 40, D, 0), EV(1, 50, E, 0)};
   sink s = run(ev, 5, 0, 3, 0, NULL);
   cr_assert_eq(s.n, 1);
   TRIPLE(s, 0, C, D, E);
@@ -136,12 +153,12 @@ Test(sequence, many_users_grouped_like_a_full_sort) {
   uint64_t x = 12345;
   for (size_t i = 0; i < n; i++) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    ev[i] = (rt_ev){x % 20000 * 1000003, 1700000000 + (int64_t)(x >> 40) % 500000, (uint32_t)(x >> 20) % 12,
-                    (uint32_t)((x >> 50) % 8 == 0)};
+    ev[i] = EV(x % 20000 * 1000003, 1700000000 + (x >> 40) % 500000, (uint32_t)(x >> 20) % 12,
+               (uint32_t)((x >> 50) % 8 == 0));
   }
   memcpy(ref, ev, n * sizeof *ev);
   qsort(ref, n, sizeof *ref, rt_ev_order);
-  rt_seq_opts o = {0, 3, 100000};
+  rt_seq_opts o = {0, 3, 100000, 0};
   rt_seq_stats s1 = {0}, s2 = {0};
   digest want = {0}, got = {0};
   rt_ev *scratch = malloc(n * sizeof *scratch);

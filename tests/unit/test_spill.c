@@ -21,15 +21,24 @@ static uint64_t next_rand(void) {
 static rt_ev *random_events(size_t n, uint64_t users) {
   rt_ev *ev = malloc(n * sizeof *ev);
   for (size_t i = 0; i < n; i++)
-    ev[i] = (rt_ev){next_rand() % users, (int64_t)(next_rand() % 1000000), (uint32_t)(next_rand() % 500),
-                    (uint32_t)(next_rand() % 2)};
+    ev[i] = rt_ev_make(next_rand() % users, (uint32_t)(next_rand() % 1000000), (uint32_t)(next_rand() % 500),
+                       (uint32_t)(next_rand() % 2));
   return ev;
 }
 
 /* Take every bucket; check no user spans two buckets, and that the events
  * taken are exactly `ev` (as a multiset). */
+typedef struct {
+  uint64_t user, bucket;
+} ub;
+static int cmp_ub(const void *a, const void *b) {
+  const ub *x = a, *y = b;
+  return x->user != y->user ? (x->user < y->user ? -1 : 1) : (x->bucket > y->bucket) - (x->bucket < y->bucket);
+}
+
 static void check_store(rt_spill *s, const rt_ev *ev, size_t n) {
   rt_ev *got = malloc((n + 1) * sizeof *got);
+  ub *where = malloc((n + 1) * sizeof *where);
   size_t ngot = 0;
   rt_ev_vec b = {0};
   rt_err err = {0};
@@ -37,22 +46,23 @@ static void check_store(rt_spill *s, const rt_ev *ev, size_t n) {
     cr_assert_eq(rt_spill_take(s, k, &b, &err), RT_OK, "%s", err.msg);
     cr_assert_leq(ngot + b.len, n, "more events taken than added");
     memcpy(got + ngot, b.data, b.len * sizeof *got);
-    for (size_t i = 0; i < b.len; i++) got[ngot + i].win |= (uint32_t)k << 1; /* remember the bucket */
+    for (size_t i = 0; i < b.len; i++) where[ngot + i] = (ub){b.data[i].user, k};
     ngot += b.len;
   }
   free(b.data);
   cr_assert_eq(ngot, n, "events taken: %zu of %zu", ngot, n);
-  qsort(got, n, sizeof *got, rt_ev_order);
+  qsort(where, n, sizeof *where, cmp_ub);
   for (size_t i = 1; i < n; i++)
-    if (got[i].user == got[i - 1].user)
-      cr_assert_eq(got[i].win >> 1, got[i - 1].win >> 1, "user %llu in two buckets", (unsigned long long)got[i].user);
-  for (size_t i = 0; i < n; i++) got[i].win &= 1;
+    if (where[i].user == where[i - 1].user)
+      cr_assert_eq(where[i].bucket, where[i - 1].bucket, "user %llu in two buckets",
+                   (unsigned long long)where[i].user);
   qsort(got, n, sizeof *got, rt_ev_order);
   rt_ev *want = malloc((n + 1) * sizeof *want);
   memcpy(want, ev, n * sizeof *want);
   qsort(want, n, sizeof *want, rt_ev_order);
   cr_assert_eq(memcmp(got, want, n * sizeof *got), 0, "the events taken are the events added");
   free(want);
+  free(where);
   free(got);
 }
 
