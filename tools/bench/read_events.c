@@ -5,7 +5,7 @@
  *   cmake --build build --target ragtide_base ragtide_stages ragtide ragtide-gen-logs
  *   mpicc -O2 -Isrc -Iinclude tools/bench/read_events.c build/libragtide_stages.a \
  *       build/libragtide_base.a build/libragtide.a \
- *       $(pkg-config --libs msgpack libzstd libxxhash inih) -lm -o /tmp/read_events
+ *       $(pkg-config --libs msgpack libzstd libxxhash inih) -fopenmp -lm -o /tmp/read_events
  *   build/ragtide-gen-logs --clusters 10000 --users 625000 --days 1 --shards-per-day 1 \
  *       --seed 1 --out /tmp/bench5m            # one shard of ~5M events
  *   /tmp/read_events /tmp/bench5m/logs/2026-01-01/part-0000.msgpack.zst [batch]
@@ -62,8 +62,7 @@ static int stage(const char *ini, int nshards, char **shards) {
         return err.code;
       }
       for (size_t i = 0; i < batch.len; i++)
-        check += batch.data[i].user ^ (uint64_t)batch.data[i].ts ^ ((uint64_t)batch.data[i].c << 1) ^
-                 batch.data[i].win;
+        check += batch.data[i].user ^ batch.data[i].tcw;
       kept += batch.len;
     }
     double dt = rt_now() - t0, dc = cpu_now() - c0;
