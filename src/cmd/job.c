@@ -170,7 +170,10 @@ static mem_plan plan_memory(const rt_job *job) {
     m.reserve_events = m.nbuckets > 1 ? (half && est > half ? half : est) : 0;
     return m;
   }
-  m.batch_events = budget / 8 / sizeof(rt_ev);
+  /* an event of a batch also has a 4-byte destination (shuffle) and a
+   * 4-byte bucket (store); the counter's buffer (rt_counter_set_limit below)
+   * holds as many 16-byte keys (key + sort scratch) */
+  m.batch_events = budget / 8 / (sizeof(rt_ev) + 8);
   if (m.batch_events < 4096) m.batch_events = 4096;
   m.store_events = budget / 4 / sizeof(rt_ev);
   uint64_t est = total / 4 / (uint64_t)job->size + 1; /* events per rank, upper bound */
