@@ -52,12 +52,14 @@ min_engagement = 0
 INI
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# run RANKS GLOB [--set ...]: prints "wall events rss_max_kb" of the median run
+# run RANKS GLOB [--set ...]: median wall of RUNS runs, and from their run
+# summaries the median CPU time and stage times
 run() {
   local n=$1 glob=$2; shift 2
   config "$glob"
   local walls=() bwalls=()
-  for _ in $(seq "$RUNS"); do
+  rm -f "$D"/run-*.summary.json
+  for i in $(seq "$RUNS"); do
     if [ -n "${BASE:-}" ] && [ -z "$*" ]; then
       local t0=$(date +%s.%N)
       mpirun -n "$n" $MPIFLAGS "$BASE" aggregate --config "$D/job.ini" --out "$D/base.rtc" 2>/dev/null
@@ -66,25 +68,29 @@ run() {
     local t0=$(date +%s.%N)
     mpirun -n "$n" $MPIFLAGS "$B/ragtide" aggregate --config "$D/job.ini" --out "$D/counts.rtc" "$@" 2>/dev/null
     walls+=("$(echo "$(date +%s.%N) - $t0" | bc)")
+    cp "$D/counts.rtc.summary.json" "$D/run-$i.summary.json"
   done
   local wall=$(printf '%s\n' "${walls[@]}" | median)
   if [ ${#bwalls[@]} -gt 0 ]; then
     local bwall=$(printf '%s\n' "${bwalls[@]}" | median)
     echo "  ranks=$n $MPIFLAGS  BASE median ${bwall}s, this build ${wall}s: $(python3 -c "print(f'{$bwall / $wall:.2f}')")x faster (same runs, alternating)"
   fi
-  python3 - "$D/counts.rtc.summary.json" "$wall" "$n" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1])); wall = float(sys.argv[2]); n = int(sys.argv[3])
+  python3 - "$wall" "$n" "$D"/run-*.summary.json <<'PY'
+import json, statistics, sys
+wall = float(sys.argv[1]); n = int(sys.argv[2])
+runs = [json.load(open(p)) for p in sys.argv[3:]]
+s = runs[-1]  # counts, spills and RSS are the same in every run; times are medians over the runs
+med = lambda f: statistics.median(f(r) for r in runs)
 ev = s["stages"]["read"]["events"]
-st = {k: v["seconds"] for k, v in s["stages"].items() if "seconds" in v and v["seconds"]}
-pipe = sum(st.get(k, 0) for k in ("read", "shuffle", "sequence", "count"))
-cpu = s["stages"]["process"]["cpu_ms"] / 1000
+st = {k: med(lambda r: r["stages"][k]["seconds"]) for k, v in s["stages"].items() if "seconds" in v and v["seconds"]}
+pipe = med(lambda r: sum(r["stages"][k]["seconds"] for k in ("read", "shuffle", "sequence", "count")))
+cpu = med(lambda r: r["stages"]["process"]["cpu_ms"]) / 1000
 th = s["stages"]["process"].get("threads", 1)
 print(f"  ranks={n} x {th} threads  events={ev:,}  wall={wall:.2f}s  events/s/rank: end to end {ev / wall / n / 1e6:.2f}M, "
       f"stages 2-5 {ev / pipe / n / 1e6:.2f}M, per CPU second {ev / cpu / 1e6:.2f}M ({cpu:.2f} CPU s)  "
       f"peak RSS/rank={max(s['peak_rss_kb_per_rank']) / 1024:.0f} MiB  "
       f"spilled={s['stages']['shuffle']['spilled_events']:,} events, {s['stages']['count']['spilled_records']:,} count records")
-print("    stage seconds (max over ranks): " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
+print("    stage seconds (max over ranks, medians over runs): " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
 PY
 }
 command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
