@@ -104,33 +104,79 @@ static int load_config(int argc, char **argv, const ft_opts *o, rt_config *cfg, 
   return rc;
 }
 
-/* Re-index the counts to the catalog's dense indices (the file carries its
- * own ids), keeping the refresh window only. */
-static int remap_counts(const char *path, const char *cat_path, const rt_catalog *cat, const uint32_t *ids,
-                        uint32_t ncl, rt_count *rec, size_t *n, rt_err *err) {
-  int32_t *map = rt_xmalloc((ncl ? ncl : 1) * sizeof *map);
-  for (uint32_t i = 0; i < ncl; i++) map[i] = rt_catalog_index(cat, ids[i]);
+/* Re-index a chunk of count records (numbered from `base` in the file) to
+ * the catalog's dense indices (the file carries its own ids), keeping the
+ * refresh window only. Both index orders follow the ids, so the mapping
+ * keeps the file's pair order, which the streamed set builder needs. */
+static int remap_chunk(const char *path, const char *cat_path, const int32_t *map, const uint32_t *ids,
+                       uint32_t ncl, rt_count *rec, size_t *n, uint64_t base, rt_err *err) {
   size_t m = 0;
-  int rc = RT_OK;
   for (size_t i = 0; i < *n; i++) {
     if (rec[i].win != 0) continue;
     uint64_t p = rt_key_pair(rec[i].key);
     uint32_t c[3] = {rt_pair_c1(p), rt_pair_c2(p), rt_key_next(rec[i].key)};
-    for (int j = 0; j < 3; j++) {
-      if (c[j] >= ncl || map[c[j]] < 0) {
-        rc = rt_err_set(err, RT_ERR_INPUT,
-                        "%s: record %zu names cluster id %u, which is not in the catalog %s (was the counts "
-                        "file aggregated with another catalog?)",
-                        path, i, c[j] < ncl ? ids[c[j]] : c[j], cat_path);
-        goto out;
-      }
-    }
+    for (int j = 0; j < 3; j++)
+      if (c[j] >= ncl || map[c[j]] < 0)
+        return rt_err_set(err, RT_ERR_INPUT,
+                          "%s: record %llu names cluster id %u, which is not in the catalog %s (was the counts "
+                          "file aggregated with another catalog?)",
+                          path, (unsigned long long)(base + i), c[j] < ncl ? ids[c[j]] : c[j], cat_path);
     rec[m] = rec[i];
     rec[m++].key = rt_triple_key((uint32_t)map[c[0]], (uint32_t)map[c[1]], (uint32_t)map[c[2]]);
   }
   *n = m;
-out:
+  return RT_OK;
+}
+
+/* Two streamed passes over the counts file, as `ragtide drift` does: the
+ * first finds the days with data (they place the train/test split), the
+ * second builds each pair's best successor per split. Memory: the sets,
+ * not the records (a 12 M-record file no longer has to fit). */
+typedef struct {
+  const char *path, *cat_path;
+  const rt_catalog *cat;
+  int32_t first, last; /* days of refresh-window records (pass 0) */
+  size_t used;
+} scan;
+
+static int read_pass(scan *sc, rt_succ_builder *b, rt_err *err) {
+  rt_counts_reader *r = NULL;
+  int rc = rt_counts_reader_open(sc->path, &r, err);
+  if (rc) {
+    rt_err_wrap(err, "reading --counts: ");
+    return rc;
+  }
+  uint32_t ncl = 0;
+  const uint32_t *ids = rt_counts_reader_ids(r, &ncl);
+  int32_t *map = rt_xmalloc((ncl ? ncl : 1) * sizeof *map);
+  for (uint32_t i = 0; i < ncl; i++) map[i] = rt_catalog_index(sc->cat, ids[i]);
+  enum { CHUNK = 65536 };
+  rt_count *buf = rt_xmalloc(CHUNK * sizeof *buf);
+  uint64_t base = 0;
+  long got;
+  while (rc == RT_OK && (got = rt_counts_reader_next(r, buf, CHUNK, err)) != 0) {
+    if (got < 0) {
+      rc = err->code ? err->code : RT_ERR_INPUT;
+      rt_err_wrap(err, "reading --counts: ");
+      break;
+    }
+    size_t n = (size_t)got;
+    rc = remap_chunk(sc->path, sc->cat_path, map, ids, ncl, buf, &n, base, err);
+    base += (uint64_t)got;
+    if (rc) break;
+    if (!b) {
+      int32_t f, l;
+      size_t u = rt_counts_day_range(buf, n, &f, &l);
+      if (u && (!sc->used || f < sc->first)) sc->first = f;
+      if (u && (!sc->used || l > sc->last)) sc->last = l;
+      sc->used += u;
+    } else if ((rc = rt_succ_builder_add(b, buf, n, err))) {
+      rt_err_wrap(err, "reading --counts: ");
+    }
+  }
+  free(buf);
   free(map);
+  rt_counts_reader_close(r);
   return rc;
 }
 
@@ -216,9 +262,6 @@ int rt_cmd_export_finetune(int argc, char **argv) {
   int cfg_loaded = 0;
   rt_catalog cat = {0};
   rt_template tmpl = {0};
-  uint32_t *ids = NULL, ncl = 0;
-  rt_count *rec = NULL;
-  size_t n = 0;
   rt_succ s = {0};
   rt_ft_pick *pk[2] = {NULL, NULL};
   size_t npk[2] = {0, 0};
@@ -231,14 +274,10 @@ int rt_cmd_export_finetune(int argc, char **argv) {
   }
   if (rc == RT_OK) rc = rt_catalog_load(cfg.catalog, &cat, &err);
   if (rc == RT_OK) rc = rt_template_load(cfg.template_path, &tmpl, &err);
-  if (rc == RT_OK) {
-    int64_t ws, we;
-    rc = rt_counts_read(o.counts, &ids, &ncl, &rec, &n, &ws, &we, &err);
-    if (rc) rt_err_wrap(&err, "reading --counts: ");
-  }
-  if (rc == RT_OK) rc = remap_counts(o.counts, cfg.catalog, &cat, ids, ncl, rec, &n, &err);
-  int32_t first = 0, last = 0, split = 0;
-  if (rc == RT_OK && !rt_counts_day_range(rec, n, &first, &last))
+  scan sc = {o.counts, cfg_loaded ? cfg.catalog : "", &cat, 0, 0, 0};
+  if (rc == RT_OK) rc = read_pass(&sc, NULL, &err);
+  int32_t first = sc.first, last = sc.last, split = 0;
+  if (rc == RT_OK && !sc.used)
     rc = rt_err_set(&err, RT_ERR_INPUT, "%s holds no count records of the refresh window",
                     o.counts);
   if (rc) goto out;
@@ -257,8 +296,13 @@ int rt_cmd_export_finetune(int argc, char **argv) {
     rt_warn("export-finetune: split date %s leaves the %s set empty (the counts cover %s .. %s)", split_s,
             split <= first ? "train" : "test", a, b);
   rt_periods per = {RT_PERIOD_SPLIT, 0, split};
-  rc = rt_succ_build(rec, n, &per, 1, 1, &s, &err);
-  if (rc) goto out;
+  rt_succ_builder *bld = rt_succ_builder_new(&per, 1, 1);
+  rc = read_pass(&sc, bld, &err);
+  if (rc) {
+    rt_succ_builder_free(bld);
+    goto out;
+  }
+  rt_succ_builder_finish(bld, &s);
   uint64_t cap = rt_ft_cap((size_t)o.pairs, o.cap_frac);
   rt_ft_stats st[2];
   static const char *const FILES[2][2] = {{"train.openai.jsonl", "train.gemini.jsonl"},
@@ -320,8 +364,6 @@ out:
     free(ge[p].data);
   }
   rt_succ_free(&s);
-  free(rec);
-  free(ids);
   rt_template_free(&tmpl);
   rt_catalog_free(&cat);
   if (cfg_loaded) rt_config_free(&cfg);

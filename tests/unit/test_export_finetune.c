@@ -199,9 +199,19 @@ static void put(const char *name, const char *text) {
   fclose(f);
 }
 
+static int cmp_rec(const void *a, const void *b) {
+  const rt_count *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  if (x->day != y->day) return x->day < y->day ? -1 : 1;
+  return (x->win > y->win) - (x->win < y->win);
+}
+
+/* A counts file holds its records sorted by (key, day, win) (docs/formats.md
+ * §4); the command streams it and relies on that order. */
 static void write_counts(const char *name, const uint32_t *ids, uint32_t nids) {
   rt_count r[32];
   size_t n = records(r);
+  qsort(r, n, sizeof *r, cmp_rec);
   char p[256];
   snprintf(p, sizeof p, "%s/%s", dir, name);
   rt_counts_meta m = {ids, nids, 0, 0, 0, "test"};
