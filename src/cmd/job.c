@@ -104,6 +104,13 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   if (rc) return rc;
   int auto_threads = default_threads(job->comm);
   job->threads = job->cfg.threads ? (int)job->cfg.threads : auto_threads;
+  if (provided < MPI_THREAD_FUNNELED && job->threads > 1) {
+    /* the stages' threads never call MPI, but such a library promises
+     * nothing once a process has threads at all */
+    if (job->rank == 0)
+      rt_warn("this MPI library does not support threads (MPI_THREAD_FUNNELED): running 1 thread per rank");
+    job->threads = 1;
+  }
   omp_set_num_threads(job->threads);
   rt_metric_max(RT_M_process_threads, (uint64_t)job->threads);
   /* Every rank loads the catalog: it is small (10k clusters ~ 1 MB) and every
@@ -136,8 +143,8 @@ static void on_triple(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t 
  * batch takes about an eighth of the budget (it exists up to three times:
  * read, shuffle send, receive), the event store a quarter before it spills,
  * and the buckets are sized so that sequencing one per thread (events +
- * scratch) fits in another quarter. Shard bytes / 4 bounds the events a rank can own
- * (msgpack.zst events take ~9 bytes, TSV ~35). */
+ * scratch) fits in another quarter. Shard bytes / 4 bounds the events a rank
+ * can own (msgpack.zst events take ~9 bytes, TSV ~35). */
 typedef struct {
   size_t batch_events, store_events, nbuckets;
   size_t counter_records, owned_records; /* count records held before a run is written */
@@ -200,25 +207,18 @@ void rt_job_run_dir(const rt_job *job, char *buf, size_t cap) {
   else snprintf(buf, cap, "%s.run", job->out ? job->out : job->cfg.table);
 }
 
-int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *err) {
-  *counts = NULL;
-  *records = 0;
-  int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
-  if (rc) return rc;
-  mem_plan mp = plan_memory(job);
-  if (job->rank == 0)
-    rt_info("run %s: %zu shards over %d ranks x %d threads%s", job->run_id, job->plan.nshards, job->size, job->threads,
-            mp.store_events ? " (memory-capped: batched reads, user buckets spill to the run directory)" : "");
-  char dir[4096];
-  rt_job_run_dir(job, dir, sizeof dir);
-  rt_spill store;
-  rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
-  if (mp.reserve_events) rt_spill_reserve(&store, mp.reserve_events);
+/* Events a thread reads per batch; also what a thread's counter buffers
+ * under a cap. */
+static size_t per_thread(const mem_plan *mp, int threads) {
+  size_t n = mp->batch_events / (size_t)threads;
+  return n > 4096 ? n : 4096;
+}
 
-  /* Stages 2–3 in collective rounds: every rank reads a batch (an empty one
-   * once its shards are done), the batch is shuffled, and owners store it.
-   * Within a rank, each thread reads whole shards from a shared queue into
-   * its own part of the batch, with its own watch counts. */
+/* Stages 2–3 in collective rounds: every rank reads a batch (an empty one
+ * once its shards are done), the batch is shuffled, and owners store it.
+ * Within a rank, each thread reads whole shards from a shared queue into
+ * its own part of the batch, with its own watch counts. Collective. */
+static int read_and_store(rt_job *job, const mem_plan *mp, rt_spill *store, rt_err *err) {
   const int T = job->threads;
   rt_read_cursor *cur = rt_xcalloc((size_t)T, sizeof *cur);
   rt_ev_vec *part = rt_xcalloc((size_t)T, sizeof *part);
@@ -231,25 +231,26 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
     rt_read_share(&cur[t], &queue);
     watch[t] = t == 0 ? job->watch : rt_xcalloc(job->cat.n, sizeof **watch);
   }
-  size_t per_thread = mp.batch_events / (size_t)T > 4096 ? mp.batch_events / (size_t)T : 4096;
+  const size_t per = per_thread(mp, T);
+  const int route = !job->cfg.partitioned_by_user && job->size > 1;
   rt_ev_vec batch = {0};
-  int done = 0;
+  int rc = RT_OK;
   for (;;) {
     double tr = rt_stage_begin();
 #pragma omp parallel for schedule(static, 1)
     for (int t = 0; t < T; t++) {
       part[t].len = 0;
-      if (!tdone[t] && !trc[t]) trc[t] = rt_read_batch(&cur[t], per_thread, &part[t], watch[t], &tdone[t], &terr[t]);
+      if (!tdone[t] && !trc[t]) trc[t] = rt_read_batch(&cur[t], per, &part[t], watch[t], &tdone[t], &terr[t]);
     }
     rt_stage_end(RT_M_read_us, tr);
-    done = 1;
+    int done = 1;
     for (int t = 0; t < T; t++) {
       done &= tdone[t];
       if (trc[t] && !rc) rc = trc[t], *err = terr[t];
     }
     if ((rc = rt_agree(job->comm, rc, err))) break;
     double ts;
-    if (!job->cfg.partitioned_by_user && job->size > 1) {
+    if (route) {
       rt_ev_vec *b = &part[0];
       if (T > 1) { /* the shuffle routes one array */
         size_t n = 0;
@@ -262,9 +263,9 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
         }
         b = &batch;
       }
-      rt_shuffle_by_user(&job->plan, job->comm, b, mp.round_bytes, err);
+      rt_shuffle_by_user(&job->plan, job->comm, b, mp->round_bytes, err);
       ts = rt_stage_begin(); /* storing by user bucket is the shuffle's second half */
-      rc = rt_spill_add(&store, b->data, b->len, err);
+      rc = rt_spill_add(store, b->data, b->len, err);
     } else { /* nothing to route: the threads' parts go to the buckets as they are */
       ts = rt_stage_begin();
       const rt_ev *pp[T];
@@ -272,7 +273,7 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
       for (int t = 0; t < T; t++) pp[t] = part[t].data, pl[t] = part[t].len;
       if (!job->cfg.partitioned_by_user) /* one rank: all received, as rt_shuffle_by_user counts it */
         for (int t = 0; t < T; t++) rt_metric_add(RT_M_shuffle_events_received, pl[t]);
-      rc = rt_spill_add_parts(&store, pp, pl, T, err);
+      rc = rt_spill_add_parts(store, pp, pl, T, err);
     }
     rt_stage_end(RT_M_shuffle_us, ts);
     if ((rc = rt_agree(job->comm, rc, err))) break;
@@ -292,41 +293,44 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   free(part);
   free(watch);
   free(batch.data);
-  if (rc) {
-    free(tdone);
-    free(trc);
-    free(terr);
-    rt_spill_free(&store);
-    return rc;
-  }
+  free(tdone);
+  free(trc);
+  free(terr);
+  return rc;
+}
 
-  /* Stage 4, one user bucket at a time, buckets spread over the threads;
-   * stage 5's local pre-aggregation in one counter per thread, all of which
-   * end up as sorted runs of the same set. */
+/* Stage 4, one user bucket at a time, buckets spread over the threads, and
+ * stage 5's local pre-aggregation: one counter per thread, finished into
+ * ONE sorted run of `local` (runs they spilled under a cap stay runs of
+ * their own). Frees the store. Not collective. */
+static int sequence_and_count(rt_job *job, const mem_plan *mp, rt_spill *store, rt_runs *local, rt_err *err) {
+  const int T = job->threads;
   double t0 = rt_stage_begin();
   rt_seq_opts o;
   rt_seq_opts_from_config(&job->cfg, &o);
-  rt_seq_stats *st = rt_xcalloc((size_t)T, sizeof *st);
   rt_window w;
   rt_window_from_config(&job->cfg, &w);
-  rt_runs *local = rt_runs_new(dir, "local", job->rank, mp.store_events ? mp.counter_records : 0);
+  rt_seq_stats *st = rt_xcalloc((size_t)T, sizeof *st);
   count_ctx *cc = rt_xcalloc((size_t)T, sizeof *cc);
+  rt_counter **hs = rt_xcalloc((size_t)T, sizeof *hs);
   rt_ev_vec *ev = rt_xcalloc((size_t)T, sizeof *ev);
+  int *trc = rt_xcalloc((size_t)T, sizeof *trc);
+  rt_err *terr = rt_xcalloc((size_t)T, sizeof *terr);
   for (int t = 0; t < T; t++) {
-    cc[t].h = rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400));
-    if (mp.store_events) { /* the triple buffer and the distinct records within budget too */
-      rt_counter_set_limit(cc[t].h, per_thread);
-      rt_counter_spill_to(cc[t].h, local, mp.counter_records / (size_t)T);
+    hs[t] = cc[t].h = rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400));
+    if (mp->store_events) { /* the triple buffer and the distinct records within budget too */
+      rt_counter_set_limit(hs[t], per_thread(mp, T));
+      rt_counter_spill_to(hs[t], local, mp->counter_records / (size_t)T);
     }
-    trc[t] = RT_OK;
   }
 #pragma omp parallel for schedule(dynamic, 1)
-  for (size_t b = 0; b < store.nbuckets; b++) {
+  for (size_t b = 0; b < store->nbuckets; b++) {
     int t = omp_get_thread_num();
     if (trc[t]) continue;
-    trc[t] = rt_spill_take(&store, b, &ev[t], &terr[t]);
+    trc[t] = rt_spill_take(store, b, &ev[t], &terr[t]);
     if (trc[t] == RT_OK) rt_sequence_all(ev[t].data, ev[t].len, &o, on_triple, &cc[t], &st[t]);
   }
+  int rc = RT_OK;
   rt_seq_stats sum = {0};
   for (int t = 0; t < T; t++) {
     free(ev[t].data);
@@ -336,31 +340,55 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
     sum.short_sequences += st[t].short_sequences;
     sum.triples += st[t].triples;
   }
-  free(ev);
-  free(st);
-  if (store.spilled) rt_info("spilled %llu events to %s", (unsigned long long)store.spilled, dir);
-  rt_spill_free(&store);
+  if (store->spilled) rt_info("spilled %llu events to %s", (unsigned long long)store->spilled, store->dir);
+  rt_spill_free(store);
   rt_metric_add(RT_M_sequence_users, sum.users);
   rt_metric_add(RT_M_sequence_sequences, sum.sequences);
   rt_metric_add(RT_M_sequence_short_sequences, sum.short_sequences);
   rt_metric_add(RT_M_sequence_triples, sum.triples);
   rt_stage_end(RT_M_sequence_us, t0);
 
-  /* Stage 5: the counters' last merge into one run (on the threads), then
-   * counts to the pair owners, sealed there into one sorted run. */
-  t0 = rt_stage_begin();
-  rt_counter **hs = rt_xcalloc((size_t)T, sizeof *hs);
-  for (int t = 0; t < T; t++) hs[t] = cc[t].h;
-  rc = rt_counters_finish(hs, T, local, err);
-  free(hs);
+  t0 = rt_stage_begin(); /* the counters' last merge is stage 5's first step */
+  rt_err ferr = {0};
+  int frc = rt_counters_finish(hs, T, local, &ferr); /* frees them, also after a failure above */
+  if (frc && rc == RT_OK) rc = frc, *err = ferr;
+  rt_stage_end(RT_M_count_us, t0);
+  free(ev);
+  free(st);
   free(cc);
-  free(tdone);
+  free(hs);
   free(trc);
   free(terr);
+  return rc;
+}
+
+int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *err) {
+  *counts = NULL;
+  *records = 0;
+  int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
+  if (rc) return rc;
+  mem_plan mp = plan_memory(job);
+  if (job->rank == 0)
+    rt_info("run %s: %zu shards over %d ranks x %d threads%s", job->run_id, job->plan.nshards, job->size,
+            job->threads, mp.store_events ? " (memory-capped: batched reads, user buckets spill to the run directory)" : "");
+  char dir[4096];
+  rt_job_run_dir(job, dir, sizeof dir);
+  rt_spill store;
+  rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
+  if (mp.reserve_events) rt_spill_reserve(&store, mp.reserve_events);
+  if ((rc = read_and_store(job, &mp, &store, err))) {
+    rt_spill_free(&store);
+    return rc;
+  }
+  rt_runs *local = rt_runs_new(dir, "local", job->rank, mp.store_events ? mp.counter_records : 0);
+  rc = sequence_and_count(job, &mp, &store, local, err);
   if ((rc = rt_agree(job->comm, rc, err))) {
     rt_runs_free(local);
     return rc;
   }
+
+  /* Stage 5: counts to the pair owners, sealed there into one sorted run. */
+  double t0 = rt_stage_begin();
   rt_runs *owned = rt_runs_new(dir, "owned", job->rank, mp.store_events ? mp.owned_records : 0);
   uint64_t spilled = rt_runs_spilled(local);
   owned = rt_counts_exchange(&job->plan, job->comm, local, owned, mp.round_bytes, err);
