@@ -44,6 +44,8 @@ struct rt_counts_writer {
   int64_t day_base; /* floor(window_start / 86400) */
   char *zbuf;
   size_t zcap;
+  uint64_t declared, added; /* records the header announces, records added */
+  rt_count last;            /* the last record added: the next must sort after it */
 };
 
 static inline unsigned char *put_uint(unsigned char *p, uint64_t d) {
@@ -140,6 +142,7 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
   w->zbuf = rt_xmalloc(w->zcap);
   w->grp = rt_xmalloc((size_t)GRP_MAX * REC_MAX);
   w->gpair = UINT64_MAX;
+  w->declared = records;
   w->day_base = m->window_start >= 0 ? m->window_start / 86400 : -((-(m->window_start + 1)) / 86400) - 1;
   /* The header goes through msgpack-c (once, any size) into the front of
    * the buffer: a small file is then compressed in one call. */
@@ -197,10 +200,28 @@ static int flush_group(rt_counts_writer *w, rt_err *err) {
   return RT_OK;
 }
 
+/* Readers (and the streamed tools) rely on the order and on the count in
+ * the header; a caller that breaks either gets an error, not a file. */
+static int out_of_order(rt_counts_writer *w, const rt_count *r, rt_err *err) {
+  return rt_err_set(err, RT_ERR_INTERNAL,
+                    "%s: record %llu (key %llx, day %d, window %u) does not sort after the one before (key %llx, "
+                    "day %d, window %u): a counts file holds records sorted by (key, day, window), each once",
+                    w->path, (unsigned long long)w->added, (unsigned long long)r->key, r->day, r->win,
+                    (unsigned long long)w->last.key, w->last.day, w->last.win);
+}
+
 int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_err *err) {
   unsigned char *p = w->grp + w->glen;
   for (size_t i = 0; i < n; i++) {
     uint64_t k = rec[i].key;
+    const rt_count *l = &w->last;
+    if (w->added && (k < l->key || (k == l->key && (rec[i].day < l->day ||
+                                                     (rec[i].day == l->day && rec[i].win <= l->win))))) {
+      w->glen = (size_t)(p - w->grp);
+      return out_of_order(w, &rec[i], err);
+    }
+    w->last = rec[i];
+    w->added++;
     if (k >> 20 != w->gpair || w->gn == GRP_MAX) { /* sorted input: (c1, c2) changes rarely */
       w->glen = (size_t)(p - w->grp);
       int rc = flush_group(w, err);
@@ -234,7 +255,11 @@ void rt_counts_writer_abort(rt_counts_writer *w) {
 }
 
 int rt_counts_writer_finish(rt_counts_writer *w, rt_err *err) {
-  int rc = flush_group(w, err);
+  int rc = w->added == w->declared
+               ? RT_OK
+               : rt_err_set(err, RT_ERR_INTERNAL, "%s: %llu records written, but the header announces %llu",
+                            w->path, (unsigned long long)w->added, (unsigned long long)w->declared);
+  if (rc == RT_OK) rc = flush_group(w, err);
   if (rc == RT_OK) rc = pump(w, w->buf, w->len, 1, err);
   if (rc == RT_OK && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
     rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", w->tmp, strerror(errno));

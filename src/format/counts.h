@@ -39,7 +39,9 @@ int rt_counts_write(const char *path, const rt_counts_meta *meta, const rt_count
 
 /* The same, streamed: open with the total record count, add records in
  * global (key, day, win) order in as many calls as convenient, finish (fsync,
- * rename into place). Memory stays at a few MiB (the packing buffer, 128 KiB
+ * rename into place). A record that does not sort after the one before (out
+ * of order, or repeated) fails add, and a total other than the one announced
+ * fails finish, with RT_ERR_INTERNAL naming the record: readers rely on both. Memory stays at a few MiB (the packing buffer, 128 KiB
  * for the open group, zstd workers' buffers) whatever the count.
  * A failed or aborted writer leaves nothing at path. */
 typedef struct rt_counts_writer rt_counts_writer;

@@ -231,6 +231,34 @@ static inline void write_and_read_back(const char *path, const rt_counts_meta *m
   cr_assert_eq(rt_read_file(path, data, len, &err), RT_OK);
 }
 
+/* Rewrite the counts file at path with its header's record count set to
+ * `records` (a file whose header lies: the writer refuses to make one). The
+ * count must keep its msgpack width (uint16 here: 256 .. 65535). */
+static inline void relabel_records(const char *path, uint64_t records) {
+  char *data;
+  size_t len;
+  rt_err err = {0};
+  cr_assert_eq(rt_read_file(path, &data, &len, &err), RT_OK, "%s", err.msg);
+  ZSTD_DCtx *dc = ZSTD_createDCtx();
+  bytes body = {0};
+  ZSTD_inBuffer in = {data + 8, len - 8, 0};
+  unsigned char out[1 << 16];
+  while (in.pos < in.size) {
+    ZSTD_outBuffer o = {out, sizeof out, 0};
+    cr_assert(!ZSTD_isError(ZSTD_decompressStream(dc, &o, &in)));
+    put(&body, out, o.pos);
+  }
+  ZSTD_freeDCtx(dc);
+  free(data);
+  unsigned char *k = memmem(body.b, body.len, "\xa7records\xcd", 9);
+  cr_assert_not_null(k, "the header's records count is a uint16");
+  cr_assert(records >= 256 && records <= 65535);
+  k[9] = (unsigned char)(records >> 8);
+  k[10] = (unsigned char)records;
+  write_file(path, &body);
+  free(body.b);
+}
+
 /* Write the first len bytes of data to path (a cut copy of a file). */
 static inline void write_prefix(const char *path, const char *data, size_t len) {
   FILE *f = fopen(path, "wb");

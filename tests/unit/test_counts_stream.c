@@ -211,6 +211,31 @@ Test(counts_stream, truncated_file_fails_naming_the_file) {
   free(rec);
 }
 
+/* The writer refuses what readers would refuse or misread: records out of
+ * order or repeated, and a body that disagrees with the header's count;
+ * either way nothing is left at the path. */
+Test(counts_stream, writer_refuses_unsorted_records_and_a_wrong_count) {
+  make_ids();
+  const uint64_t k = (uint64_t)1 << 40 | (uint64_t)2 << 20 | 3;
+  rt_count rec[3] = {{k, 20000, 0, 1}, {k, 20000, 1, 1}, {k, 20000, 1, 5}};
+  rt_counts_meta meta = {ids, NCL, 1, 0, 86400, "order"};
+  rt_err err = {0};
+  const char *p = tpath("order.rtc");
+  cr_assert_eq(rt_counts_write(p, &meta, rec, 3, &err), RT_ERR_INTERNAL, "a repeated record is refused");
+  cr_assert(strstr(err.msg, "record 2") && strstr(err.msg, "does not sort after"), "%s", err.msg);
+  cr_assert_neq(access(p, F_OK), 0, "no file left");
+  rt_count swapped[2] = {rec[1], rec[0]};
+  cr_assert_eq(rt_counts_write(p, &meta, swapped, 2, &err), RT_ERR_INTERNAL, "records out of order are refused");
+  cr_assert(strstr(err.msg, "record 1"), "%s", err.msg);
+  rt_counts_writer *w;
+  cr_assert_eq(rt_counts_writer_open(p, &meta, 3, &w, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_counts_writer_add(w, rec, 2, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_counts_writer_finish(w, &err), RT_ERR_INTERNAL, "2 records for a header of 3");
+  cr_assert(strstr(err.msg, "2 records written, but the header announces 3"), "%s", err.msg);
+  cr_assert_neq(access(p, F_OK), 0, "no file left");
+  cr_assert_eq(rt_counts_write(p, &meta, rec, 2, &err), RT_OK, "%s", err.msg);
+}
+
 Test(counts_stream, record_count_disagreeing_with_the_header_fails) {
   make_ids();
   size_t cap = 50000;
@@ -221,10 +246,8 @@ Test(counts_stream, record_count_disagreeing_with_the_header_fails) {
   char msg[RT_ERR_MSG_MAX];
   for (int d = -1; d <= 1; d += 2) { /* header says one more / one fewer than the body holds */
     const char *p = tpath(d > 0 ? "more.rtc" : "fewer.rtc");
-    rt_counts_writer *w;
-    cr_assert_eq(rt_counts_writer_open(p, &meta, n + d, &w, &err), RT_OK, "%s", err.msg);
-    cr_assert_eq(rt_counts_writer_add(w, rec, n, &err), RT_OK, "%s", err.msg);
-    cr_assert_eq(rt_counts_writer_finish(w, &err), RT_OK, "%s", err.msg);
+    cr_assert_eq(rt_counts_write(p, &meta, rec, n, &err), RT_OK, "%s", err.msg);
+    relabel_records(p, n + d);
     size_t got = stream_until_failure(p, msg);
     cr_assert(strstr(msg, "header claims"), "%s", msg);
     if (d > 0) {
