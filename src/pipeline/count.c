@@ -263,33 +263,26 @@ int rt_counter_finish(rt_counter *h, rt_runs *dst, rt_err *err) {
   return rc;
 }
 
-/* Keys of several sorted, unique kn arrays in [lo, hi) (hi = UINT64_MAX:
- * no bound, lo = 0: from the start), merged into out with equal keys summed.
- * k is small (the threads of one rank): a linear scan of the heads beats a
- * heap. */
+/* First index in a[from..n) whose key is >= key. */
+static size_t lower_bound(const kn *a, size_t from, size_t n, uint64_t key) {
+  while (from < n) {
+    size_t m = from + (n - from) / 2;
+    if (a[m].k < key) from = m + 1;
+    else n = m;
+  }
+  return from;
+}
+
+/* Keys of several sorted, unique kn arrays in [lo, hi) (in [lo, end) when
+ * `last`), merged into out with equal keys summed. k is small (the threads
+ * of one rank): a linear scan of the heads beats a heap. */
 static void merge_range(kn_vec *const *in, int k, uint64_t lo, uint64_t hi, int last, kn_vec *out) {
   enum { MAXK = 64 };
   const kn *p[MAXK], *e[MAXK];
   size_t total = 0;
   for (int i = 0; i < k; i++) {
     const kn *a = in[i]->data;
-    size_t n = in[i]->len, b = 0, t = n;
-    while (b < t) { /* lower bound of lo */
-      size_t m = (b + t) / 2;
-      if (a[m].k < lo) b = m + 1;
-      else t = m;
-    }
-    size_t f = b;
-    if (!last) {
-      t = n;
-      while (f < t) { /* lower bound of hi */
-        size_t m = (f + t) / 2;
-        if (a[m].k < hi) f = m + 1;
-        else t = m;
-      }
-    } else {
-      f = n;
-    }
+    size_t n = in[i]->len, b = lower_bound(a, 0, n, lo), f = last ? n : lower_bound(a, b, n, hi);
     p[i] = a + b;
     e[i] = a + f;
     total += f - b;
