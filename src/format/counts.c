@@ -214,9 +214,7 @@ int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_
   unsigned char *p = w->grp + w->glen;
   for (size_t i = 0; i < n; i++) {
     uint64_t k = rec[i].key;
-    const rt_count *l = &w->last;
-    if (w->added && (k < l->key || (k == l->key && (rec[i].day < l->day ||
-                                                     (rec[i].day == l->day && rec[i].win <= l->win))))) {
+    if (w->added && rt_count_cmp(&rec[i], &w->last) <= 0) {
       w->glen = (size_t)(p - w->grp);
       return out_of_order(w, &rec[i], err);
     }

@@ -20,6 +20,14 @@ typedef struct rt_count {
   uint64_t n;
 } rt_count;
 
+/* The order of records everywhere (counts files, count runs): key, then
+ * day, then window; -1, 0 or 1. */
+static inline int rt_count_cmp(const rt_count *x, const rt_count *y) {
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  if (x->day != y->day) return x->day < y->day ? -1 : 1;
+  return (x->win > y->win) - (x->win < y->win);
+}
+
 typedef struct rt_counts_meta {
   const uint32_t *ids;   /* catalog ids, dense order */
   uint32_t n_clusters;

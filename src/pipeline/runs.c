@@ -12,13 +12,7 @@
 #define FANIN 64          /* runs merged at once: 64 x 192 KiB of buffers */
 #define FILE_BUF 8192     /* records buffered per file run while merging */
 
-static inline int cmp_rec(const rt_count *x, const rt_count *y) {
-  if (x->key != y->key) return x->key < y->key ? -1 : 1;
-  if (x->day != y->day) return x->day < y->day ? -1 : 1;
-  return x->win < y->win ? -1 : x->win > y->win;
-}
-
-static int cmp_count(const void *a, const void *b) { return cmp_rec(a, b); }
+static int cmp_count(const void *a, const void *b) { return rt_count_cmp(a, b); }
 
 /* ---- sort and reduce -------------------------------------------------------
  * LSD radix sort by (key, day, win): 4 bytes of (day - min day) << 1 | win,
@@ -66,11 +60,11 @@ static void radix_sort(rt_count *a, size_t n) {
 void rt_counts_reduce(rt_count_vec *v) {
   if (v->len == 0) return;
   int sorted = 1; /* one rank's output is already sorted: skip the sort */
-  for (size_t i = 1; i < v->len && sorted; i++) sorted = cmp_rec(&v->data[i - 1], &v->data[i]) <= 0;
+  for (size_t i = 1; i < v->len && sorted; i++) sorted = rt_count_cmp(&v->data[i - 1], &v->data[i]) <= 0;
   if (!sorted) radix_sort(v->data, v->len);
   size_t w = 0;
   for (size_t i = 1; i < v->len; i++) {
-    if (cmp_rec(&v->data[w], &v->data[i]) == 0) v->data[w].n += v->data[i].n;
+    if (rt_count_cmp(&v->data[w], &v->data[i]) == 0) v->data[w].n += v->data[i].n;
     else v->data[++w] = v->data[i];
   }
   v->len = w + 1;
@@ -214,7 +208,7 @@ int rt_runs_add(rt_runs *r, const rt_count *rec, size_t n, rt_err *err) {
 int rt_runs_add_pieces(rt_runs *r, const rt_count *rec, size_t n, rt_err *err) {
   size_t start = 0;
   for (size_t i = 1; i <= n; i++) {
-    if (i < n && cmp_rec(&rec[i - 1], &rec[i]) < 0) continue;
+    if (i < n && rt_count_cmp(&rec[i - 1], &rec[i]) < 0) continue;
     if (i - start < 4096) { /* small pieces (many ranks, small rounds) are cheaper sorted with the rest */
       int rc = rt_runs_add(r, rec + start, i - start, err);
       if (rc) return rc;
@@ -233,7 +227,7 @@ int rt_runs_add_pieces(rt_runs *r, const rt_count *rec, size_t n, rt_err *err) {
   return RT_OK;
 }
 
-static int src_less(const msrc *a, const msrc *b) { return cmp_rec(&a->rec[a->pos], &b->rec[b->pos]) < 0; }
+static int src_less(const msrc *a, const msrc *b) { return rt_count_cmp(&a->rec[a->pos], &b->rec[b->pos]) < 0; }
 
 static void sift_down(msrc **h, size_t n, size_t i) {
   for (;;) {
@@ -322,10 +316,10 @@ long rt_merge_read(rt_merge *m, rt_count *buf, size_t max, rt_err *err) {
      * are hashed), so blocks of a pair's ~10 records are the rule. */
     msrc *t = m->heap[0];
     const rt_count *bound = &m->heap[1]->rec[m->heap[1]->pos];
-    if (m->nheap > 2 && cmp_rec(&m->heap[2]->rec[m->heap[2]->pos], bound) < 0)
+    if (m->nheap > 2 && rt_count_cmp(&m->heap[2]->rec[m->heap[2]->pos], bound) < 0)
       bound = &m->heap[2]->rec[m->heap[2]->pos];
     size_t p = t->pos;
-    while (o < max && p < t->len && cmp_rec(&t->rec[p], bound) < 0) buf[o++] = t->rec[p++];
+    while (o < max && p < t->len && rt_count_cmp(&t->rec[p], bound) < 0) buf[o++] = t->rec[p++];
     if (p > t->pos) {
       t->pos = p;
       if (p == t->len) {
@@ -338,7 +332,7 @@ long rt_merge_read(rt_merge *m, rt_count *buf, size_t max, rt_err *err) {
     }
     rt_count cur;
     if (merge_pop(m, &cur, err) < 0) return -1;
-    while (m->nheap && cmp_rec(&m->heap[0]->rec[m->heap[0]->pos], &cur) == 0) {
+    while (m->nheap && rt_count_cmp(&m->heap[0]->rec[m->heap[0]->pos], &cur) == 0) {
       rt_count more;
       if (merge_pop(m, &more, err) < 0) return -1;
       cur.n += more.n;

@@ -57,12 +57,7 @@ static inline const char *tpath(const char *name) {
 /* ---- records --------------------------------------------------------------- */
 
 /* qsort order of records: key, then day, then win. */
-static inline int cmp_count(const void *a, const void *b) {
-  const rt_count *x = a, *y = b;
-  if (x->key != y->key) return x->key < y->key ? -1 : 1;
-  if (x->day != y->day) return x->day < y->day ? -1 : 1;
-  return (x->win > y->win) - (x->win < y->win);
-}
+static inline int cmp_count(const void *a, const void *b) { return rt_count_cmp(a, b); }
 
 /* Sort r[0..n) and drop repeats of (key, day, win); returns how many remain. */
 static inline size_t sort_unique(rt_count *r, size_t n) {

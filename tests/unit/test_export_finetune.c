@@ -199,12 +199,7 @@ static void put(const char *name, const char *text) {
   fclose(f);
 }
 
-static int cmp_rec(const void *a, const void *b) {
-  const rt_count *x = a, *y = b;
-  if (x->key != y->key) return x->key < y->key ? -1 : 1;
-  if (x->day != y->day) return x->day < y->day ? -1 : 1;
-  return (x->win > y->win) - (x->win < y->win);
-}
+static int cmp_rec(const void *a, const void *b) { return rt_count_cmp(a, b); }
 
 /* A counts file holds its records sorted by (key, day, win) (docs/formats.md
  * §4); the command streams it and relies on that order. */
