@@ -251,21 +251,9 @@ static int read_and_store(rt_job *job, const mem_plan *mp, rt_spill *store, rt_e
     if ((rc = rt_agree(job->comm, rc, err))) break;
     double ts;
     if (route) {
-      rt_ev_vec *b = &part[0];
-      if (T > 1) { /* the shuffle routes one array */
-        size_t n = 0;
-        for (int t = 0; t < T; t++) n += part[t].len;
-        rt_vec_reserve(&batch, n + 1);
-        batch.len = 0;
-        for (int t = 0; t < T; t++) {
-          memcpy(batch.data + batch.len, part[t].data, part[t].len * sizeof *batch.data);
-          batch.len += part[t].len;
-        }
-        b = &batch;
-      }
-      rt_shuffle_by_user(&job->plan, job->comm, b, mp->round_bytes, err);
+      rt_shuffle_by_user(&job->plan, job->comm, part, T, &batch, mp->round_bytes, err);
       ts = rt_stage_begin(); /* storing by user bucket is the shuffle's second half */
-      rc = rt_spill_add(store, b->data, b->len, err);
+      rc = rt_spill_add(store, batch.data, batch.len, err);
     } else { /* nothing to route: the threads' parts go to the buckets as they are */
       ts = rt_stage_begin();
       const rt_ev *pp[T];

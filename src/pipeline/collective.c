@@ -132,24 +132,36 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
   return rounds;
 }
 
-int rt_route(MPI_Comm comm, void **recs, size_t *n, size_t recsize, const int *dest, size_t round_bytes) {
+int rt_route_parts(MPI_Comm comm, const void *const *part, const size_t *len, int nparts, size_t recsize,
+                   const int *dest, void **out, size_t *nout, size_t round_bytes) {
   int size;
   MPI_Comm_size(comm, &size);
-  /* counting sort by destination, then the rounds */
+  size_t n = 0;
+  for (int p = 0; p < nparts; p++) n += len[p];
+  /* counting sort by destination straight from the parts, then the rounds */
   size_t *counts = rt_xcalloc((size_t)size, sizeof *counts), *pos = rt_xcalloc((size_t)size, sizeof *pos);
-  for (size_t i = 0; i < *n; i++) counts[dest[i]]++;
+  for (size_t i = 0; i < n; i++) counts[dest[i]]++;
   for (int r = 1; r < size; r++) pos[r] = pos[r - 1] + counts[r - 1];
-  char *send = rt_xmalloc((*n ? *n : 1) * recsize);
-  const char *src = *recs;
-  for (size_t i = 0; i < *n; i++) memcpy(send + recsize * pos[dest[i]]++, src + recsize * i, recsize);
-  free(*recs);
-  *recs = NULL;
-  size_t nrecv = 0;
-  int rounds = rt_alltoallv_rounds(comm, send, counts, recsize, recs, &nrecv, round_bytes);
+  char *send = rt_xmalloc((n ? n : 1) * recsize);
+  size_t i = 0;
+  for (int p = 0; p < nparts; p++) {
+    const char *src = part[p];
+    for (size_t j = 0; j < len[p]; j++, i++) memcpy(send + recsize * pos[dest[i]]++, src + recsize * j, recsize);
+  }
+  *out = NULL;
+  *nout = 0;
+  int rounds = rt_alltoallv_rounds(comm, send, counts, recsize, out, nout, round_bytes);
   free(send);
   free(counts);
   free(pos);
-  *n = nrecv;
+  return rounds;
+}
+
+int rt_route(MPI_Comm comm, void **recs, size_t *n, size_t recsize, const int *dest, size_t round_bytes) {
+  const void *part = *recs;
+  size_t len = *n;
+  int rounds = rt_route_parts(comm, &part, &len, 1, recsize, dest, recs, n, round_bytes);
+  free((void *)part);
   return rounds;
 }
 

@@ -39,6 +39,11 @@ int rt_alltoallv_rounds(MPI_Comm comm, const void *sendbuf, const size_t *sendco
  * dest[i] names, in bounded rounds; *recs is freed and replaced by the
  * records this rank received (*n updated). Returns the number of rounds. */
 int rt_route(MPI_Comm comm, void **recs, size_t *n, size_t recsize, const int *dest, size_t round_bytes);
+/* The same for records in several arrays (one per thread), read in place:
+ * dest holds the destinations of part 0's records, then part 1's, ...; the
+ * received records go to *out (malloc'ed, *nout of them). */
+int rt_route_parts(MPI_Comm comm, const void *const *part, const size_t *len, int nparts, size_t recsize,
+                   const int *dest, void **out, size_t *nout, size_t round_bytes);
 
 /* Collective: every rank's byte buffer to rank 0, one rank at a time. Rank 0
  * calls cb(ctx, rank, buf, len) for each rank in rank order (its own first)

@@ -5,22 +5,29 @@
 
 #include <stdlib.h>
 
-int rt_shuffle_by_user(const rt_plan *plan, MPI_Comm comm, rt_ev_vec *ev, size_t round_bytes, rt_err *err) {
+int rt_shuffle_by_user(const rt_plan *plan, MPI_Comm comm, const rt_ev_vec *part, int nparts, rt_ev_vec *out,
+                       size_t round_bytes, rt_err *err) {
   (void)err;
   double t0 = rt_stage_begin();
-  int size = plan->nranks;
-  if (size == 1) { /* every user is ours */
-    rt_metric_add(RT_M_shuffle_events_received, ev->len);
-    rt_stage_end(RT_M_shuffle_us, t0);
-    return RT_OK;
+  size_t n = 0;
+  for (int p = 0; p < nparts; p++) n += part[p].len;
+  int *dest = rt_xmalloc((n ? n : 1) * sizeof *dest);
+  const void *pp[nparts];
+  size_t pl[nparts];
+  size_t i = 0;
+  for (int p = 0; p < nparts; p++) {
+    pp[p] = part[p].data;
+    pl[p] = part[p].len;
+    for (size_t j = 0; j < part[p].len; j++) dest[i++] = rt_user_owner(plan, part[p].data[j].user);
   }
-  int *dest = rt_xmalloc((ev->len ? ev->len : 1) * sizeof *dest);
-  for (size_t i = 0; i < ev->len; i++) dest[i] = rt_user_owner(plan, ev->data[i].user);
-  rt_metric_add(RT_M_shuffle_events_sent, ev->len);
-  size_t nrecv = ev->len;
-  int rounds = rt_route(comm, (void **)&ev->data, &nrecv, sizeof(rt_ev), dest, round_bytes);
+  rt_metric_add(RT_M_shuffle_events_sent, n);
+  free(out->data);
+  void *recv;
+  size_t nrecv;
+  int rounds = rt_route_parts(comm, pp, pl, nparts, sizeof(rt_ev), dest, &recv, &nrecv, round_bytes);
   free(dest);
-  ev->len = ev->cap = nrecv;
+  out->data = recv;
+  out->len = out->cap = nrecv;
   rt_metric_add(RT_M_shuffle_events_received, nrecv);
   rt_metric_max(RT_M_shuffle_rounds, (uint64_t)rounds);
   rt_stage_end(RT_M_shuffle_us, t0);

@@ -14,7 +14,10 @@
 #include "pipeline/plan.h"
 #include "pipeline/read.h"
 
-/* Collective. Replaces *ev with the events this rank owns. */
-int rt_shuffle_by_user(const rt_plan *plan, MPI_Comm comm, rt_ev_vec *ev, size_t round_bytes, rt_err *err);
+/* Collective. The events of part[0..nparts) (the rank's reading threads'
+ * batches, read in place) go to their users' owners; *out (emptied first)
+ * receives the events this rank owns. */
+int rt_shuffle_by_user(const rt_plan *plan, MPI_Comm comm, const rt_ev_vec *part, int nparts, rt_ev_vec *out,
+                       size_t round_bytes, rt_err *err);
 
 #endif
