@@ -131,12 +131,9 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   return RT_OK;
 }
 
-typedef struct {
-  rt_counter *h;
-} count_ctx;
-
+/* ctx: the thread's counter */
 static void on_triple(void *ctx, uint32_t c1, uint32_t c2, uint32_t c3, int32_t day, uint32_t win) {
-  rt_counter_add(((count_ctx *)ctx)->h, rt_triple_key(c1, c2, c3), day, win, 1);
+  rt_counter_add(ctx, rt_triple_key(c1, c2, c3), day, win, 1);
 }
 
 /* Memory plan for stages 2–4 under memory.per_rank_mb (0 = no cap): a read
@@ -299,13 +296,12 @@ static int sequence_and_count(rt_job *job, const mem_plan *mp, rt_spill *store, 
   rt_window w;
   rt_window_from_config(&job->cfg, &w);
   rt_seq_stats *st = rt_xcalloc((size_t)T, sizeof *st);
-  count_ctx *cc = rt_xcalloc((size_t)T, sizeof *cc);
   rt_counter **hs = rt_xcalloc((size_t)T, sizeof *hs);
   rt_ev_vec *ev = rt_xcalloc((size_t)T, sizeof *ev);
   int *trc = rt_xcalloc((size_t)T, sizeof *trc);
   rt_err *terr = rt_xcalloc((size_t)T, sizeof *terr);
   for (int t = 0; t < T; t++) {
-    hs[t] = cc[t].h = rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400));
+    hs[t] = rt_counter_new(job->cat.n, (int32_t)(w.prev_start / 86400), (int32_t)(w.end / 86400));
     if (mp->store_events) { /* the triple buffer and the distinct records within budget too */
       rt_counter_set_limit(hs[t], per_thread(mp, T));
       rt_counter_spill_to(hs[t], local, mp->counter_records / (size_t)T);
@@ -316,7 +312,7 @@ static int sequence_and_count(rt_job *job, const mem_plan *mp, rt_spill *store, 
     int t = omp_get_thread_num();
     if (trc[t]) continue;
     trc[t] = rt_spill_take(store, b, &ev[t], &terr[t]);
-    if (trc[t] == RT_OK) rt_sequence_all(ev[t].data, ev[t].len, &o, on_triple, &cc[t], &st[t]);
+    if (trc[t] == RT_OK) rt_sequence_all(ev[t].data, ev[t].len, &o, on_triple, hs[t], &st[t]);
   }
   int rc = RT_OK;
   rt_seq_stats sum = {0};
@@ -343,7 +339,6 @@ static int sequence_and_count(rt_job *job, const mem_plan *mp, rt_spill *store, 
   rt_stage_end(RT_M_count_us, t0);
   free(ev);
   free(st);
-  free(cc);
   free(hs);
   free(trc);
   free(terr);
