@@ -20,6 +20,10 @@ typedef enum rt_status {
   RT_ERR_OUTPUT = 6,    /* the table, summary or run directory could not be written */
   RT_ERR_TABLE = 7,     /* a table file is missing, corrupt or of an unknown version */
   RT_ERR_NOMEM = 8,     /* out of memory (or over memory.per_rank_mb) */
+  RT_ERR_INTERRUPTED = 9, /* stopped by a signal (or a deadline): journal flushed, nothing
+                           * published; rerunning the same command resumes */
+  RT_ERR_LOCKED = 10,   /* another live run holds the table's lock */
+  RT_ERR_STALE = 11,    /* not published: the served table's window ends later (--force) */
 } rt_status;
 
 #define RT_ERR_MSG_MAX 1024

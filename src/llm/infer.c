@@ -107,6 +107,7 @@ struct rt_llm_client {
   rt_share share;
   rt_rng rng;
   rt_llm_stats stats;
+  rt_llm_hooks hooks;
 };
 
 /* --- curl callbacks -------------------------------------------------------- */
@@ -508,6 +509,10 @@ void rt_llm_client_free(rt_llm_client *c) {
 }
 
 const rt_llm_stats *rt_llm_get_stats(const rt_llm_client *c) { return &c->stats; }
+void rt_llm_set_hooks(rt_llm_client *c, const rt_llm_hooks *h) {
+  if (h) c->hooks = *h;
+  else memset(&c->hooks, 0, sizeof c->hooks);
+}
 const char *rt_llm_client_url(const rt_llm_client *c) { return c->url; }
 
 void rt_llm_answer_free(rt_llm_answer *a) {
@@ -637,6 +642,7 @@ static void job_final(run *r, job *j, char *text, const char *why) {
     r->early_done++;
     if (conn_only) r->early_conn++;
   }
+  if (c->hooks.on_answer) c->hooks.on_answer(c->hooks.ud, j->call, a);
 }
 
 static void start(run *r, uint32_t ji, double now) {
@@ -863,8 +869,9 @@ static void rate_after_429s(run *r, double now) {
   r->b429_pause = 0;
 }
 
-/* Stop the run: cancel transfers, fail what is left. */
-static void abandon(run *r, const char *reason) {
+/* Stop the run: cancel transfers, fail what is left (counted as failed
+ * unless the run was interrupted: those calls were never given a chance). */
+static void abandon(run *r, const char *reason, int interrupted) {
   rt_llm_client *c = r->c;
   for (size_t i = 0; i < c->nslots; i++) {
     slot *s = &c->slots[i];
@@ -894,6 +901,7 @@ static void abandon(run *r, const char *reason) {
     a->ok = 0;
     if (!a->error) set_answer_error(a, msg);
     r->left[k] = 0;
+    if (interrupted) continue;
     c->stats.failed++;
     r->failed_calls++;
   }
@@ -934,13 +942,26 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
   size_t early_need = n < FAST_FAIL_CALLS ? n : FAST_FAIL_CALLS;
   int rc = RT_OK;
   char stop[700] = "";
+  int stopping = 0;      /* the poll hook asked to stop: drain what is in flight */
+  double stop_at = 0;    /* ... until then at the latest */
 
   while (r.done_calls < n) {
     double now = c->now = rt_now();
+    if (!stopping && c->hooks.poll && c->hooks.poll(c->hooks.ud)) {
+      stopping = 1;
+      stop_at = now + (c->hooks.grace_s > 0 ? c->hooks.grace_s : 0);
+      rt_debug("llm: stop requested: %zu requests in flight get %.0f s to finish", r.inflight, c->hooks.grace_s);
+    }
+    if (stopping && (r.inflight == 0 || now >= stop_at)) {
+      snprintf(stop, sizeof stop, "interrupted with %zu requests in flight", r.inflight);
+      rc = rt_err_set(err, RT_ERR_INTERRUPTED, "the LLM stage was interrupted: %zu of %zu calls done, %zu in flight "
+                      "abandoned", r.done_calls, n, r.inflight);
+      break;
+    }
     if (rt_share_poll(&c->share, now)) update_rates(c, now);
     if (rt_aimd_tick(&c->aimd, now)) update_rates(c, now);
-    double wait = 1.0; /* seconds until something may be dispatched */
-    while (c->nfree > 0) {
+    double wait = stopping ? fmin(1.0, fmax(0.0, stop_at - now)) : 1.0; /* seconds until something may be dispatched */
+    while (c->nfree > 0 && !stopping) {
       if (now < c->not_before) {
         wait = fmin(wait, c->not_before - now);
         break;
@@ -1042,7 +1063,7 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
       break;
     }
   }
-  if (rc) abandon(&r, stop);
+  if (rc) abandon(&r, stop, rc == RT_ERR_INTERRUPTED);
   rt_share_set_active(&c->share, 0);
   free(r.retry.data);
   free(r.jobs);

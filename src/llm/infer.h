@@ -71,8 +71,28 @@ int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client
  * call has an answer or a per-call failure recorded; RT_ERR_ENDPOINT (with
  * the URL in err) when the endpoint is unusable (e.g. the failures already
  * exceed llm.max_failed_fraction of n, or every connection is refused) so a
- * dead endpoint fails fast. */
+ * dead endpoint fails fast; RT_ERR_INTERRUPTED when the poll hook asked to
+ * stop before every call was complete. */
 int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answer *answers, rt_err *err);
+
+/* Optional hooks for the next rt_llm_run calls (zeroed: none).
+ *   on_answer(ud, i, a): call i of the current run is complete (answered,
+ *     or failed for good), called from the request loop as it happens, so a
+ *     caller that journals it there loses only the calls in flight when the
+ *     process dies. Not called for calls abandoned by a stop.
+ *   poll(ud): called every turn of the request loop (at least once a second,
+ *     and after each wake-up); nonzero asks the run to stop: no request
+ *     starts any more, the ones in flight get grace_s seconds to finish (and
+ *     reach on_answer), then rt_llm_run returns RT_ERR_INTERRUPTED with the
+ *     unfinished calls marked not answered (not counted as failed). */
+typedef struct rt_llm_hooks {
+  void (*on_answer)(void *ud, size_t i, const rt_llm_answer *a);
+  int (*poll)(void *ud);
+  void *ud;
+  double grace_s;
+} rt_llm_hooks;
+
+void rt_llm_set_hooks(rt_llm_client *c, const rt_llm_hooks *h);
 
 /* 64-bit hash of the exact request a call produces (model id + body), the key
  * of the response cache: same key, same request. */
