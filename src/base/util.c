@@ -151,3 +151,18 @@ long rt_peak_rss_kb(void) {
   fclose(f);
   return kb;
 }
+
+void rt_test_pause(const char *point) {
+  const char *want = getenv("RAGTIDE_TEST_PAUSE");
+  if (!want || strcmp(want, point) != 0) return;
+  fprintf(stderr, "ragtide: paused at %s (RAGTIDE_TEST_PAUSE), pid %ld\n", point, (long)getpid());
+  const char *f = getenv("RAGTIDE_TEST_PAUSE_FILE");
+  if (f && *f) {
+    FILE *fp = fopen(f, "w");
+    if (fp) fclose(fp);
+  }
+  for (int i = 0; i < 1200; i++) { /* 120 s; the test kills us long before */
+    struct timespec ts = {0, 100000000L};
+    nanosleep(&ts, NULL);
+  }
+}

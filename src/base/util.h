@@ -70,4 +70,12 @@ int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err 
 /* Peak resident set size of this process in kilobytes (VmHWM). */
 long rt_peak_rss_kb(void);
 
+/* Crash tests only: when the environment variable RAGTIDE_TEST_PAUSE names
+ * `point`, say "paused at POINT" on stderr (and create the file named by
+ * RAGTIDE_TEST_PAUSE_FILE, if set), then sleep up to 120 s so the test can
+ * kill the process at exactly that moment (tests/scripts/resume.sh). A
+ * no-op otherwise. Points: "aggregate" (events read, before counting),
+ * "publish" (new table on disk, backups rotated, not yet renamed). */
+void rt_test_pause(const char *point);
+
 #endif

@@ -17,15 +17,21 @@
 #include "pipeline/collective.h"
 #include "pipeline/gather.h"
 #include "pipeline/progress.h"
+#include "pipeline/promfile.h"
+#include "pipeline/stop.h"
 #include "pipeline/summary.h"
 #include "pipeline/table.h"
 #include "rag/match.h"
 #include "rag/prompt.h"
 #include "rag/retrieve.h"
 
+#include <glob.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct refresh {
   rt_job *job;
@@ -33,7 +39,18 @@ typedef struct refresh {
   rt_template tmpl;
   ragtide_table *base;      /* NULL without output.base_table */
   rt_llm_client *client;    /* NULL for llm.api = retrieval */
-  rt_answers *cache;        /* NULL when output.cache = off */
+  rt_answers *cache;        /* NULL when output.cache = off: the journal (read; rank 0 appends at the end) */
+  rt_answers *part;         /* this rank's journal part (CACHE.part-RANK): every answer, as it arrives */
+  char *cache_path;
+  rt_err part_err;          /* the first failed write to the part (reported once) */
+  double last_fsync;
+  /* the batch in flight, for the client's hooks */
+  const uint64_t *batch_keys;
+  const size_t *batch_miss;
+  rt_progress *prog;
+  uint64_t done_before;     /* pairs done before the batch in flight */
+  uint64_t batch_done;      /* calls of the batch in flight complete so far */
+  int journal;              /* journal_begin ran (on every rank alike) and journal_end is due */
   rt_matcher matcher;
   uint32_t popular[64];
   size_t n_popular;
@@ -42,7 +59,6 @@ typedef struct refresh {
   int base_mode;            /* prompt.mode = base */
   int global;               /* retrieval.granularity = global: no per-pair context in prompts */
   rt_result_buf results;    /* this rank's per-pair results (gather.h encoding) */
-  RT_VEC(char) fresh;       /* new answers for the cache: [key u64][day u32][len u32][text] ... */
 } refresh;
 
 static char *path_or(const char *v, const char *table, const char *suffix) {
@@ -74,16 +90,42 @@ static void add_result(refresh *r, uint64_t pair, uint32_t answer, const uint32_
   rt_result_put(&r->results, &res);
 }
 
-static void remember(refresh *r, uint64_t key, const char *text) {
-  uint32_t len = (uint32_t)strlen(text);
-  size_t need = 16 + len;
-  rt_vec_reserve(&r->fresh, r->fresh.len + need);
-  char *p = r->fresh.data + r->fresh.len;
-  memcpy(p, &key, 8);
-  memcpy(p + 8, &r->day, 4);
-  memcpy(p + 12, &len, 4);
-  memcpy(p + 16, text, len);
-  r->fresh.len += need;
+/* Progress of the LLM stage: the counters rank 0 sums (progress.h). */
+static void llm_progress(refresh *r) {
+  if (!r->prog) return;
+  const rt_llm_stats *st = r->client ? rt_llm_get_stats(r->client) : NULL;
+  uint64_t v[RT_PROGRESS_MAX] = {r->done_before + r->batch_done, st ? st->requests : 0, st ? st->retries : 0,
+                                 st ? st->http_429 : 0, st ? st->failed : 0};
+  rt_progress_update_v(r->prog, v);
+}
+
+/* The client's hook: call i of the batch is complete. Its answer goes to
+ * this rank's journal part at once (one write(2): a killed process loses
+ * nothing written), fsynced every output.flush_s (a machine crash loses at
+ * most that much). */
+static void on_answer(void *ud, size_t i, const rt_llm_answer *a) {
+  refresh *r = ud;
+  r->batch_done++;
+  if (!a->ok || !r->part || r->part_err.code) return;
+  rt_err e = {0};
+  int rc = rt_answers_put(r->part, r->batch_keys[r->batch_miss[i]], r->day, a->text, &e);
+  if (rc == RT_OK) rc = rt_answers_write(r->part, &e);
+  double now = rt_now();
+  if (rc == RT_OK && now - r->last_fsync >= (double)r->cfg->flush_s) {
+    rc = rt_answers_flush(r->part, &e);
+    r->last_fsync = now;
+  }
+  if (rc) {
+    r->part_err = e;
+    rt_warn("answers are no longer journaled on this rank (a rerun would ask again): %s", e.msg);
+  }
+}
+
+/* The client's hook, every loop turn: progress, and whether to stop. */
+static int on_poll(void *ud) {
+  refresh *r = ud;
+  llm_progress(r);
+  return rt_stop_poll() != 0;
 }
 
 /* One batch of pairs: prompts, cache, endpoint, match. */
@@ -125,15 +167,19 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   rt_llm_answer *ans = rt_xcalloc(nmiss ? nmiss : 1, sizeof *ans);
   for (size_t k = 0; k < nmiss; k++) mcalls[k] = calls[miss[k]];
   rt_metric_add(RT_M_infer_calls, n);
+  r->batch_keys = keys;
+  r->batch_miss = miss;
+  r->batch_done = n - nmiss; /* the cached ones */
   int rc = nmiss ? rt_llm_run(r->client, mcalls, nmiss, ans, err) : RT_OK;
+  r->batch_keys = NULL;
+  r->batch_miss = NULL;
   rt_stage_end(RT_M_infer_us, t0);
   t0 = rt_stage_begin();
   const char **text = rt_xcalloc(n, sizeof *text);
   for (size_t i = 0; i < n; i++) text[i] = cached[i];
   for (size_t k = 0; k < nmiss && rc == RT_OK; k++) {
     if (ans[k].ok) {
-      text[miss[k]] = ans[k].text;
-      if (r->cache) remember(r, keys[miss[k]], ans[k].text);
+      text[miss[k]] = ans[k].text; /* already in the journal part (on_answer) */
     } else {
       rt_debug("pair (%u, %u): no answer after %d attempts: %s", cat->ids[rt_pair_c1(ctx[miss[k]].pair)],
                cat->ids[rt_pair_c2(ctx[miss[k]].pair)], ans[k].attempts, ans[k].error ? ans[k].error : "?");
@@ -176,31 +222,73 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   return rc;
 }
 
-/* Rank 0's side of the fresh-answer gather: [key u64][day u32][len u32][text]
- * records (remember()) appended to the answer journal. */
-typedef struct {
-  rt_answers *cache;
-  int rc;
-  rt_err err;
-} journal_ctx;
+/* The journal at the start of a run (collective): rank 0 opens it (which
+ * repairs a torn tail) and absorbs the parts an interrupted or killed run
+ * left (CACHE.part-*), then every rank opens it to read and creates its own
+ * empty part to write. */
+static int parts_glob(const char *cache_path, glob_t *g) {
+  size_t n = strlen(cache_path) + 8;
+  char *pat = rt_xmalloc(n);
+  snprintf(pat, n, "%s.part-*", cache_path);
+  int rc = glob(pat, 0, NULL, g);
+  free(pat);
+  return rc == 0;
+}
 
-static void journal_put(void *ctx, int rank, const void *buf, size_t len) {
-  (void)rank;
-  journal_ctx *jc = ctx;
-  const char *p = buf;
-  for (size_t off = 0; jc->cache && jc->rc == RT_OK && off + 16 <= len;) {
-    uint64_t key;
-    uint32_t day, n;
-    memcpy(&key, p + off, 8);
-    memcpy(&day, p + off + 8, 4);
-    memcpy(&n, p + off + 12, 4);
-    char *text = rt_xmalloc(n + 1);
-    memcpy(text, p + off + 16, n);
-    text[n] = '\0';
-    jc->rc = rt_answers_put(jc->cache, key, day, text, &jc->err);
-    free(text);
-    off += 16 + n;
+static int absorb_parts(refresh *r, rt_err *err) {
+  glob_t g;
+  if (!parts_glob(r->cache_path, &g)) return RT_OK;
+  uint64_t total = 0;
+  int rc = RT_OK;
+  for (size_t i = 0; i < g.gl_pathc && rc == RT_OK; i++) {
+    uint64_t added = 0;
+    rc = rt_answers_absorb(r->cache, g.gl_pathv[i], &added, err);
+    total += added;
   }
+  if (rc == RT_OK) rc = rt_answers_flush(r->cache, err);
+  /* Only once their records are durable in the journal do the parts go. */
+  for (size_t i = 0; i < g.gl_pathc && rc == RT_OK; i++) unlink(g.gl_pathv[i]);
+  if (rc == RT_OK && total)
+    rt_info("answer journal %s: %llu answers of an interrupted run recovered from %zu part%s", r->cache_path,
+            (unsigned long long)total, g.gl_pathc, g.gl_pathc == 1 ? "" : "s");
+  globfree(&g);
+  return rc;
+}
+
+static int journal_begin(refresh *r, rt_err *err) {
+  rt_job *job = r->job;
+  int rc = RT_OK;
+  if (job->rank == 0) {
+    rc = rt_answers_open(r->cache_path, &r->cache, err);
+    if (rc == RT_OK) rc = absorb_parts(r, err);
+  }
+  rc = rt_agree(job->comm, rc, err);
+  if (rc == RT_OK && job->rank != 0) rc = rt_answers_open(r->cache_path, &r->cache, err);
+  if (rc == RT_OK) {
+    size_t n = strlen(r->cache_path) + 32;
+    char *pp = rt_xmalloc(n);
+    snprintf(pp, n, "%s.part-%d", r->cache_path, job->rank);
+    rc = rt_answers_open(pp, &r->part, err);
+    free(pp);
+    r->last_fsync = rt_now();
+  }
+  return rt_agree(job->comm, rc, err);
+}
+
+/* The journal at the end of a run, whatever its outcome (collective): every
+ * rank makes its part durable; rank 0 then absorbs the parts into the
+ * journal, compacts it when superseded records outnumber live ones, and
+ * removes the parts. A failure here costs only a later rerun's reuse: warn. */
+static void journal_end(refresh *r) {
+  rt_err e = {0};
+  if (r->part && rt_answers_close(r->part, &e) != RT_OK) rt_warn("%s", e.msg);
+  r->part = NULL;
+  MPI_Barrier(r->job->comm);
+  if (r->job->rank != 0 || !r->cache) return;
+  int rc = absorb_parts(r, &e);
+  rt_answers_stats js = rt_answers_get_stats(r->cache);
+  if (rc == RT_OK && js.records_loaded + js.appended > 2 * js.keys + 1024) rc = rt_answers_compact(r->cache, &e);
+  if (rc) rt_warn("answer journal %s not updated (its parts stay for the next run): %s", r->cache_path, e.msg);
 }
 
 /* The table stage's side of the results gather (rank 0). */
@@ -286,6 +374,20 @@ static json_t *summary_json(refresh *r, const uint64_t *total, int rc, const rt_
   rt_format_utc(job->created_at, ts, sizeof ts);
   json_object_set_new(o, "created_at", json_string(ts));
   json_object_set_new(o, "ranks", json_integer(job->size));
+  json_object_set_new(o, "attempt", json_integer((json_int_t)job->attempt));
+  /* Where the status comes from: the signal that stopped the run, the gate
+   * that halted it, or the error (in "error"). */
+  int sig = rt_stop_requested();
+  json_object_set_new(o, "stopped_by", rc == RT_ERR_INTERRUPTED && sig ? json_string(rt_stop_name(sig)) : json_null());
+  json_t *sl = json_object();
+  static const char *const SLURM[][2] = {{"job_id", "SLURM_JOB_ID"},           {"array_job_id", "SLURM_ARRAY_JOB_ID"},
+                                         {"array_task_id", "SLURM_ARRAY_TASK_ID"}, {"restart_count", "SLURM_RESTART_COUNT"},
+                                         {"job_name", "SLURM_JOB_NAME"}};
+  for (size_t i = 0; i < sizeof SLURM / sizeof *SLURM; i++) {
+    const char *v = getenv(SLURM[i][1]);
+    if (v && *v) json_object_set_new(sl, SLURM[i][0], json_string(v));
+  }
+  json_object_set_new(o, "slurm", json_object_size(sl) ? sl : (json_decref(sl), json_null()));
   json_t *w = json_object();
   rt_format_utc(cfg->window_start, ts, sizeof ts);
   json_object_set_new(w, "start", json_string(ts));
@@ -324,6 +426,47 @@ static json_t *summary_json(refresh *r, const uint64_t *total, int rc, const rt_
   return o;
 }
 
+/* The window end of the table served at path (0: none, or a base table). */
+static int64_t served_window_end(const char *path) {
+  ragtide_table *t;
+  char msg[256];
+  if (ragtide_table_open(path, &t, msg, sizeof msg) != RAGTIDE_OK) return 0;
+  int64_t we = ragtide_table_get_info(t)->window_end;
+  ragtide_table_close(t);
+  return we;
+}
+
+/* output.metrics_file (rank 0), whatever the outcome. */
+static void write_metrics(refresh *r, const uint64_t *total, int rc, const char *status,
+                          const ragtide_table_info *pub, double exact, double failed) {
+  const rt_config *cfg = r->cfg;
+  if (!*cfg->metrics_file) return;
+  rt_prom_run m = {.table = cfg->table,
+                   .status = status,
+                   .exit_code = rc,
+                   .attempt = r->job->attempt,
+                   .duration_s = rt_now() - r->job->t_start,
+                   .finished_at = (int64_t)time(NULL),
+                   .calls = total[RT_M_infer_calls],
+                   .cached = total[RT_M_infer_cache_hits],
+                   .requests = total[RT_M_infer_requests],
+                   .failed = total[RT_M_infer_failed],
+                   .retries = total[RT_M_infer_retries],
+                   .http_429 = total[RT_M_infer_http_429],
+                   .exact_match = exact,
+                   .gate_exact = exact >= 0 ? exact >= cfg->min_exact_match : -1,
+                   .gate_errors = failed >= 0 ? failed <= cfg->max_failed_fraction : -1};
+  /* The served table's file time is its publish time (rename keeps it). */
+  struct stat st;
+  if (stat(cfg->table, &st) == 0) m.last_publish = (int64_t)st.st_mtime;
+  if (pub) {
+    m.have_pairs = 1;
+    for (int i = 0; i < 4; i++) m.pairs[i] = pub->count_by_prov[i];
+  }
+  rt_err e = {0};
+  if (rt_prom_write(cfg->metrics_file, &m, &e)) rt_warn("%s", e.msg);
+}
+
 int rt_cmd_refresh(int argc, char **argv) {
   rt_job job;
   rt_err err = {0};
@@ -351,13 +494,11 @@ int rt_cmd_refresh(int argc, char **argv) {
   if (rc) goto out;
   summary_due = 1;
   rt_matcher_init(&r.matcher, &job.cat, cfg->fuzzy, cfg->fuzzy_threshold);
-  /* The cache: rank 0 opens it first (it repairs a torn tail), then the
-   * others open it to read. Only rank 0 appends, after the gather. */
+  /* The journal: answers paid for in earlier runs (interrupted ones too). */
+  r.cache_path = cache_path;
   if (cache_path && r.client) {
-    if (job.rank == 0) rc = rt_answers_open(cache_path, &r.cache, &err);
-    rc = rt_agree(job.comm, rc, &err);
-    if (rc == RT_OK && job.rank != 0) rc = rt_answers_open(cache_path, &r.cache, &err);
-    rc = rt_agree(job.comm, rc, &err);
+    r.journal = 1;
+    rc = journal_begin(&r, &err);
     if (rc) goto out;
   }
 
@@ -415,33 +556,54 @@ int rt_cmd_refresh(int argc, char **argv) {
   uint64_t mine = ret.ctx.len, npairs = (uint64_t)job.cat.n * (job.cat.n - 1), done = 0;
   if (!base_mode) MPI_Allreduce(&mine, &npairs, 1, MPI_UINT64_T, MPI_SUM, job.comm);
   rt_progress prog;
-  rt_progress_start(&prog, job.comm, "pairs answered", npairs, (double)cfg->progress_s);
+  rt_progress_start(&prog, job.comm, "llm", npairs, (double)cfg->progress_s);
+  rt_progress_labels(&prog, "pairs", r.client ? "requests" : NULL, r.client ? "retries" : NULL,
+                     r.client ? "429s" : NULL, r.client ? "failed" : NULL, NULL);
+  r.prog = &prog;
+  if (r.client) {
+    rt_llm_hooks hooks = {on_answer, on_poll, &r, (double)cfg->grace_s};
+    rt_llm_set_hooks(r.client, &hooks);
+  }
+  /* Between batches too: a stop asked while this rank answers from the
+   * journal, or before its first call, ends the stage. */
+  int stopped = 0;
   if (base_mode) {
     rt_context *buf = rt_xmalloc(batch * sizeof *buf);
     uint64_t cursor = 0;
     size_t n;
-    while (rc == RT_OK && (n = base_contexts(&job, &cursor, buf, batch)) > 0) {
+    while (rc == RT_OK && !(stopped = rt_stop_poll() != 0) && (n = base_contexts(&job, &cursor, buf, batch)) > 0) {
       rc = run_batch(&r, buf, n, NULL, &err);
-      rt_progress_update(&prog, done += n);
+      r.done_before = done += n;
+      r.batch_done = 0;
+      llm_progress(&r);
     }
     free(buf);
   }
-  for (size_t off = 0; !base_mode && off < ret.ctx.len && rc == RT_OK; off += batch) {
+  for (size_t off = 0; !base_mode && off < ret.ctx.len && rc == RT_OK && !(stopped = rt_stop_poll() != 0);
+       off += batch) {
     size_t n = ret.ctx.len - off < batch ? ret.ctx.len - off : batch;
     rc = run_batch(&r, ret.ctx.data + off, n, &ret, &err);
-    rt_progress_update(&prog, done += n);
+    r.done_before = done += n;
+    r.batch_done = 0;
+    llm_progress(&r);
   }
+  if (rc == RT_OK && stopped)
+    rc = rt_err_set(&err, RT_ERR_INTERRUPTED, "interrupted by %s after %llu pairs on this rank",
+                    rt_stop_name(rt_stop_requested()), (unsigned long long)done);
+  if (rc == RT_ERR_INTERRUPTED)
+    rt_err_set(&err, RT_ERR_INTERRUPTED, "interrupted by %s: the LLM stage stopped (calls in flight had "
+               "job.grace_s = %lld s); nothing published; every answer received is in the journal %s — rerun "
+               "the same command to resume", rt_stop_name(rt_stop_requested()), (long long)cfg->grace_s,
+               cache_path ? cache_path : "(off: output.cache = off, a rerun asks again)");
   rt_progress_finish(&prog, done);
+  r.prog = NULL;
   copy_llm_stats(r.client);
   rc = rt_agree(job.comm, rc, &err);
+  if (r.journal) journal_end(&r), r.journal = 0;
   if (rc) goto out;
 
-  /* Stage 10: fresh answers, context fingerprints and counters to rank 0
-   * (the results follow once rank 0 knows whether it will build a table). */
-  /* Fresh answers stream into the journal on rank 0 one rank at a time:
-   * answers are paid for, so they are kept even if a gate fails below. */
-  journal_ctx jc = {r.cache, RT_OK, {0}};
-  rt_gather_stream(job.comm, r.fresh.data, r.fresh.len, journal_put, &jc);
+  /* Stage 10: context fingerprints and counters to rank 0 (the results
+   * follow once rank 0 knows whether it will build a table). */
   void *allfp;
   size_t nfpb;
   rt_gather_bytes(job.comm, fps.data, fps.len * sizeof *fps.data, &allfp, &nfpb);
@@ -454,16 +616,6 @@ int rt_cmd_refresh(int argc, char **argv) {
   overlay_ctx oc = {.candidates = (int)cfg->candidates, .day = r.day};
   double exact = -1, failed = -1, ctx_changed = -1;
   if (job.rank == 0) {
-    if (r.cache) {
-      rc = jc.rc;
-      if (rc) err = jc.err;
-      if (rc == RT_OK) rc = rt_answers_flush(r.cache, &err);
-      /* Compact when superseded records outnumber live ones: the journal
-       * then stays within about twice its live size. */
-      rt_answers_stats js = rt_answers_get_stats(r.cache);
-      if (rc == RT_OK && js.records_loaded + js.appended > 2 * js.keys + 1024) rc = rt_answers_compact(r.cache, &err);
-      if (rc) rt_warn("answer cache %s not updated: %s", cache_path, err.msg), rc = RT_OK;
-    }
     exact = total[RT_M_match_answers] ? (double)total[RT_M_match_exact] / (double)total[RT_M_match_answers] : -1;
     failed = total[RT_M_infer_calls] - total[RT_M_infer_cache_hits]
                         ? (double)total[RT_M_infer_failed] /
@@ -500,6 +652,17 @@ int rt_cmd_refresh(int argc, char **argv) {
                       "constrain its output (llm.constrain)",
                       exact * 100, cfg->min_exact_match * 100, (unsigned long long)total[RT_M_match_exact],
                       (unsigned long long)total[RT_M_match_answers]);
+    } else if (!job.force && !base_mode && served_window_end(cfg->table) > cfg->window_end) {
+      /* Never a step back: a late or re-run of an older window must not
+       * replace a table built from newer logs. */
+      status = "stale";
+      char a[32], b[32];
+      rt_format_utc(served_window_end(cfg->table), a, sizeof a);
+      rt_format_utc(cfg->window_end, b, sizeof b);
+      rc = rt_err_set(&err, RT_ERR_STALE,
+                      "not published: the served table %s was built from a window ending %s, later than this "
+                      "run's %s; nothing replaced — rerun with --force to publish the older window anyway",
+                      cfg->table, a, b);
     } else {
       ragtide_table_info info = {0};
       info.k = 2;
@@ -525,6 +688,13 @@ int rt_cmd_refresh(int argc, char **argv) {
         rc = rt_err_set(&err, RT_ERR_INTERNAL, "a rank sent a malformed result buffer; nothing published");
       if (rc == RT_OK && ragtide_builder_set_info(oc.b, &oc.info) != RAGTIDE_OK)
         rc = rt_err_set(&err, RT_ERR_INTERNAL, "table header rejected by the builder");
+      /* Last chance to honour a stop: past this point the run publishes. */
+      if (rc == RT_OK && rt_stop_poll()) {
+        status = "interrupted";
+        rc = rt_err_set(&err, RT_ERR_INTERRUPTED, "interrupted by %s before publishing; nothing published — "
+                        "rerun the same command to resume", rt_stop_name(rt_stop_requested()));
+      }
+      if (rc == RT_OK) rt_stop_arm(0);
       if (rc == RT_OK) rc = rt_table_publish(oc.b, cfg->table, (int)cfg->keep, &err);
       ragtide_builder_free(oc.b);
       if (rc == RT_OK) {
@@ -555,6 +725,7 @@ int rt_cmd_refresh(int argc, char **argv) {
     rt_err serr = {0};
     if (rt_summary_write(s, summary_path, &serr)) rt_warn("%s", serr.msg);
     json_decref(s);
+    write_metrics(&r, total, rc, status, pub ? ragtide_table_get_info(pub) : NULL, exact, failed);
     if (pub) {
       const ragtide_table_info *ti = ragtide_table_get_info(pub);
       char rate[32] = "n/a";
@@ -569,9 +740,11 @@ int rt_cmd_refresh(int argc, char **argv) {
   }
   free(allfp);
   summary_due = 0;
+  rt_stop_arm(0); /* the outcome is decided and reported: a late signal changes nothing */
   rc = rt_agree(job.comm, rc, &err);
 
 out:
+  if (r.journal) journal_end(&r), r.journal = 0;
   if (rc && summary_due) {
     /* Failed after start-up (the same rc on every rank): still leave a
      * summary, so the operator sees how far the run got and why it stopped. */
@@ -580,17 +753,18 @@ out:
     rt_metrics_reduce(job.comm, tot);
     json_t *rss2 = rt_summary_rss(job.comm);
     if (job.rank == 0) {
-      json_t *s = summary_json(&r, tot, rc, &err, "failed", cfg->table, NULL, -1, -1);
+      const char *st = rc == RT_ERR_INTERRUPTED ? "interrupted" : "failed";
+      json_t *s = summary_json(&r, tot, rc, &err, st, cfg->table, NULL, -1, -1);
       json_object_set_new(s, "peak_rss_kb_per_rank", rss2);
       rt_err serr = {0};
       if (rt_summary_write(s, summary_path, &serr)) rt_warn("%s", serr.msg);
       json_decref(s);
+      write_metrics(&r, tot, rc, st, NULL, -1, -1);
     }
   }
   rt_runs_free(counts);
   rt_retrieval_free(&ret);
   free(r.results.data);
-  free(r.fresh.data);
   free(r.examples);
   rt_template_free(&r.tmpl);
   rt_matcher_free(&r.matcher);

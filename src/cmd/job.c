@@ -4,10 +4,15 @@
 #include "base/metrics.h"
 #include "base/util.h"
 #include "pipeline/collective.h"
+#include "pipeline/progress.h"
 #include "pipeline/read.h"
 #include "pipeline/sequence.h"
 #include "pipeline/shuffle.h"
 #include "pipeline/spill.h"
+#include "pipeline/stop.h"
+#include "format/lock.h"
+#include "format/publish.h"
+#include "format/resume.h"
 
 #include <malloc.h>
 #include <omp.h>
@@ -54,6 +59,72 @@ static int default_threads(MPI_Comm comm) {
   return cpus / same > 1 ? cpus / same : 1;
 }
 
+static char *resume_path(const rt_job *job) {
+  size_t n = strlen(job->cfg.table) + 8;
+  char *p = rt_xmalloc(n);
+  snprintf(p, n, "%s.resume", job->cfg.table);
+  return p;
+}
+
+/* The configuration's hash without what a resumed attempt takes from the
+ * first one (the window, created-at): the same job, another attempt. */
+static uint64_t job_identity(const rt_config *cfg) {
+  rt_config c = *cfg; /* shallow: rt_config_hash only reads */
+  c.window_start = c.window_end = 0;
+  return rt_config_hash(&c);
+}
+
+/* Rank 0 decides the window (input.window_days), created-at and the attempt
+ * number — from TABLE.resume when it describes an interrupted attempt of the
+ * same job — and broadcasts them. Collective. */
+static void resolve_attempt(rt_job *job, const char *cmd) {
+  int64_t v[4] = {0, 0, 0, 1}; /* window_start, window_end, created_at, attempt */
+  int64_t first = 0;
+  if (job->rank == 0) {
+    int64_t now = (int64_t)time(NULL);
+    rt_resume st;
+    int resumed = 0;
+    if (!strcmp(cmd, "refresh") && *job->cfg.table) {
+      char *rp = resume_path(job);
+      resumed = rt_resume_load(rp, &st) && st.config_hash == job_identity(&job->cfg);
+      if (!resumed && access(rp, F_OK) == 0)
+        rt_info("%s describes another job's attempt (the configuration changed): starting afresh", rp);
+      free(rp);
+    }
+    rt_config_resolve_window(&job->cfg, resumed ? st.first_started : now);
+    if (resumed && job->cfg.window_days > 0) {
+      job->cfg.window_start = st.window_start;
+      job->cfg.window_end = st.window_end;
+    }
+    v[0] = job->cfg.window_start;
+    v[1] = job->cfg.window_end;
+    v[2] = job->cfg.created_at ? job->cfg.created_at : resumed ? st.created_at : now;
+    v[3] = resumed ? st.attempt + 1 : 1;
+    first = resumed ? st.first_started : now;
+  }
+  MPI_Bcast(v, 4, MPI_INT64_T, 0, job->comm);
+  MPI_Bcast(&first, 1, MPI_INT64_T, 0, job->comm);
+  job->cfg.window_start = v[0];
+  job->cfg.window_end = v[1];
+  job->created_at = v[2];
+  job->attempt = v[3];
+  job->first_started = first;
+}
+
+static int save_attempt(const rt_job *job, rt_err *err) {
+  rt_resume st = {.config_hash = job_identity(&job->cfg),
+                  .window_start = job->cfg.window_start,
+                  .window_end = job->cfg.window_end,
+                  .created_at = job->created_at,
+                  .first_started = job->first_started,
+                  .attempt = job->attempt};
+  snprintf(st.run_id, sizeof st.run_id, "%s", job->run_id);
+  char *rp = resume_path(job);
+  int rc = rt_resume_save(rp, &st, err);
+  free(rp);
+  return rc;
+}
+
 int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *err) {
   memset(job, 0, sizeof *job);
   job->t_start = rt_now();
@@ -75,6 +146,7 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   MPI_Comm_rank(job->comm, &job->rank);
   MPI_Comm_size(job->comm, &job->size);
   rt_log_set_rank(job->rank);
+  rt_stop_install();
   rt_config_defaults(&job->cfg);
   const char *config = NULL;
   int rc = RT_OK;
@@ -83,6 +155,7 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     if (!strcmp(a, "--config") && i + 1 < argc) config = argv[++i];
     else if (!strcmp(a, "--set") && i + 1 < argc) i++; /* applied by rt_config_from_args, in order */
     else if (!strcmp(a, "--no-cache")) job->no_cache = 1;
+    else if (!strcmp(a, "--force") && !strcmp(cmd, "refresh")) job->force = 1;
     else if (!strcmp(a, "--out") && i + 1 < argc) job->out = argv[++i];
     else if (!strcmp(a, "--format") && i + 1 < argc) job->out_format = argv[++i];
     else rc = rt_err_set(err, RT_ERR_USAGE, "%s: unexpected argument \"%s\" (see `ragtide help %s`)", cmd, a, cmd);
@@ -93,6 +166,12 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     rt_config_free(&job->cfg);
     rc = rt_config_from_args(&job->cfg, config, argc, argv, err);
   }
+  if (rc == RT_OK && job->cfg.window_days > 0 && (job->cfg.window_start || job->cfg.window_end))
+    rc = rt_err_set(err, RT_ERR_USAGE, "config: input.window_days replaces input.window_start/window_end: "
+                    "set one or the other");
+  rc = rt_agree(job->comm, rc, err); /* resolve_attempt is collective */
+  if (rc) return rc;
+  resolve_attempt(job, cmd);
   if (rc == RT_OK) rc = rt_config_validate(&job->cfg, err);
   if (rc == RT_OK && job->cfg.per_rank_mb) { /* back to glibc's defaults: give memory back */
     mallopt(M_MMAP_THRESHOLD, 128 << 10);
@@ -118,8 +197,6 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   rc = rt_catalog_load(job->cfg.catalog, &job->cat, err);
   rc = rt_agree(job->comm, rc, err);
   if (rc) return rc;
-  job->created_at = job->cfg.created_at ? job->cfg.created_at : (int64_t)time(NULL);
-  MPI_Bcast(&job->created_at, 1, MPI_INT64_T, 0, job->comm);
   char ts[32];
   rt_format_utc(job->created_at, ts, sizeof ts);
   /* Deterministic for a pinned created_at: the same inputs give the same id,
@@ -128,6 +205,19 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   snprintf(job->run_id, sizeof job->run_id, "%.4s%.2s%.2sT%.2s%.2s%.2sZ-%08x", ts, ts + 5, ts + 8, ts + 11,
            ts + 14, ts + 17, (unsigned)(h & 0xffffffffu));
   job->watch = rt_xcalloc(job->cat.n, sizeof *job->watch);
+  /* One run per table: rank 0 holds TABLE.lock until rt_job_end. */
+  if (!strcmp(cmd, "refresh")) {
+    if (job->rank == 0) {
+      rc = rt_lock_acquire(job->cfg.table, job->run_id, job->cfg.lock_stale_s, &job->lock, err);
+      if (rc == RT_OK) rt_table_sweep(job->cfg.table, NULL); /* litter of runs that died */
+      if (rc == RT_OK) rc = save_attempt(job, err);
+    }
+    rc = rt_agree(job->comm, rc, err);
+    if (rc) return rc;
+    if (job->rank == 0 && job->attempt > 1)
+      rt_info("resuming run %s: attempt %lld, window and created-at of the first attempt", job->run_id,
+              (long long)job->attempt);
+  }
   return RT_OK;
 }
 
@@ -211,12 +301,25 @@ static size_t per_thread(const mem_plan *mp, int threads) {
   return n > 4096 ? n : 4096;
 }
 
+static const char *route_label(const rt_job *job) {
+  return !job->cfg.partitioned_by_user && job->size > 1 ? "events shuffled" : "events stored";
+}
+
 /* Stages 2–3 in collective rounds: every rank reads a batch (an empty one
  * once its shards are done), the batch is shuffled, and owners store it.
  * Within a rank, each thread reads whole shards from a shared queue into
  * its own part of the batch, with its own watch counts. Collective. */
+static uint64_t metric(rt_metric m) { return __atomic_load_n(&rt_metrics[m], __ATOMIC_RELAXED); }
+
 static int read_and_store(rt_job *job, const mem_plan *mp, rt_spill *store, rt_err *err) {
   const int T = job->threads;
+  /* Progress after each round: bytes of the shards read (of the plan's
+   * total, so a share and a time left), shards, events, events shuffled. */
+  uint64_t total_bytes = 0;
+  for (size_t i = 0; i < job->plan.nshards; i++) total_bytes += job->plan.bytes[i];
+  rt_progress prog;
+  rt_progress_start(&prog, job->comm, "read+shuffle", total_bytes, (double)job->cfg.progress_s);
+  rt_progress_labels(&prog, "bytes", "shards", "events", route_label(job), NULL, NULL);
   rt_read_cursor *cur = rt_xcalloc((size_t)T, sizeof *cur);
   rt_ev_vec *part = rt_xcalloc((size_t)T, sizeof *part);
   uint64_t **watch = rt_xcalloc((size_t)T, sizeof *watch);
@@ -262,10 +365,14 @@ static int read_and_store(rt_job *job, const mem_plan *mp, rt_spill *store, rt_e
     }
     rt_stage_end(RT_M_shuffle_us, ts);
     if ((rc = rt_agree(job->comm, rc, err))) break;
+    uint64_t pv[RT_PROGRESS_MAX] = {metric(RT_M_read_bytes_in), metric(RT_M_read_shards), metric(RT_M_read_events),
+                                    metric(RT_M_shuffle_events_received)};
+    rt_progress_update_v(&prog, pv);
     int all_done;
     MPI_Allreduce(&done, &all_done, 1, MPI_INT, MPI_MIN, job->comm);
     if (all_done) break;
   }
+  rt_progress_finish(&prog, metric(RT_M_read_bytes_in));
   for (int t = 0; t < T; t++) {
     rt_read_end(&cur[t]);
     free(part[t].data);
@@ -287,7 +394,7 @@ static int read_and_store(rt_job *job, const mem_plan *mp, rt_spill *store, rt_e
 /* Stage 4, one user bucket at a time, buckets spread over the threads, and
  * stage 5's local pre-aggregation: one counter per thread, finished into
  * ONE sorted run of `local` (runs they spilled under a cap stay runs of
- * their own). Frees the store. Not collective. */
+ * their own). Frees the store. Collective (its progress rounds). */
 static int sequence_and_count(rt_job *job, const mem_plan *mp, rt_spill *store, rt_runs *local, rt_err *err) {
   const int T = job->threads;
   double t0 = rt_stage_begin();
@@ -307,13 +414,25 @@ static int sequence_and_count(rt_job *job, const mem_plan *mp, rt_spill *store, 
       rt_counter_spill_to(hs[t], local, mp->counter_records / (size_t)T);
     }
   }
+  /* Progress: user buckets sequenced, reported by thread 0 (the thread
+   * that may call MPI) between its buckets. The count of buckets is the
+   * same on every rank, so the share is over all ranks' buckets. */
+  rt_progress prog;
+  uint64_t nb = store->nbuckets, total = 0, bdone = 0;
+  MPI_Allreduce(&nb, &total, 1, MPI_UINT64_T, MPI_SUM, job->comm);
+  rt_progress_start(&prog, job->comm, "sequence", total, (double)job->cfg.progress_s);
+  rt_progress_labels(&prog, "user buckets", NULL, NULL, NULL, NULL, NULL);
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t b = 0; b < store->nbuckets; b++) {
     int t = omp_get_thread_num();
-    if (trc[t]) continue;
-    trc[t] = rt_spill_take(store, b, &ev[t], &terr[t]);
-    if (trc[t] == RT_OK) rt_sequence_all(ev[t].data, ev[t].len, &o, on_triple, hs[t], &st[t]);
+    if (!trc[t]) {
+      trc[t] = rt_spill_take(store, b, &ev[t], &terr[t]);
+      if (trc[t] == RT_OK) rt_sequence_all(ev[t].data, ev[t].len, &o, on_triple, hs[t], &st[t]);
+    }
+    uint64_t d = __atomic_add_fetch(&bdone, 1, __ATOMIC_RELAXED);
+    if (t == 0) rt_progress_update(&prog, d);
   }
+  rt_progress_finish(&prog, bdone);
   int rc = RT_OK;
   rt_seq_stats sum = {0};
   for (int t = 0; t < T; t++) {
@@ -364,6 +483,7 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
     return rc;
   }
   rt_runs *local = rt_runs_new(dir, "local", job->rank, mp.store_events ? mp.counter_records : 0);
+  if (job->rank == 0) rt_test_pause("aggregate");
   rc = sequence_and_count(job, &mp, &store, local, err);
   if ((rc = rt_agree(job->comm, rc, err))) {
     rt_runs_free(local);
@@ -452,6 +572,14 @@ static void job_report(const rt_job *job, const rt_err *err) {
 
 int rt_job_end(rt_job *job, int rc, rt_err *err) {
   if (rc) job_report(job, err);
+  if (job->lock) { /* rank 0 of a refresh that took the lock */
+    char *rp = resume_path(job);
+    if (rc != RT_ERR_INTERRUPTED) unlink(rp); /* an interrupted attempt is resumed from it */
+    free(rp);
+    rt_lock_release(job->lock);
+    job->lock = NULL;
+  }
+  rt_stop_finish();
   rt_plan_free(&job->plan);
   rt_catalog_free(&job->cat);
   rt_config_free(&job->cfg);

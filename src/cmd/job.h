@@ -27,13 +27,21 @@ typedef struct rt_job {
   const char *out_format; /* --format (aggregate) */
   uint64_t *watch;      /* [cat.n] per-cluster watch counts (this rank) */
   int threads;          /* per rank (job.threads, or the CPUs of the rank's affinity mask) */
+  int force;            /* --force (refresh): publish even over a table whose window ends later */
+  int64_t attempt;      /* refresh: 1, or N for the Nth attempt of an interrupted run (TABLE.resume) */
+  int64_t first_started; /* refresh: when the first attempt started (unix seconds) */
+  struct rt_lock *lock; /* refresh, rank 0: TABLE.lock, held until rt_job_end */
 } rt_job;
 
 /* MPI_Init_thread (FUNNELED: only the main thread calls MPI; the stages'
- * threads run between collectives), parse `--config F --set k=v ... [--no-cache] [--out F] [--format F]`,
- * load and validate config and catalog on every rank. On failure rank 0
- * prints the error; returns the status (MPI stays initialised: call
- * rt_job_end). */
+ * threads run between collectives), install the stop signals' handlers
+ * (pipeline/stop.h), parse `--config F --set k=v ... [--no-cache] [--force]
+ * [--out F] [--format F]`, resolve input.window_days, load and validate
+ * config and catalog on every rank. For refresh, rank 0 also takes the
+ * table's lock (RT_ERR_LOCKED if a live run holds it) and records or resumes
+ * the attempt (TABLE.resume: a resumed run keeps its first attempt's window
+ * and created-at). On failure rank 0 prints the error; returns the status
+ * (MPI stays initialised: call rt_job_end). */
 int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *err);
 
 /* Stages 1–5: plan, read, shuffle (unless partitioned_by_user), sequence,
@@ -50,7 +58,9 @@ int rt_job_counts_from_file(rt_job *job, rt_runs **counts, rt_err *err);
 /* The run directory: output.run_dir, or <output>.run beside the output. */
 void rt_job_run_dir(const rt_job *job, char *buf, size_t cap);
 
-/* Print err on rank 0 (if rc), free, MPI_Finalize; returns rc. */
+/* Print err on rank 0 (if rc); for refresh on rank 0, remove TABLE.resume
+ * unless rc is RT_ERR_INTERRUPTED, and release the lock; free,
+ * MPI_Finalize; returns rc. */
 int rt_job_end(rt_job *job, int rc, rt_err *err);
 
 #endif

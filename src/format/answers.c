@@ -310,6 +310,45 @@ int rt_answers_flush(rt_answers *j, rt_err *err) {
   return RT_OK;
 }
 
+int rt_answers_write(rt_answers *j, rt_err *err) { return drain(j, err); }
+
+int rt_answers_absorb(rt_answers *dst, const char *src_path, uint64_t *added, rt_err *err) {
+  if (added) *added = 0;
+  struct stat st;
+  if (stat(src_path, &st) != 0) return RT_OK;
+  FILE *f = fopen(src_path, "rb");
+  if (!f)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot read answer journal %s: %s", src_path, strerror(errno));
+  unsigned char want[J_HDR], have[J_HDR];
+  header_bytes(want);
+  size_t got = fread(have, 1, J_HDR, f);
+  if (got < J_HDR) { /* created and killed before its header was whole: empty */
+    fclose(f);
+    return RT_OK;
+  }
+  if (memcmp(have, want, J_HDR) != 0) {
+    fclose(f);
+    return rt_err_set(err, RT_ERR_INPUT, "%s is not an answer journal of version %u (bad header at byte 0)",
+                      src_path, J_VERSION);
+  }
+  /* Index the source on its own, then copy its latest records. */
+  rt_answers *src = rt_xcalloc(1, sizeof *src);
+  src->fd = -1;
+  grow_index(src);
+  load_records(src, f);
+  fclose(f);
+  int rc = RT_OK;
+  for (size_t i = 0; i < src->nents && rc == RT_OK; i++) {
+    const entry *e = &src->ents[i];
+    const char *have_text;
+    if (rt_answers_get(dst, e->key, &have_text, NULL) == 1 && strcmp(have_text, e->text) == 0) continue;
+    rc = rt_answers_put(dst, e->key, e->day, e->text, err);
+    if (rc == RT_OK && added) (*added)++;
+  }
+  rt_answers_close(src, NULL);
+  return rc;
+}
+
 int rt_answers_compact(rt_answers *j, rt_err *err) {
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", j->path, (long)getpid());

@@ -47,6 +47,18 @@ int rt_answers_put(rt_answers *j, uint64_t key, uint32_t day, const char *text, 
 /* Write buffered records and fsync: after it returns RT_OK they survive a crash. */
 int rt_answers_flush(rt_answers *j, rt_err *err);
 
+/* Write buffered records to the file without fsync: after it returns RT_OK
+ * they survive the process being killed (not a machine crash). Cheap enough
+ * to call after every answer: one write(2). */
+int rt_answers_write(rt_answers *j, rt_err *err);
+
+/* Append to dst every key's latest record of the journal file at src_path
+ * that dst does not already hold with the same text (repairing a torn tail
+ * of src is not needed: only whole records are read). *added (may be NULL)
+ * counts the records appended. A missing src is not an error (0 added).
+ * RT_ERR_INPUT when src is not a journal, RT_ERR_OUTPUT on a write error. */
+int rt_answers_absorb(rt_answers *dst, const char *src_path, uint64_t *added, rt_err *err);
+
 /* Rewrite the file keeping only the latest record per key (temp file, fsync,
  * rename, fsync dir): a crash leaves either the old or the new journal.
  * Invalidates text pointers returned by rt_answers_get. */

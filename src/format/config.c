@@ -32,6 +32,11 @@ static const keydef KEYS[] = {
   {"input.window_start", K_DATE, O(window_start), "", NULL,
    "first day of the refresh window, UTC (YYYY-MM-DD[THH:MM:SSZ]), inclusive; required"},
   {"input.window_end", K_DATE, O(window_end), "", NULL, "end of the refresh window, UTC, exclusive; required"},
+  {"input.window_days", K_INT, O(window_days), "0", NULL,
+   "instead of window_start/window_end: the N days ending at the last UTC midnight (minus window_lag_h); "
+   "a resumed run keeps its first attempt's window"},
+  {"input.window_lag_h", K_INT, O(window_lag_h), "0", NULL,
+   "with window_days: hours the logs arrive late (the window ends at the last midnight before now - lag)"},
   {"input.min_engagement", K_DBL, O(min_engagement), "0.5", NULL,
    "keep events whose engagement is >= this (positive engagement)"},
   {"input.dedup", K_ENUM, O(dedup), "consecutive", "consecutive|unique",
@@ -96,11 +101,20 @@ static const keydef KEYS[] = {
   {"output.run_dir", K_STR, O(run_dir), "", NULL,
    "run directory for spill files under memory.per_rank_mb; default TABLE.run/ (aggregate: COUNTS.run/)"},
   {"output.progress_s", K_INT, O(progress_s), "10", NULL,
-   "seconds between progress lines of the LLM stage on rank 0; 0 = none"},
+   "seconds between rank 0's progress lines, in every stage; 0 = none"},
+  {"output.flush_s", K_INT, O(flush_s), "5", NULL,
+   "seconds between fsyncs of the answer journal during the LLM stage (every answer is written at once)"},
+  {"output.metrics_file", K_STR, O(metrics_file), "", NULL,
+   "Prometheus text file (node_exporter textfile collector), replaced atomically at the end of every run"},
   {"memory.per_rank_mb", K_INT, O(per_rank_mb), "0", NULL, "memory cap per rank in MiB; 0 = none"},
   {"job.threads", K_INT, O(threads), "0", NULL,
    "threads per rank for reading, storing, sequencing and counting; 0 = the CPUs the rank may run on "
    "(its affinity: one core under mpirun's default binding of <= 2 ranks)"},
+  {"job.grace_s", K_INT, O(grace_s), "30", NULL,
+   "after SIGTERM/SIGINT/SIGUSR1: seconds the LLM calls in flight may take to finish before the run stops "
+   "(exit 9, resumable)"},
+  {"job.lock_stale_s", K_INT, O(lock_stale_s), "600", NULL,
+   "a table lock whose holder (on another host) has not refreshed it for this long is taken over"},
 };
 #undef O
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
@@ -301,8 +315,19 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
   if (!*c->catalog) return rt_err_set(err, RT_ERR_USAGE, "config: input.catalog is required");
   if (!*c->logs && !*c->counts && strcmp(c->prompt_mode, "base") != 0)
     return rt_err_set(err, RT_ERR_USAGE, "config: input.logs (or input.counts) is required");
+  if (c->window_days < 0 || c->window_days > 3650)
+    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_days must be in 0..3650 (0 = use window_start/end)");
+  if (c->window_lag_h < 0 || c->window_lag_h > 8760)
+    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_lag_h must be in 0..8760");
+  if (c->grace_s < 0 || c->grace_s > 86400)
+    return rt_err_set(err, RT_ERR_USAGE, "config: job.grace_s must be in 0..86400");
+  if (c->lock_stale_s < 0)
+    return rt_err_set(err, RT_ERR_USAGE, "config: job.lock_stale_s must be >= 0 (0 = never stale by age)");
+  if (c->flush_s < 1 || c->flush_s > 3600)
+    return rt_err_set(err, RT_ERR_USAGE, "config: output.flush_s must be in 1..3600");
   if ((*c->logs || *c->counts) && (c->window_start == 0 || c->window_end == 0))
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_start and input.window_end are required");
+    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_start and input.window_end are required "
+                                         "(or input.window_days)");
   if ((*c->logs || *c->counts) && c->window_end <= c->window_start)
     return rt_err_set(err, RT_ERR_USAGE, "config: input.window_end must be after input.window_start");
   /* events carry their time as 32-bit seconds from the start of the earliest
@@ -342,12 +367,21 @@ static int operational(const char *name) {
                                     "llm.insecure", "llm.timeout_ms", "llm.connect_timeout_ms",
                                     "llm.max_attempts", "llm.rpm", "llm.tpm", "llm.headers",
                                     "llm.max_failed_fraction", "memory.per_rank_mb",
-                                    "job.threads"};
+                                    "job.threads", "job.grace_s", "job.lock_stale_s",
+                                    "input.window_days", "input.window_lag_h"};
   /* (output.* keys, progress_s included, are skipped below) */
   if (!strncmp(name, "output.", 7)) return 1;
   for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
     if (!strcmp(name, OPS[i])) return 1;
   return 0;
+}
+
+void rt_config_resolve_window(rt_config *cfg, int64_t now) {
+  if (cfg->window_days <= 0) return;
+  int64_t t = now - cfg->window_lag_h * 3600;
+  int64_t end = (t >= 0 ? t / 86400 : (t - 86399) / 86400) * 86400;
+  cfg->window_end = end;
+  cfg->window_start = end - cfg->window_days * 86400;
 }
 
 uint64_t rt_config_hash(const rt_config *cfg) {

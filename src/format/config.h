@@ -19,6 +19,8 @@ typedef struct rt_config {
   char *counts;            /* counts file to start from instead of logs ("" = read logs) */
   int64_t window_start;    /* unix seconds, inclusive */
   int64_t window_end;      /* unix seconds, exclusive */
+  int64_t window_days;     /* > 0: the window is the N days before the last UTC midnight (minus the lag) */
+  int64_t window_lag_h;    /* hours the logs lag behind: the window ends at the last midnight before now - lag */
   double min_engagement;   /* keep events with engagement >= this */
   char *dedup;             /* "consecutive" | "unique" */
   int64_t min_seq_len;     /* drop deduplicated sequences shorter than this */
@@ -68,10 +70,14 @@ typedef struct rt_config {
   char *cache;             /* answer journal; "" = TABLE.answers, "off" = none */
   char *run_dir;
   int64_t progress_s;      /* seconds between progress lines; 0 = none */
+  int64_t flush_s;         /* seconds between journal fsyncs during the LLM stage */
+  char *metrics_file;      /* Prometheus textfile ("" = none) */
   /* [memory] */
   int64_t per_rank_mb;
   /* [job] */
   int64_t threads;         /* per rank; 0 = the CPUs in the rank's affinity mask */
+  int64_t grace_s;         /* after a stop signal: seconds in-flight calls may take to finish */
+  int64_t lock_stale_s;    /* a lock whose heartbeat is older than this is taken over */
 } rt_config;
 
 /* Fill cfg with every key's default. */
@@ -91,6 +97,11 @@ int rt_config_from_args(rt_config *cfg, const char *path, int argc, char **argv,
 /* Cross-key checks after everything is applied (window order, required keys,
  * ranges). */
 int rt_config_validate(const rt_config *cfg, rt_err *err);
+
+/* Resolve input.window_days against `now` (unix seconds): the window ends
+ * at the last UTC midnight at or before now - window_lag_h hours and starts
+ * window_days before. No-op when window_days is 0. */
+void rt_config_resolve_window(rt_config *cfg, int64_t now);
 
 /* Stable hash of the effective configuration (for the table header). */
 uint64_t rt_config_hash(const rt_config *cfg);

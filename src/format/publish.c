@@ -1,5 +1,11 @@
 /* publish.c — atomic publishing with K backups, and rollback. */
 #include "format/publish.h"
+#include "base/log.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
 #include "base/util.h"
 
 #include <errno.h>
@@ -23,6 +29,16 @@ static void backup_name(char *buf, size_t cap, const char *path, int i) { snprin
 /* Shift PATH.1..PATH.keep-1 up by one (dropping PATH.keep and older), then
  * hard-link PATH as PATH.1. PATH itself is never touched. */
 static int rotate(const char *path, int keep, rt_err *err) {
+  /* A publish killed between its backup link and its rename left PATH.1 as
+   * PATH itself: that backup exists already, rotating again would keep it
+   * twice. */
+  {
+    char one[4200];
+    struct stat sp, s1;
+    backup_name(one, sizeof one, path, 1);
+    if (stat(path, &sp) == 0 && stat(one, &s1) == 0 && sp.st_ino == s1.st_ino && sp.st_dev == s1.st_dev)
+      return RT_OK;
+  }
   char a[4096], b[4096];
   if (keep <= 0 || !exists(path)) return RT_OK;
   /* Drop the oldest kept one and anything beyond (left by a larger keep). */
@@ -62,12 +78,61 @@ int rt_table_publish_bytes(const void *data, size_t len, const char *path, int k
     unlink(tmp);
     return rt_err_wrap(err, "publishing %s: ", path);
   }
+  rt_test_pause("publish");
   if (rename(tmp, path) != 0) {
     int e = errno;
     unlink(tmp);
     return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", tmp, path, strerror(e));
   }
   return rt_fsync_dir_of(path, err);
+}
+
+/* The pids in a name's ".new.PID" / ".tmp.PID" parts: 1 when there is at
+ * least one and none is a live process. */
+static int all_writers_dead(const char *suffix) {
+  int found = 0;
+  for (const char *p = suffix; (p = strpbrk(p, ".")) != NULL; p++) {
+    const char *q = NULL;
+    if (!strncmp(p, ".new.", 5)) q = p + 5;
+    else if (!strncmp(p, ".tmp.", 5)) q = p + 5;
+    if (!q || !isdigit((unsigned char)*q)) continue;
+    char *end;
+    long pid = strtol(q, &end, 10);
+    if (*end != '\0' && *end != '.') continue;
+    found = 1;
+    if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) return 0;
+  }
+  return found;
+}
+
+int rt_table_sweep(const char *path, int *removed) {
+  if (removed) *removed = 0;
+  char dir[4096], base[1024];
+  const char *slash = strrchr(path, '/');
+  if (slash) {
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (!*dir) snprintf(dir, sizeof dir, "/");
+    snprintf(base, sizeof base, "%s", slash + 1);
+  } else {
+    snprintf(dir, sizeof dir, ".");
+    snprintf(base, sizeof base, "%s", path);
+  }
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  size_t bl = strlen(base);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, base, bl) != 0 || e->d_name[bl] != '.') continue;
+    if (!all_writers_dead(e->d_name + bl)) continue;
+    char full[8192];
+    snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+    if (unlink(full) == 0) {
+      rt_warn("removed %s, left by a run that died", full);
+      if (removed) (*removed)++;
+    }
+  }
+  closedir(d);
+  return 0;
 }
 
 int rt_table_publish(ragtide_table_builder *b, const char *path, int keep, rt_err *err) {

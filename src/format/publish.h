@@ -25,6 +25,13 @@ int rt_table_publish(ragtide_table_builder *b, const char *path, int keep, rt_er
 /* Same, for an already serialized file image (used by tests and tools). */
 int rt_table_publish_bytes(const void *data, size_t len, const char *path, int keep, rt_err *err);
 
+/* Remove what runs that died left beside PATH: files named PATH.<...> with
+ * a ".new.PID" or ".tmp.PID" part whose every PID is no live process (a
+ * temp table, summary, contexts or journal being replaced). Call only while
+ * holding PATH's lock (format/lock.h): no live writer then. *removed counts
+ * them. Returns -1 when the directory cannot be read. */
+int rt_table_sweep(const char *path, int *removed);
+
 /* Restore PATH.1 as PATH and shift PATH.2.. down by one. PATH.1 is verified
  * first (ragtide_table_open); an invalid or missing PATH.1 is refused with
  * RT_ERR_TABLE and nothing changes. The table being replaced is kept as

@@ -1,6 +1,7 @@
 /* collective.c — failure agreement, broadcasts, chunked all-to-all. */
 #include "pipeline/collective.h"
 #include "base/util.h"
+#include "pipeline/stop.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -23,6 +24,10 @@ int rt_agree(MPI_Comm comm, int rc, rt_err *err) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
+  /* A stop asked by a signal ends the stage here, on every rank alike. */
+  if (rc == RT_OK && rt_stop_armed() && rt_stop_poll())
+    rc = rt_err_set(err, RT_ERR_INTERRUPTED, "interrupted by %s: nothing published; rerun the same command to "
+                    "resume (answers already paid for are in the journal)", rt_stop_name(rt_stop_requested()));
   /* lowest failing rank: min over (rc ? rank : size) */
   int mine = rc ? rank : size, first;
   /* Ranks reach a stage's end at different times; the early ones wait

@@ -192,3 +192,55 @@ Test(answers, compaction_keeps_latest_per_key) {
   snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", p, (long)getpid());
   cr_assert_eq(access(tmpname, F_OK), -1, "no temp file left behind");
 }
+
+/* Parts (docs/formats.md §5.4): absorb copies a part's latest records that
+ * the journal lacks, skips identical ones, survives a torn part tail, and a
+ * missing part adds nothing. */
+Test(answers, absorb_parts, .init = setup, .fini = teardown) {
+  rt_err err = {0};
+  rt_answers *main_j = open_ok(jpath("j"));
+  cr_assert_eq(rt_answers_put(main_j, 1, 10, "one", &err), RT_OK);
+  cr_assert_eq(rt_answers_put(main_j, 2, 10, "two", &err), RT_OK);
+  cr_assert_eq(rt_answers_flush(main_j, &err), RT_OK);
+  rt_answers *part = open_ok(jpath("j.part-0"));
+  cr_assert_eq(rt_answers_put(part, 2, 11, "two", &err), RT_OK);  /* same text: skipped */
+  cr_assert_eq(rt_answers_put(part, 3, 11, "three", &err), RT_OK);
+  cr_assert_eq(rt_answers_put(part, 4, 11, "old", &err), RT_OK);
+  cr_assert_eq(rt_answers_put(part, 4, 12, "four", &err), RT_OK); /* latest wins */
+  cr_assert_eq(rt_answers_write(part, &err), RT_OK);               /* written, not fsynced */
+  long whole = fsize(jpath("j.part-0"));
+  rt_answers_close(part, NULL);
+  /* a torn record at the end of the part, as a kill mid-write leaves it */
+  FILE *f = fopen(jpath("j.part-0"), "ab");
+  fwrite("\x05\x00\x00\x00garbage", 1, 11, f);
+  fclose(f);
+  cr_assert_eq(fsize(jpath("j.part-0")), whole + 11);
+  uint64_t added = 99;
+  cr_assert_eq(rt_answers_absorb(main_j, jpath("j.part-0"), &added, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(added, 2, "added %llu", (unsigned long long)added);
+  const char *t;
+  uint32_t day;
+  cr_assert_eq(rt_answers_get(main_j, 3, &t, &day), 1);
+  cr_assert_str_eq(t, "three");
+  cr_assert_eq(day, 11);
+  cr_assert_eq(rt_answers_get(main_j, 4, &t, &day), 1);
+  cr_assert_str_eq(t, "four");
+  cr_assert_eq(day, 12);
+  cr_assert_eq(rt_answers_get(main_j, 2, &t, &day), 1);
+  cr_assert_eq(day, 10, "an identical answer is not appended again");
+  cr_assert_eq(rt_answers_absorb(main_j, jpath("no-such-part"), &added, &err), RT_OK);
+  cr_assert_eq(added, 0);
+  /* not a journal: refused, nothing appended */
+  f = fopen(jpath("junk"), "wb");
+  fwrite("NOTAJOURNAL.....", 1, 16, f);
+  fclose(f);
+  cr_assert_eq(rt_answers_absorb(main_j, jpath("junk"), &added, &err), RT_ERR_INPUT);
+  cr_assert(strstr(err.msg, "junk") != NULL, "%s", err.msg);
+  rt_answers_close(main_j, NULL);
+  /* durable after reopening */
+  rt_answers *again = open_ok(jpath("j"));
+  cr_assert_eq(rt_answers_get(again, 4, &t, NULL), 1);
+  cr_assert_str_eq(t, "four");
+  cr_assert_eq(rt_answers_get_stats(again).keys, 4);
+  rt_answers_close(again, NULL);
+}

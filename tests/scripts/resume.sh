@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Resume after any interruption, paying each LLM call once (issue 10):
+#   - kill -9 of mpirun during aggregation, mid-LLM and during publish; kill
+#     -9 of one rank mid-LLM; SIGTERM to one rank; SIGUSR1 to mpirun.
+#   - after each, rerunning the same command publishes a table byte-identical
+#     to an uninterrupted run's, and the endpoint requests of both runs
+#     together stay within pairs + ranks x llm.concurrency + retries;
+#   - a graceful stop exits 9 with summary status "interrupted" and
+#     publishes nothing; the litter of a killed publish is swept;
+#   - one run per table (exit 10 naming the holder), never a step back
+#     (exit 11 unless --force), input.window_days kept across attempts,
+#     output.metrics_file.
+# Kill moments are made exact with RAGTIDE_TEST_PAUSE (base/util.h) or by
+# watching the simulator's request counter.
+source "$RAGTIDE_SRC/tests/lib/common.sh"
+export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1}
+
+RANKS=2 CONC=8
+make_data 60 2000 6 11
+start_sim sim "$T/data/catalog.tsv" --seed 5 --latency-ms 20
+write_config
+cat >>"$T/job.ini" <<INI
+progress_s = 1
+metrics_file = $T/out/ragtide.prom
+[llm]
+concurrency = $CONC
+INI
+# (a repeated key is applied in order: this concurrency replaces write_config's)
+
+requests() { curl -sf "$SIM_URL/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+summary() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+refresh() { mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" "$@"; }
+# In the background, with $! = mpirun itself (not a subshell): refresh_bg LOG [args]
+refresh_bg() { local log=$1; shift; mpirun --oversubscribe -n $RANKS "$RT" refresh --config "$T/job.ini" "$@" 2>"$log" & }
+
+# Reference: an uninterrupted run in its own directory.
+r0=$(requests)
+mkdir -p "$T/ref"
+mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set output.table="$T/ref/table.rtt" \
+  --set output.metrics_file= 2>"$T/ref.log" || { cat "$T/ref.log"; fail "reference run"; }
+PAIRS=$(( $(requests) - r0 ))
+[ "$PAIRS" -gt 1000 ] || fail "reference run made only $PAIRS requests"
+[ "$(summary "$T/ref/table.rtt.summary.json" 's["stages"]["infer"]["calls"]')" -eq "$PAIRS" ] ||
+  fail "reference: calls != requests (retries in a fault-free run?)"
+pass "reference run: $PAIRS pairs, $PAIRS requests"
+BOUND_SLACK=$((RANKS * CONC))
+
+wait_file() { for _ in $(seq 300); do [ -e "$1" ] && return 0; sleep 0.05; done; fail "timed out waiting for $1"; }
+wait_requests() { # wait until the sim has answered $1 more requests than $2
+  for _ in $(seq 600); do [ $(( $(requests) - $2 )) -ge "$1" ] && return 0; sleep 0.05; done
+  fail "timed out waiting for $1 requests"
+}
+fresh_out() { rm -rf "$T/out"; mkdir -p "$T/out"; }
+# kill9 PID [VICTIM]: kill -9 VICTIM (default: mpirun PID itself), then wait
+# for mpirun and every rank it started to be gone (Open MPI takes a moment to
+# bring down ranks whose mpirun died).
+kill9() {
+  local mp=$1 victim=${2:-$1} ranks
+  ranks=$(pgrep -P "$mp" || true)
+  kill -9 "$victim"
+  wait "$mp" 2>/dev/null || true
+  for _ in $(seq 200); do
+    local alive=0
+    for p in $ranks; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && return 0
+    sleep 0.05
+  done
+  fail "ranks $ranks still alive 10 s after kill -9 $victim"
+}
+
+# check_resumed NAME R_BEFORE: rerun to completion, then check the table and
+# the request bound over both runs (retries from both summaries).
+check_resumed() {
+  local name=$1 before=$2 retries_first=${3:-0}
+  refresh 2>"$T/rerun.log" || { cat "$T/rerun.log"; fail "$name: rerun failed"; }
+  cmp -s "$T/out/table.rtt" "$T/ref/table.rtt" || fail "$name: resumed table differs from the uninterrupted run's"
+  local used=$(( $(requests) - before ))
+  local retries=$(( retries_first + $(summary "$T/out/table.rtt.summary.json" 's["stages"]["infer"]["retries"]') ))
+  local bound=$(( PAIRS + BOUND_SLACK + retries ))
+  [ "$used" -le "$bound" ] || fail "$name: $used requests over both runs > bound $bound"
+  [ "$(summary "$T/out/table.rtt.summary.json" 's["status"]')" = published ] || fail "$name: rerun not published"
+  for f in "$T"/out/table.rtt.lock "$T"/out/table.rtt.resume "$T"/out/table.rtt.answers.part-*; do
+    [ -e "$f" ] && fail "$name: $f left behind"
+  done
+  ls "$T/out" | grep -E '\.(new|tmp)\.[0-9]+' && fail "$name: temp files left behind"
+  local second; second=$(summary "$T/out/table.rtt.summary.json" 's["stages"]["infer"]["requests"]')
+  echo "REPEATED $name: $((used - second)) requests before the interruption + $second after = $used for $PAIRS pairs (bound $bound: pairs + $BOUND_SLACK in flight + $retries retries)"
+  pass "$name: resumed to the identical table"
+}
+
+# 1. kill -9 mpirun during aggregation (rank 0 paused after reading).
+fresh_out; b=$(requests)
+RAGTIDE_TEST_PAUSE=aggregate RAGTIDE_TEST_PAUSE_FILE="$T/paused" refresh_bg "$T/run.log"
+mp=$!; wait_file "$T/paused"; rm -f "$T/paused"
+kill9 $mp
+[ -e "$T/out/table.rtt" ] && fail "aggregation kill: a table was published"
+[ -e "$T/out/table.rtt.lock" ] || fail "aggregation kill: expected the dead run's lock to be left (to test take-over)"
+check_resumed "kill -9 mpirun during aggregation" "$b"
+grep -q "took over the lock" "$T/rerun.log" || { cat "$T/rerun.log"; fail "the dead run's lock was not reported taken over"; }
+pass "a dead run's lock is taken over, and the log says so"
+
+# 2. kill -9 mpirun mid-LLM.
+fresh_out; b=$(requests)
+refresh_bg "$T/run.log"
+mp=$!; wait_requests $((PAIRS / 3)) "$b"
+kill9 $mp
+check_resumed "kill -9 mpirun mid-LLM" "$b"
+
+# 3. kill -9 of one rank mid-LLM.
+fresh_out; b=$(requests)
+refresh_bg "$T/run.log"
+mp=$!; wait_requests $((PAIRS / 2)) "$b"
+victim=$(pgrep -P "$mp" -f "ragtide refresh" | tail -1)
+[ -n "$victim" ] || fail "no rank process found under mpirun $mp"
+kill9 $mp "$victim"
+check_resumed "kill -9 of one rank mid-LLM" "$b"
+
+# 4. kill -9 during publish (new table written and backups rotated, not
+#    renamed): the served table must be the previous one, and the litter goes.
+fresh_out; b=$(requests)
+refresh --set output.created_at=2026-01-05 --set input.window_end=2026-01-05 2>"$T/old.log" ||
+  { cat "$T/old.log"; fail "older-window run"; }
+cp "$T/out/table.rtt" "$T/old.rtt"
+b=$(requests)
+RAGTIDE_TEST_PAUSE=publish RAGTIDE_TEST_PAUSE_FILE="$T/paused" refresh_bg "$T/run.log"
+mp=$!; wait_file "$T/paused"; rm -f "$T/paused"
+kill9 $mp
+cmp -s "$T/out/table.rtt" "$T/old.rtt" || fail "publish kill: the served table changed"
+ls "$T/out" | grep -qE '\.new\.[0-9]+' || fail "publish kill: expected a temp table to test the sweep"
+check_resumed "kill -9 during publish" "$b"
+grep -q "left by a run that died" "$T/rerun.log" || fail "publish kill: litter not reported removed"
+[ "$(ls "$T/out" | grep -cE '^table\.rtt\.[0-9]+$')" -eq 1 ] || { ls "$T/out"; fail "publish kill: backups duplicated"; }
+cmp -s "$T/out/table.rtt.1" "$T/old.rtt" || fail "publish kill: table.rtt.1 is not the previous table"
+pass "publish kill: served table untouched, litter swept, one backup"
+
+# 5. SIGTERM to one rank mid-LLM: graceful stop, exit 9, nothing published.
+fresh_out; b=$(requests)
+refresh_bg "$T/run.log"
+mp=$!; wait_requests $((PAIRS / 3)) "$b"
+kill -TERM "$(pgrep -P "$mp" -f "ragtide refresh" | tail -1)"
+set +e; wait $mp; code=$?; set -e
+[ "$code" -eq 9 ] || { cat "$T/run.log"; fail "SIGTERM to a rank: exit $code, expected 9"; }
+[ -e "$T/out/table.rtt" ] && fail "SIGTERM: a table was published"
+[ "$(summary "$T/out/table.rtt.summary.json" 's["status"], s["exit_code"]')" = "('interrupted', 9)" ] ||
+  fail "SIGTERM: summary $(summary "$T/out/table.rtt.summary.json" 's["status"], s["exit_code"]')"
+[ -e "$T/out/table.rtt.resume" ] || fail "SIGTERM: no resume state kept"
+grep -q 'ragtide_last_run_status{table="[^"]*",status="interrupted"} 1' "$T/out/ragtide.prom" ||
+  { cat "$T/out/ragtide.prom"; fail "metrics file lacks the interrupted status"; }
+r1=$(summary "$T/out/table.rtt.summary.json" 's["stages"]["infer"]["retries"]')
+check_resumed "SIGTERM to one rank" "$b" "$r1"
+grep -q 'ragtide_last_run_attempt{table="[^"]*"} 2' "$T/out/ragtide.prom" || fail "metrics: attempt 2 expected"
+grep -q 'ragtide_last_run_status{table="[^"]*",status="published"} 1' "$T/out/ragtide.prom" ||
+  fail "metrics: published expected"
+grep -q 'ragtide_last_publish_timestamp_seconds{table="[^"]*"} [1-9]' "$T/out/ragtide.prom" ||
+  fail "metrics: no last publish time"
+
+# 6. SIGUSR1 to mpirun (what the Slurm scripts forward): exit 9 from mpirun.
+fresh_out; b=$(requests)
+refresh_bg "$T/run.log"
+mp=$!; wait_requests $((PAIRS / 3)) "$b"
+kill -USR1 $mp
+set +e; wait $mp; code=$?; set -e
+[ "$code" -eq 9 ] || { cat "$T/run.log"; fail "SIGUSR1 to mpirun: exit $code, expected 9"; }
+[ "$(summary "$T/out/table.rtt.summary.json" 's["stopped_by"]')" = SIGUSR1 ] || fail "stopped_by should be SIGUSR1"
+check_resumed "SIGUSR1 to mpirun" "$b" "$(summary "$T/out/table.rtt.summary.json" 's["stages"]["infer"]["retries"]')"
+
+# 7. One run per table: a second run exits 10 naming the holder and leaves
+#    the first run's files alone.
+fresh_out
+RAGTIDE_TEST_PAUSE=aggregate RAGTIDE_TEST_PAUSE_FILE="$T/paused" refresh_bg "$T/run.log"
+mp=$!; wait_file "$T/paused"; rm -f "$T/paused"
+cp "$T/out/table.rtt.resume" "$T/resume.before"
+expect_exit 10 mpirun_q -n 1 "$RT" refresh --config "$T/job.ini"
+expect_err "another run holds $T/out/table.rtt.lock: host $(hostname)"
+expect_err "run 20260106T000000Z-"
+cmp -s "$T/out/table.rtt.resume" "$T/resume.before" || fail "the locked-out run touched the holder's state"
+[ -e "$T/out/table.rtt.summary.json" ] && fail "the locked-out run wrote a summary beside the table"
+kill9 $mp
+pass "second run on a locked table: exit 10, holder named, nothing touched"
+
+# 8. Never a step back: an older window does not replace a newer table.
+fresh_out
+refresh 2>"$T/run.log" || { cat "$T/run.log"; fail "newer run"; }
+cp "$T/out/table.rtt" "$T/new.rtt"
+expect_exit 11 mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set input.window_end=2026-01-05 \
+  --set output.created_at=2026-01-05
+expect_err "ending 2026-01-06T00:00:00Z, later than this run's 2026-01-05T00:00:00Z"
+cmp -s "$T/out/table.rtt" "$T/new.rtt" || fail "stale run replaced the table"
+[ "$(summary "$T/out/table.rtt.summary.json" 's["status"]')" = stale ] || fail "stale status"
+mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set input.window_end=2026-01-05 \
+  --set output.created_at=2026-01-05 --force 2>"$T/run.log" || { cat "$T/run.log"; fail "--force"; }
+[ "$(python3 -c 'import sys; print(open(sys.argv[1],"rb").read()==open(sys.argv[2],"rb").read())' \
+  "$T/out/table.rtt" "$T/new.rtt")" = False ] || fail "--force did not publish"
+pass "older window: exit 11 and table kept; --force publishes"
+
+# 9. input.window_days: the window ends at the last UTC midnight (minus the
+#    lag) and a resumed attempt keeps its first attempt's window.
+today=$(date -u +%F)
+"$GEN" --clusters 30 --users 300 --days 6 --seed 3 --start "$(date -u -d "$today -6 days" +%F)" \
+  --out "$T/recent" >/dev/null
+start_sim recent "$T/recent/catalog.tsv" --seed 5
+cat >"$T/days.ini" <<INI
+[input]
+catalog = $T/recent/catalog.tsv
+logs = $T/recent/logs/*/*.msgpack.zst
+window_days = 3
+window_lag_h = 24
+[prompt]
+template = $RAGTIDE_SRC/jobs/prompts/rag.tmpl
+[llm]
+base_url = $SIM_URL
+[output]
+table = $T/days/table.rtt
+INI
+mkdir -p "$T/days"
+mpirun_q -n 1 "$RT" refresh --config "$T/days.ini" 2>"$T/run.log" || { cat "$T/run.log"; fail "window_days run"; }
+want_end="$(date -u -d "$today -1 day" +%F)T00:00:00Z"
+want_start="$(date -u -d "$today -4 days" +%F)T00:00:00Z"
+got=$(summary "$T/days/table.rtt.summary.json" 's["window"]["start"] + " " + s["window"]["end"]')
+[ "$got" = "$want_start $want_end" ] || fail "window_days=3, lag 24 h: window $got, expected $want_start $want_end"
+# An interrupted first attempt two days ago: the rerun keeps its window.
+old_end=$(date -u -d "$today -3 days" +%s); old_start=$((old_end - 3 * 86400))
+RAGTIDE_TEST_PAUSE=aggregate RAGTIDE_TEST_PAUSE_FILE="$T/paused" mpirun --oversubscribe -n 1 "$RT" refresh \
+  --config "$T/days.ini" 2>"$T/run.log" &
+mp=$!; wait_file "$T/paused"; rm -f "$T/paused"; kill9 $mp
+sed -i -e "s/^window_start=.*/window_start=$old_start/" -e "s/^window_end=.*/window_end=$old_end/" \
+  "$T/days/table.rtt.resume"
+mpirun_q -n 1 "$RT" refresh --config "$T/days.ini" --force 2>"$T/run.log" || { cat "$T/run.log"; fail "resumed window_days run"; }
+grep -q "resuming run .*attempt 2" "$T/run.log" || { cat "$T/run.log"; fail "no resume line"; }
+got=$(summary "$T/days/table.rtt.summary.json" 's["window"]["end"] + " " + str(s["attempt"])')
+[ "$got" = "$(date -u -d "@$old_end" +%FT%TZ) 2" ] || fail "resumed attempt: window end/attempt $got"
+[ -e "$T/days/table.rtt.resume" ] && fail "resume state left after a finished run"
+pass "window_days: last midnight minus the lag; a resumed attempt keeps the first attempt's window"
