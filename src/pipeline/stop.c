@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,7 +14,8 @@
 
 static volatile sig_atomic_t got_signal; /* first signal's number */
 static struct timespec first_at;         /* when it came */
-static int remote;                       /* another rank announced a stop */
+static int remote;                       /* another rank announced a stop: its signal */
+static int remote_rank = -1;             /* ... and which rank */
 static int announced;                    /* this rank told the others */
 static int installed, armed;
 static double last_probe;
@@ -71,12 +73,13 @@ int rt_stop_poll(void) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (size > 1 && got_signal && !announced) {
-    static const char one = 1;
+    static char sig;
+    sig = (char)got_signal;
     announced = 1;
     sends = rt_xcalloc((size_t)size, sizeof *sends);
     for (int r = 0; r < size; r++) {
       sends[r] = MPI_REQUEST_NULL;
-      if (r != rank) MPI_Isend(&one, 1, MPI_CHAR, r, RT_STOP_TAG, MPI_COMM_WORLD, &sends[r]);
+      if (r != rank) MPI_Isend(&sig, 1, MPI_CHAR, r, RT_STOP_TAG, MPI_COMM_WORLD, &sends[r]);
     }
     nsends = size;
   }
@@ -90,7 +93,7 @@ int rt_stop_poll(void) {
       if (!flag) break;
       char b;
       MPI_Recv(&b, 1, MPI_CHAR, st.MPI_SOURCE, RT_STOP_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-      remote = 1;
+      if (!remote) remote = b ? b : SIGTERM, remote_rank = st.MPI_SOURCE;
     }
   }
   return rt_stop_requested();
@@ -99,14 +102,20 @@ int rt_stop_poll(void) {
 void rt_stop_arm(int a) { armed = a; }
 int rt_stop_armed(void) { return installed && armed; }
 
-const char *rt_stop_name(int sig) {
+static const char *signame(int sig) {
   switch (sig) {
   case SIGTERM: return "SIGTERM";
   case SIGINT: return "SIGINT";
   case SIGUSR1: return "SIGUSR1";
-  case RT_STOP_REMOTE: return "a stop signal to another rank";
   default: return "a stop request";
   }
+}
+
+const char *rt_stop_name(int sig) {
+  if (sig != RT_STOP_REMOTE) return signame(sig);
+  static char buf[64];
+  snprintf(buf, sizeof buf, "%s on rank %d", signame(remote), remote_rank);
+  return buf;
 }
 
 void rt_stop_finish(void) {

@@ -44,7 +44,8 @@ int rt_stop_poll(void);
 void rt_stop_arm(int armed);
 int rt_stop_armed(void);
 
-/* "SIGTERM", "SIGINT", "SIGUSR1", "a stop on another rank" — for messages. */
+/* "SIGTERM", "SIGINT", "SIGUSR1", or for RT_STOP_REMOTE "SIGTERM on rank 3"
+ * (the signal and the rank that got it) — for messages and the summary. */
 const char *rt_stop_name(int sig);
 
 /* Before MPI_Finalize: complete the announcements and receive the ones not
