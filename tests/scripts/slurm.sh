@@ -197,6 +197,66 @@ grep -q "ragtide-job\[$j\]: exit 0: table published" "$T/job-$j.out" || die "pla
 grep -q -- "--set job.threads=2" "$T/job-$j.out" || die "plain job: threads not from --cpus-per-task" "$T/job-$j.out"
 pass "sbatch jobs/refresh.sbatch (srun --mpi=pmix, 1 rank x 2 threads) published a valid table in $((SECONDS - t0)) s"
 
+# --- array: one table per line of a list file -----------------------------------------
+t0=$SECONDS
+cat >"$T/markets.txt" <<LIST
+# two "markets" of the same data
+$T/job.ini --set output.table=$T/arr/a.rtt
+$T/job.ini --set output.table=$T/arr/b.rtt --set retrieval.mode=trend
+LIST
+mkdir -p "$T/arr"
+j=$(RAGTIDE_CONFIG_LIST=$T/markets.txt sbatch --parsable --array=0-1 --output="$T/arr-%A_%a.out" --chdir="$T" \
+    -N1 --ntasks-per-node=1 -c 1 "$RAGTIDE_SRC/jobs/refresh-array.sbatch" --set llm.api=retrieval)
+for _ in $(seq 240); do [ -z "$(squeue -h -j "$j" 2>/dev/null)" ] && break; sleep 0.25; done
+for m in a b; do
+  "$RT" validate "$T/arr/$m.rtt" >/dev/null || die "array: table $m missing or invalid" "$T/arr-${j}_0.out" "$T/arr-${j}_1.out"
+done
+grep -q "array task 1 of job $j: $T/job.ini --set output.table=$T/arr/b.rtt" "$T/arr-${j}_1.out" ||
+  die "array: task 1 did not run line 1" "$T/arr-${j}_1.out"
+pass "jobs/refresh-array.sbatch: 2 tasks published 2 tables in $((SECONDS - t0)) s"
+
+# --- nightly: queues the next link first, once; input.window_days -------------------
+t0=$SECONDS
+"$GEN" --clusters 30 --users 400 --days 6 --seed 3 --start "$(date -u -d '6 days ago' +%F)" --out "$T/recent" >/dev/null
+cat >"$T/nightly.ini" <<INI
+[input]
+catalog = $T/recent/catalog.tsv
+logs = $T/recent/logs/*/*.msgpack.zst
+[prompt]
+template = $RAGTIDE_SRC/jobs/prompts/rag.tmpl
+[llm]
+api = retrieval
+[output]
+table = $T/nightly/table.rtt
+INI
+mkdir -p "$T/nightly"
+nightly() {
+  RAGTIDE_NIGHTLY_AT=$1 RAGTIDE_WINDOW_DAYS=3 sbatch --parsable --job-name=rt-nightly --output="$T/nightly-%j.out" \
+    --chdir="$T" -N1 --ntasks-per-node=1 -c 1 "$RAGTIDE_SRC/jobs/nightly.sbatch" "$T/nightly.ini"
+}
+at=$(date -u -d '+2 hours' +%H:%M)
+j=$(nightly "$at")
+wait_state "$j" "$TERMINAL" 60
+[ "$(job_field "$j" JobState)" = COMPLETED ] || die "nightly $j: $(job_field "$j" JobState)" "$T/nightly-$j.out"
+"$RT" validate "$T/nightly/table.rtt" >/dev/null || die "nightly: table invalid" "$T/nightly-$j.out"
+next=$(squeue -h --name=rt-nightly --states=PENDING -o %i)
+[ "$(echo "$next" | wc -w)" -eq 1 ] || die "nightly: expected one pending next link, got '$next'" "$T/nightly-$j.out"
+nt=$(date -u -d "today $at" +%s); [ "$nt" -gt "$(date +%s)" ] || nt=$(date -u -d "tomorrow $at" +%s)
+want=$(date -d "@$nt" +%Y-%m-%dT%H:%M)
+[ "$(job_field "$next" StartTime | cut -c1-16)" = "$want" ] ||
+  die "nightly: next link $next starts $(job_field "$next" StartTime), expected $want" "$T/nightly-$j.out"
+python3 - "$T/nightly/table.rtt.summary.json" <<'PY' || die "nightly: summary" "$T/nightly-$j.out"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["status"] == "published", s["status"]
+PY
+j2=$(nightly "$at")                  # a second chain (or a requeued attempt) adds no link
+wait_state "$j2" "$TERMINAL" 60
+grep -q "next run already queued (pending rt-nightly: $next" "$T/nightly-$j2.out" || die "nightly: no duplicate guard" "$T/nightly-$j2.out"
+[ "$(squeue -h --name=rt-nightly --states=PENDING -o %i)" = "$next" ] || die "nightly: duplicate chain"
+scancel "$next"
+pass "jobs/nightly.sbatch: published (window_days=3), queued one next link for $want, no duplicate, in $((SECONDS - t0)) s"
+
 # --- 2. scontrol requeue mid-LLM-stage ---------------------------------------------
 # wait_llm URL: until the endpoint has answered some requests.
 wait_llm() {
