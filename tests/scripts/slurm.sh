@@ -35,14 +35,25 @@ stop_all() {
     for j in $(squeue -h -o %i 2>/dev/null); do scancel -s KILL --full "$j" 2>/dev/null || true; done
     for _ in $(seq 40); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.5; done
   fi
-  local i name pid
+  local i name p
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do       # slurmd, slurmctld, munged
-    read -r name pid <<<"${DAEMONS[$i]}"
-    kill -TERM "$pid" 2>/dev/null || continue
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && { echo "stop: $name ($pid) ignored SIGTERM: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
-    wait "$pid" 2>/dev/null || true
+    read -r name p <<<"${DAEMONS[$i]}"
+    kill -TERM "$p" 2>/dev/null || continue
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && { echo "stop: $name ($p) ignored SIGTERM: SIGKILL"; kill -KILL "$p" 2>/dev/null || true; }
+    wait "$p" 2>/dev/null || true
   done
+  # Job processes that outlived their job (slurmstepd, scripts, ranks): every
+  # one carries this test's SLURM_CONF in its environment.
+  local leftover=()
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [ "$p" = $$ ] && continue
+    tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "SLURM_CONF=$S/slurm.conf" || continue
+    case " ${DAEMONS[*]} ${SIM_PIDS[*]} " in *" $p "*) continue ;; esac
+    leftover+=("$p")
+  done
+  [ ${#leftover[@]} -gt 0 ] && { echo "stop: killing leftover job processes: $(for p in "${leftover[@]}"; do printf "%s (%s) " "$p" "$(tr "\\0" " " </proc/$p/cmdline 2>/dev/null | cut -c1-60)"; done)"; kill -KILL "${leftover[@]}" 2>/dev/null || true; }
   cleanup
   exit "$rc"
 }
@@ -139,8 +150,21 @@ submit() {
 # attempt; keep that attempt's summary and let it start now (Slurm holds a
 # requeued job for ~2 minutes: BeginTime).
 after_requeue() {
-  wait_state "$1" PENDING 60
+  wait_state "$1" PENDING 150
   cp "$2/table.rtt.summary.json" "$2/attempt1.summary.json"
+  # Started while the last attempt's slurmstepd still exits, the new step of
+  # the same id cannot bind its PMIx socket and srun fails (exit 0!): Slurm's
+  # own delay prevents that; here, wait for every slurmstepd of the job to end.
+  local p busy=1
+  for _ in $(seq 120); do
+    busy=
+    for p in /proc/[0-9]*/cmdline; do
+      tr '\0' ' ' 2>/dev/null <"$p" | grep -q "^slurmstepd: \[$1\." && { busy=1; break; }
+    done
+    [ -z "$busy" ] && break
+    sleep 0.25
+  done
+  [ -z "$busy" ] || die "job $1: the last attempt's slurmstepd did not exit within 30 s"
   scontrol update JobId="$1" StartTime=now
 }
 # check_resumed JOB OUTDIR SIM_URL RANKS CONCURRENCY: published, valid, same
@@ -173,12 +197,8 @@ PY
 make_data 70 4000 6 11
 start_sim plain "$T/data/catalog.tsv" --seed 5
 write_config
-cat >>"$T/job.ini" <<INI
-[job]
-; grace_s = 5
-INI
 sed -i 's/^concurrency = .*/concurrency = 8/' "$T/job.ini"
-export RAGTIDE_BIN=$RT
+export RAGTIDE_BIN=$RT RAGTIDE_GRACE_S=5   # job.grace_s; mpirun's SIGKILL delay 15 s
 
 # --- 1. plain run ------------------------------------------------------------------
 t0=$SECONDS
