@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by jobs/*.sbatch (not run on its own): launches `ragtide refresh`
 # inside a Slurm allocation, forwards the graceful-stop signal to it, and maps
 # its exit code to "requeue" or "stop". Every decision is one log line on
