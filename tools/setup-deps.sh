@@ -13,6 +13,8 @@ PKGS=(
   libxxhash-dev                        # table and journal checksums
   libmicrohttpd-dev                    # ragtide-llm-sim (local endpoint)
   libcriterion-dev python3 curl        # tests, oracle, endpoint checks
+  slurm-wlm munge                      # tests/scripts/slurm.sh starts a private single-node Slurm
+                                       # (it does not use the packages' own services)
 )
 
 missing=()

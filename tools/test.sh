@@ -35,7 +35,7 @@ if [ $# -eq 0 ] || [ "$*" = "-L unit" ]; then
   (cd build-asan && ctest -L unit --output-on-failure -j2 --timeout 600) || status=1
   echo "== end-to-end tests under ASan + UBSan (memory errors; leak checks stay with the unit tests:"
   echo "   Open MPI's dlopen'ed plugins keep allocations LeakSanitizer cannot attribute) =="
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest -L e2e -E "llama_server|install_consumer" \
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest -L e2e -E "llama_server|install_consumer|slurm" \
     --output-on-failure -j2 --timeout 900) || status=1
 fi
 echo "== tools/test.sh finished in $(( $(date +%s) - start )) s: $([ $status -eq 0 ] && echo PASS || echo FAIL) =="
