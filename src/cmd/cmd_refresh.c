@@ -235,7 +235,9 @@ static int parts_glob(const char *cache_path, glob_t *g) {
   return rc == 0;
 }
 
-static int absorb_parts(refresh *r, rt_err *err) {
+/* at_start: the parts are a killed or interrupted run's (said so); else
+ * this run's own, at its end. */
+static int absorb_parts(refresh *r, int at_start, rt_err *err) {
   glob_t g;
   if (!parts_glob(r->cache_path, &g)) return RT_OK;
   uint64_t total = 0;
@@ -248,9 +250,11 @@ static int absorb_parts(refresh *r, rt_err *err) {
   if (rc == RT_OK) rc = rt_answers_flush(r->cache, err);
   /* Only once their records are durable in the journal do the parts go. */
   for (size_t i = 0; i < g.gl_pathc && rc == RT_OK; i++) unlink(g.gl_pathv[i]);
-  if (rc == RT_OK && total)
+  if (rc == RT_OK && total && at_start)
     rt_info("answer journal %s: %llu answers of an interrupted run recovered from %zu part%s", r->cache_path,
             (unsigned long long)total, g.gl_pathc, g.gl_pathc == 1 ? "" : "s");
+  else if (rc == RT_OK && total)
+    rt_debug("answer journal %s: %llu new answers", r->cache_path, (unsigned long long)total);
   globfree(&g);
   return rc;
 }
@@ -260,7 +264,7 @@ static int journal_begin(refresh *r, rt_err *err) {
   int rc = RT_OK;
   if (job->rank == 0) {
     rc = rt_answers_open(r->cache_path, &r->cache, err);
-    if (rc == RT_OK) rc = absorb_parts(r, err);
+    if (rc == RT_OK) rc = absorb_parts(r, 1, err);
   }
   rc = rt_agree(job->comm, rc, err);
   if (rc == RT_OK && job->rank != 0) rc = rt_answers_open(r->cache_path, &r->cache, err);
@@ -285,7 +289,7 @@ static void journal_end(refresh *r) {
   r->part = NULL;
   MPI_Barrier(r->job->comm);
   if (r->job->rank != 0 || !r->cache) return;
-  int rc = absorb_parts(r, &e);
+  int rc = absorb_parts(r, 0, &e);
   rt_answers_stats js = rt_answers_get_stats(r->cache);
   if (rc == RT_OK && js.records_loaded + js.appended > 2 * js.keys + 1024) rc = rt_answers_compact(r->cache, &e);
   if (rc) rt_warn("answer journal %s not updated (its parts stay for the next run): %s", r->cache_path, e.msg);
