@@ -70,6 +70,11 @@ int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err 
 /* Peak resident set size of this process in kilobytes (VmHWM). */
 long rt_peak_rss_kb(void);
 
+/* Create the directory that will hold `path` (a file), and its parents,
+ * like `mkdir -p "$(dirname path)"`. 0 on success (or if it exists), -1 with
+ * errno set. */
+int rt_mkdir_parent(const char *path);
+
 /* Crash tests only: when the environment variable RAGTIDE_TEST_PAUSE names
  * `point`, say "paused at POINT" on stderr (and create the file named by
  * RAGTIDE_TEST_PAUSE_FILE, if set), then sleep up to 120 s so the test can

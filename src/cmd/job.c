@@ -14,6 +14,7 @@
 #include "format/publish.h"
 #include "format/resume.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <omp.h>
 #include <sched.h>
@@ -152,13 +153,20 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   int rc = RT_OK;
   for (int i = 1; i < argc && rc == RT_OK; i++) {
     const char *a = argv[i];
+    const int refresh = !strcmp(cmd, "refresh"), aggregate = !strcmp(cmd, "aggregate");
     if (!strcmp(a, "--config") && i + 1 < argc) config = argv[++i];
     else if (!strcmp(a, "--set") && i + 1 < argc) i++; /* applied by rt_config_from_args, in order */
-    else if (!strcmp(a, "--no-cache")) job->no_cache = 1;
-    else if (!strcmp(a, "--force") && !strcmp(cmd, "refresh")) job->force = 1;
-    else if (!strcmp(a, "--out") && i + 1 < argc) job->out = argv[++i];
-    else if (!strcmp(a, "--format") && i + 1 < argc) job->out_format = argv[++i];
-    else rc = rt_err_set(err, RT_ERR_USAGE, "%s: unexpected argument \"%s\" (see `ragtide help %s`)", cmd, a, cmd);
+    else if (!strncmp(a, "--set=", 6)) continue;      /* likewise */
+    else if (!strcmp(a, "--no-cache") && refresh) job->no_cache = 1;
+    else if (!strcmp(a, "--force") && refresh) job->force = 1;
+    else if (!strcmp(a, "--out") && aggregate && i + 1 < argc) job->out = argv[++i];
+    else if (!strcmp(a, "--format") && aggregate && i + 1 < argc) job->out_format = argv[++i];
+    else {
+      /* Name the flag only: a value may be a secret (--set=llm.headers=...). */
+      int n = (int)strcspn(a, "=");
+      rc = rt_err_set(err, RT_ERR_USAGE, "%s: unexpected argument \"%.*s%s\" (see `ragtide help %s`)", cmd, n, a,
+                      a[n] ? "=..." : "", cmd);
+    }
   }
   if (rc == RT_OK && !config)
     rc = rt_err_set(err, RT_ERR_USAGE, "%s: --config FILE is required (see `ragtide help %s`)", cmd, cmd);
@@ -208,7 +216,10 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   /* One run per table: rank 0 holds TABLE.lock until rt_job_end. */
   if (!strcmp(cmd, "refresh")) {
     if (job->rank == 0) {
-      rc = rt_lock_acquire(job->cfg.table, job->run_id, job->cfg.lock_stale_s, &job->lock, err);
+      if (rt_mkdir_parent(job->cfg.table) != 0)
+        rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot create the directory of output.table %s: %s", job->cfg.table,
+                        strerror(errno));
+      if (rc == RT_OK) rc = rt_lock_acquire(job->cfg.table, job->run_id, job->cfg.lock_stale_s, &job->lock, err);
       if (rc == RT_OK) rt_table_sweep(job->cfg.table, NULL); /* litter of runs that died */
       if (rc == RT_OK) rc = save_attempt(job, err);
     }

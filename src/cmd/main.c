@@ -12,14 +12,18 @@
 
 static const rt_command COMMANDS[] = {
     {"refresh", rt_cmd_refresh, "run the refresh job (MPI): logs -> RAG prompts -> LLM -> table",
-     "usage: mpirun -n N ragtide refresh --config FILE [--set section.key=value ...] [--no-cache]\n"
+     "usage: mpirun -n N ragtide refresh --config FILE [--set section.key=value ...] [--no-cache] [--force]\n"
      "\n"
      "Reads the event shards in the refresh window, counts (c1, c2, c_next) triples, builds a RAG\n"
      "prompt for every pair with recent data, asks the LLM endpoint, matches the answers to the\n"
      "catalog and publishes the transition table atomically, with a JSON run summary.\n"
      "  --config FILE        INI configuration (see `ragtide help config`)\n"
      "  --set S.K=V          override one key (repeatable)\n"
-     "  --no-cache           ignore cached answers from earlier runs; call the endpoint for every pair\n"},
+     "  --no-cache           ignore cached answers from earlier runs; call the endpoint for every pair\n"
+     "  --force              publish even over a table built from a window that ends later (exit 11 otherwise)\n"
+     "\n"
+     "Resumable: killed or stopped (SIGTERM, SIGINT, SIGUSR1: exit 9), the same command resumes and pays\n"
+     "no LLM call twice. One run per table (TABLE.lock; exit 10). docs/operations.md.\n"},
     {"aggregate", rt_cmd_aggregate, "count triples per pair and day into a counts file (MPI)",
      "usage: mpirun -n N ragtide aggregate --config FILE --out COUNTS [--set section.key=value ...]\n"},
     {"lookup", rt_cmd_lookup, "print the prediction for a pair of cluster ids",

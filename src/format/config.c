@@ -350,6 +350,21 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
   if (c->max_failed_fraction < 0 || c->max_failed_fraction > 1)
     return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_failed_fraction must be in [0, 1]");
   if (c->max_gap_s < 0) return rt_err_set(err, RT_ERR_USAGE, "config: input.max_gap_s must be >= 0");
+  if (c->popular_n < 0 || c->popular_n > 64)
+    return rt_err_set(err, RT_ERR_USAGE, "config: retrieval.popular_n = %lld: must be in 0..64",
+                      (long long)c->popular_n);
+  if (c->keep < 0 || c->keep > 99)
+    return rt_err_set(err, RT_ERR_USAGE, "config: output.keep = %lld: must be in 0..99", (long long)c->keep);
+  if (c->per_rank_mb < 0 || c->per_rank_mb > (int64_t)1 << 30)
+    return rt_err_set(err, RT_ERR_USAGE, "config: memory.per_rank_mb = %lld: must be 0 (no cap) or a size in MiB",
+                      (long long)c->per_rank_mb);
+  if (c->max_tokens < 1 || c->max_tokens > 1 << 20)
+    return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_tokens = %lld: must be in 1..1048576",
+                      (long long)c->max_tokens);
+  if (c->progress_s < 0)
+    return rt_err_set(err, RT_ERR_USAGE, "config: output.progress_s must be >= 0 (0 = no progress lines)");
+  if (!(c->fuzzy_threshold >= 0 && c->fuzzy_threshold <= 1))
+    return rt_err_set(err, RT_ERR_USAGE, "config: match.fuzzy_threshold must be in [0, 1]");
   if (c->threads < 0 || c->threads > 1024)
     return rt_err_set(err, RT_ERR_USAGE, "config: job.threads must be 0 (the CPUs the rank may use) to 1024");
   return RT_OK;
