@@ -128,6 +128,15 @@ static int on_poll(void *ud) {
   return rt_stop_poll() != 0;
 }
 
+/* An answer that names no catalog cluster is not reused: a later run (after
+ * the model, prompt or endpoint was fixed, say after a gate halt) asks
+ * again. An empty record in the journal part supersedes it. */
+static void forget(refresh *r, uint64_t key) {
+  if (!r->part || r->part_err.code) return;
+  rt_err e = {0};
+  if (rt_answers_put(r->part, key, r->day, "", &e) == RT_OK) rt_answers_write(r->part, &e);
+}
+
 /* One batch of pairs: prompts, cache, endpoint, match. */
 static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retrieval *ret, rt_err *err) {
   const rt_catalog *cat = &r->job->cat;
@@ -158,8 +167,11 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
     keys[i] = rt_llm_request_key(r->client, &calls[i]);
     uint32_t d;
     if (r->cache && !r->job->no_cache && rt_answers_get(r->cache, keys[i], &cached[i], &d) == 1) {
-      rt_metric_add(RT_M_infer_cache_hits, 1);
-      continue;
+      if (*cached[i]) {
+        rt_metric_add(RT_M_infer_cache_hits, 1);
+        continue;
+      }
+      cached[i] = NULL; /* forgotten: it named no cluster (forget()) */
     }
     miss[nmiss++] = i;
   }
@@ -195,7 +207,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
     rt_match_result m = rt_match(&r->matcher, text[i], rt_pair_c1(ctx[i].pair), rt_pair_c2(ctx[i].pair));
     if (m.kind == RT_MATCH_EXACT) rt_metric_add(RT_M_match_exact, 1);
     else if (m.kind == RT_MATCH_FUZZY) rt_metric_add(RT_M_match_fuzzy, 1);
-    else rt_metric_add(RT_M_match_unmatched, 1);
+    else rt_metric_add(RT_M_match_unmatched, 1), forget(r, keys[i]);
     if (m.idx >= 0 && !m.novel) rt_metric_add(RT_M_match_not_novel, 1);
     if (m.idx >= 0 && m.novel) {
       /* A base run's answers are the base (fine-tuned model's) answers. */
@@ -636,8 +648,6 @@ int rt_cmd_refresh(int argc, char **argv) {
       rt_contexts_load(ctx_path, job.cat.hash, &prev, &nprev);
       if (nfp) ctx_changed = (double)rt_contexts_changed(prev, nprev, cur, nfp) / (double)nfp;
       free(prev);
-      rt_err cerr = {0};
-      if (rt_contexts_save(ctx_path, job.cat.hash, cur, nfp, &cerr)) rt_warn("%s", cerr.msg);
       free(ctx_path);
     }
     if (failed > cfg->max_failed_fraction) {
@@ -706,6 +716,15 @@ int rt_cmd_refresh(int argc, char **argv) {
         if (ragtide_table_open(cfg->table, &pub, msg, sizeof msg) != RAGTIDE_OK)
           rc = rt_err_set(&err, RT_ERR_OUTPUT, "published table does not read back: %s", msg);
         else status = "published";
+        /* The contexts beside the table describe the served table: saved
+         * only once this run's table is the one served. */
+        if (rc == RT_OK && !base_mode) {
+          char *ctx_path = path_or(NULL, cfg->table, ".contexts");
+          rt_err cerr = {0};
+          if (rt_contexts_save(ctx_path, job.cat.hash, (rt_ctx_fp *)allfp, nfpb / sizeof(rt_ctx_fp), &cerr))
+            rt_warn("%s", cerr.msg);
+          free(ctx_path);
+        }
       }
     }
   }

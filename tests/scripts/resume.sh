@@ -14,10 +14,13 @@
 # watching the simulator's request counter.
 source "$RAGTIDE_SRC/tests/lib/common.sh"
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1}
+trap '[[ $- == *e* ]] && echo "FAIL: resume.sh line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 
 RANKS=2 CONC=8
 make_data 60 2000 6 11
-start_sim sim "$T/data/catalog.tsv" --seed 5 --latency-ms 20
+# 3,525 pairs, 2 ranks x 8 in flight, 40 ms an answer: an LLM stage of ~9 s
+# to interrupt at a known share.
+start_sim sim "$T/data/catalog.tsv" --seed 5 --latency-ms 40
 write_config
 cat >>"$T/job.ini" <<INI
 progress_s = 1
@@ -57,7 +60,7 @@ fresh_out() { rm -rf "$T/out"; mkdir -p "$T/out"; }
 kill9() {
   local mp=$1 victim=${2:-$1} ranks
   ranks=$(pgrep -P "$mp" || true)
-  kill -9 "$victim"
+  kill -9 "$victim" || fail "kill -9 $victim: the run ended before it could be killed"
   wait "$mp" 2>/dev/null || true
   for _ in $(seq 200); do
     local alive=0
@@ -102,14 +105,14 @@ pass "a dead run's lock is taken over, and the log says so"
 # 2. kill -9 mpirun mid-LLM.
 fresh_out; b=$(requests)
 refresh_bg "$T/run.log"
-mp=$!; wait_requests $((PAIRS / 3)) "$b"
+mp=$!; wait_requests $((PAIRS / 4)) "$b"
 kill9 $mp
 check_resumed "kill -9 mpirun mid-LLM" "$b"
 
 # 3. kill -9 of one rank mid-LLM.
 fresh_out; b=$(requests)
 refresh_bg "$T/run.log"
-mp=$!; wait_requests $((PAIRS / 2)) "$b"
+mp=$!; wait_requests $((PAIRS / 3)) "$b"
 victim=$(pgrep -P "$mp" -f "ragtide refresh" | tail -1)
 [ -n "$victim" ] || fail "no rank process found under mpirun $mp"
 kill9 $mp "$victim"
@@ -136,7 +139,7 @@ pass "publish kill: served table untouched, litter swept, one backup"
 # 5. SIGTERM to one rank mid-LLM: graceful stop, exit 9, nothing published.
 fresh_out; b=$(requests)
 refresh_bg "$T/run.log"
-mp=$!; wait_requests $((PAIRS / 3)) "$b"
+mp=$!; wait_requests $((PAIRS / 4)) "$b"
 kill -TERM "$(pgrep -P "$mp" -f "ragtide refresh" | tail -1)"
 set +e; wait $mp; code=$?; set -e
 [ "$code" -eq 9 ] || { cat "$T/run.log"; fail "SIGTERM to a rank: exit $code, expected 9"; }
@@ -157,7 +160,7 @@ grep -q 'ragtide_last_publish_timestamp_seconds{table="[^"]*"} [1-9]' "$T/out/ra
 # 6. SIGUSR1 to mpirun (what the Slurm scripts forward): exit 9 from mpirun.
 fresh_out; b=$(requests)
 refresh_bg "$T/run.log"
-mp=$!; wait_requests $((PAIRS / 3)) "$b"
+mp=$!; wait_requests $((PAIRS / 4)) "$b"
 kill -USR1 $mp
 set +e; wait $mp; code=$?; set -e
 [ "$code" -eq 9 ] || { cat "$T/run.log"; fail "SIGUSR1 to mpirun: exit $code, expected 9"; }
@@ -231,3 +234,24 @@ got=$(summary "$T/days/table.rtt.summary.json" 's["window"]["end"] + " " + str(s
 [ "$got" = "$(date -u -d "@$old_end" +%FT%TZ) 2" ] || fail "resumed attempt: window end/attempt $got"
 [ -e "$T/days/table.rtt.resume" ] && fail "resume state left after a finished run"
 pass "window_days: last midnight minus the lag; a resumed attempt keeps the first attempt's window"
+
+# 10. Answers that named no cluster are not reused: after a gate halt, a
+#     rerun against a fixed endpoint asks exactly those pairs again.
+start_sim bad "$T/data/catalog.tsv" --seed 5 --off-catalog 0.5
+bad_url=$SIM_URL
+start_sim good "$T/data/catalog.tsv" --seed 5
+good_url=$SIM_URL
+rm -rf "$T/gate"; mkdir -p "$T/gate"
+expect_exit 5 mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set "llm.base_url=$bad_url" \
+  --set "output.table=$T/gate/t.rtt" --set output.metrics_file=
+unmatched=$(summary "$T/gate/t.rtt.summary.json" 's["stages"]["match"]["unmatched"]')
+[ "$unmatched" -gt 100 ] || fail "expected many unmatched answers, got $unmatched"
+[ -e "$T/gate/t.rtt" ] && fail "a halted run published"
+[ -e "$T/gate/t.rtt.contexts" ] && fail "a halted run wrote the contexts beside the (absent) served table"
+before=$(curl -sf "$good_url/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
+mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set "llm.base_url=$good_url" \
+  --set "output.table=$T/gate/t.rtt" --set output.metrics_file= 2>"$T/run.log" || { cat "$T/run.log"; fail "rerun after the halt"; }
+asked=$(( $(curl -sf "$good_url/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])') - before ))
+[ "$asked" -eq "$unmatched" ] || fail "rerun asked $asked pairs again, expected the $unmatched unmatched ones"
+[ "$(summary "$T/gate/t.rtt.summary.json" 's["quality"]["exact_match_rate"]')" = 1.0 ] || fail "rerun not all exact"
+pass "after a gate halt, only the $unmatched unmatched answers are asked again"
