@@ -505,7 +505,11 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   double t0 = rt_stage_begin();
   rt_runs *owned = rt_runs_new(dir, "owned", job->rank, mp.store_events ? mp.owned_records : 0);
   uint64_t spilled = rt_runs_spilled(local);
-  owned = rt_counts_exchange(&job->plan, job->comm, local, owned, mp.round_bytes, err);
+  rt_progress prog;
+  rt_progress_start(&prog, job->comm, "count exchange", 0, (double)job->cfg.progress_s);
+  rt_progress_labels(&prog, "records sent", "received", NULL, NULL, NULL, NULL);
+  owned = rt_counts_exchange(&job->plan, job->comm, local, owned, mp.round_bytes, &prog, err);
+  rt_progress_finish(&prog, prog.cur[0]);
   rc = owned ? RT_OK : err->code;
   uint64_t nrec = 0, pairs = 0;
   if (rc == RT_OK) rc = rt_runs_seal(owned, &nrec, &pairs, err);

@@ -1,5 +1,6 @@
 /* count.c — pre-aggregate, exchange and reduce triple counts. */
 #include "pipeline/count.h"
+#include "pipeline/progress.h"
 #include "base/metrics.h"
 #include "pipeline/collective.h"
 
@@ -375,7 +376,7 @@ int rt_counters_finish(rt_counter **hs, int k, rt_runs *dst, rt_err *err) {
 
 
 rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, rt_runs *owned,
-                            size_t round_bytes, rt_err *err) {
+                            size_t round_bytes, rt_progress *prog, rt_err *err) {
   if (plan->nranks == 1) { /* every record is already owned */
     rt_runs_free(owned);
     return local;
@@ -387,6 +388,7 @@ rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, 
   if (chunk < 1024) chunk = 1024;
   int *dest = rt_xmalloc(chunk * sizeof *dest);
   int rc = RT_OK, done = 0;
+  uint64_t sent = 0, received = 0;
   for (;;) {
     long got = 0;
     rt_count *buf = rt_xmalloc(chunk * sizeof *buf); /* rt_route takes it over */
@@ -405,6 +407,12 @@ rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, 
      * runs, merged at the seal rather than sorted again */
     if (rc == RT_OK) rc = rt_runs_add_pieces(owned, in, n, err);
     free(in);
+    sent += (uint64_t)got;
+    received += n;
+    if (prog) {
+      uint64_t v[RT_PROGRESS_MAX] = {sent, received};
+      rt_progress_update_v(prog, v);
+    }
     int all_done, mine = done;
     MPI_Allreduce(&mine, &all_done, 1, MPI_INT, MPI_MIN, comm);
     if (all_done) break;

@@ -57,9 +57,11 @@ int rt_counters_finish(rt_counter **h, int k, rt_runs *dst, rt_err *err);
  * the set this rank owns, ready to read or seal: `owned` (local is freed),
  * or `local` itself on one rank (owned is freed); NULL on failure (both
  * freed, err set). Every rank takes part until all are done, even after a
- * local failure; callers agree on the outcome. */
+ * local failure; callers agree on the outcome. prog (may be NULL) gets
+ * (records sent, records received) after every round. */
+struct rt_progress;
 rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, rt_runs *owned,
-                            size_t round_bytes, rt_err *err);
+                            size_t round_bytes, struct rt_progress *prog, rt_err *err);
 
 /* Collective: every rank's owned records (sorted, unique, disjoint pairs
  * across ranks) reach rank 0 as ONE globally sorted stream: rank 0 pulls

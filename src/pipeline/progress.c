@@ -1,7 +1,9 @@
 /* progress.c — rank 0 asks (Ibcast), everyone answers (Ireduce), nobody waits.
  *
  * Sequence on the private communicator, identical on every rank:
- *   { Ibcast(flag = 1), Ireduce(counters) }*  Ibcast(flag = 0)
+ *   { Ibcast(flag = 1), Ireduce(counters) }*  Ibcast(flag = 0 | 2) [Reduce]
+ * flag 2 ends with one last reduction, for the closing line of a stage that
+ * took longer than the interval (a single long batch reports at least that).
  * Rank 0 starts a round when `interval` has passed; the others keep one
  * Ibcast posted and answer it when they next call rt_progress_update. */
 #include "pipeline/progress.h"
@@ -41,17 +43,18 @@ static double recent_rate(rt_progress *p, double now) {
 static void report(rt_progress *p, int last) {
   double now = rt_now();
   double rate = recent_rate(p, now);
-  char line[768], n0[32], tot[32];
+  char line[768], n0[32], tot[32], rt[32];
   int len = 0;
   human(p->sum[0], n0, sizeof n0);
+  human((uint64_t)rate, rt, sizeof rt);
   const char *l0 = p->labels[0] ? p->labels[0] : "done";
   if (p->total) {
     uint64_t s = p->sum[0] < p->total ? p->sum[0] : p->total;
     human(p->total, tot, sizeof tot);
-    len = snprintf(line, sizeof line, "%s: %.1f%% (%s of %s %s), %.0f/s", p->what,
-                   100.0 * (double)s / (double)p->total, n0, tot, l0, rate);
+    len = snprintf(line, sizeof line, "%s: %.1f%% (%s of %s %s), %s/s", p->what,
+                   100.0 * (double)s / (double)p->total, n0, tot, l0, rt);
   } else {
-    len = snprintf(line, sizeof line, "%s: %s %s, %.0f/s", p->what, n0, l0, rate);
+    len = snprintf(line, sizeof line, "%s: %s %s, %s/s", p->what, n0, l0, rt);
   }
   for (int i = 1; i < RT_PROGRESS_MAX && len < (int)sizeof line; i++) {
     if (!p->labels[i]) continue;
@@ -120,12 +123,12 @@ void rt_progress_update_v(rt_progress *p, const uint64_t *v) {
     }
     return;
   }
-  if (p->state == 2) return; /* rank 0 has already said it is finishing */
+  if (p->state >= 2) return; /* rank 0 has already said it is finishing */
   MPI_Test(&p->req, &ready, MPI_STATUS_IGNORE);
   if (!ready) return;
   if (p->state == 0) {
-    if (p->flag == 0) p->state = 2; /* rank 0 is in rt_progress_finish: no more rounds */
-    else answer(p);                 /* rank 0's go */
+    if (p->flag != 1) p->state = p->flag == 2 ? 3 : 2; /* rank 0 is finishing (3: a last reduction is due) */
+    else answer(p);                                    /* rank 0's go */
   } else {            /* our answer went out: wait for the next go */
     p->state = 0;
     MPI_Ibcast(&p->flag, 1, MPI_INT, 0, p->comm, &p->req);
@@ -143,23 +146,34 @@ void rt_progress_finish(rt_progress *p, uint64_t done) {
   p->cur[0] = done;
   if (p->rank == 0) {
     if (p->state == 1) MPI_Waitall(2, p->reqs, MPI_STATUSES_IGNORE); /* a round in flight */
-    p->flag = 0; /* nonblocking too: a blocking Bcast would not match the others' Ibcast */
+    /* A stage longer than the interval closes with a line of its totals. */
+    int last = p->interval > 0 && rt_now() - p->t_start >= p->interval;
+    p->flag = last ? 2 : 0; /* nonblocking too: a blocking Bcast would not match the others' Ibcast */
     MPI_Ibcast(&p->flag, 1, MPI_INT, 0, p->comm, &p->reqs[0]);
     MPI_Wait(&p->reqs[0], MPI_STATUS_IGNORE);
-    if (p->tty && p->reports) { /* end the rewritten line */
+    if (last) {
+      memcpy(p->mine, p->cur, sizeof p->mine);
+      MPI_Reduce(p->mine, p->sum, RT_PROGRESS_MAX, MPI_UINT64_T, MPI_SUM, 0, p->comm);
+      report(p, 1);
+      p->reports++;
+    } else if (p->tty && p->reports) { /* end the rewritten line */
       fputc('\n', stderr);
       fflush(stderr);
     }
   } else {
-    while (p->state != 2) {
+    while (p->state < 2) {
       MPI_Wait(&p->req, MPI_STATUS_IGNORE);
       if (p->state == 1) { /* our answer completed: take the next broadcast */
         p->state = 0;
         MPI_Ibcast(&p->flag, 1, MPI_INT, 0, p->comm, &p->req);
         continue;
       }
-      if (p->flag == 0) break;
-      answer(p);
+      if (p->flag != 1) p->state = p->flag == 2 ? 3 : 2;
+      else answer(p);
+    }
+    if (p->state == 3) {
+      memcpy(p->mine, p->cur, sizeof p->mine);
+      MPI_Reduce(p->mine, p->sum, RT_PROGRESS_MAX, MPI_UINT64_T, MPI_SUM, 0, p->comm);
     }
   }
   MPI_Comm_free(&p->comm);

@@ -37,8 +37,9 @@ typedef struct rt_progress {
   const char *labels[RT_PROGRESS_MAX]; /* counter names; NULL: not shown */
   uint64_t total;         /* of counter 0, over all ranks (0: unknown) */
   double interval, t_start, t_last;
-  int state;              /* 0: waiting for rank 0's go; 1: reduction in flight; 2: finished */
-  int flag;               /* broadcast payload: 1 report, 0 finish */
+  int state;              /* 0: waiting for rank 0's go; 1: reduction in flight; 2: finished;
+                           * 3: finished, a last reduction due */
+  int flag;               /* broadcast payload: 1 report, 0 finish, 2 finish after a last reduction */
   uint64_t cur[RT_PROGRESS_MAX];  /* this rank's latest counters */
   uint64_t mine[RT_PROGRESS_MAX], sum[RT_PROGRESS_MAX]; /* reduction buffers */
   MPI_Request req;         /* non-root: the posted Ibcast or Ireduce */
@@ -65,7 +66,8 @@ void rt_progress_update(rt_progress *p, uint64_t done);
 void rt_progress_update_v(rt_progress *p, const uint64_t *v);
 
 /* Collective: completes outstanding operations and frees the communicator.
- * Rank 0 prints a last line when it printed any. */
+ * When the stage took longer than the interval, rank 0 prints a last line
+ * with the totals (so even a stage done in one long batch reports). */
 void rt_progress_finish(rt_progress *p, uint64_t done);
 
 #endif

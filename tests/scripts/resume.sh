@@ -30,7 +30,8 @@ concurrency = $CONC
 INI
 # (a repeated key is applied in order: this concurrency replaces write_config's)
 
-requests() { curl -sf "$SIM_URL/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+# (grep, not python: polled every 50 ms while a run goes, it must be cheap)
+requests() { curl -sf "$SIM_URL/stats" | grep -o '"requests":[0-9]*' | head -1 | cut -d: -f2; }
 summary() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 refresh() { mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" "$@"; }
 # In the background, with $! = mpirun itself (not a subshell): refresh_bg LOG [args]
@@ -46,6 +47,11 @@ PAIRS=$(( $(requests) - r0 ))
 [ "$(summary "$T/ref/table.rtt.summary.json" 's["stages"]["infer"]["calls"]')" -eq "$PAIRS" ] ||
   fail "reference: calls != requests (retries in a fault-free run?)"
 pass "reference run: $PAIRS pairs, $PAIRS requests"
+# progress_s = 1 on a ~9 s LLM stage: lines during the stage, with the rate,
+# the counters and the time left.
+n=$(grep -c "llm: [0-9.]*% ([0-9]* of $PAIRS pairs), [0-9.]*/s, [0-9]* requests, [0-9]* retries, [0-9]* 429s, [0-9]* failed, about [0-9]* s left" "$T/ref.log" || true)
+[ "$n" -ge 3 ] || { cat "$T/ref.log"; fail "expected >= 3 progress lines of the LLM stage, got $n"; }
+pass "$n progress lines during the LLM stage"
 BOUND_SLACK=$((RANKS * CONC))
 
 wait_file() { for _ in $(seq 300); do [ -e "$1" ] && return 0; sleep 0.05; done; fail "timed out waiting for $1"; }
@@ -248,10 +254,10 @@ unmatched=$(summary "$T/gate/t.rtt.summary.json" 's["stages"]["match"]["unmatche
 [ "$unmatched" -gt 100 ] || fail "expected many unmatched answers, got $unmatched"
 [ -e "$T/gate/t.rtt" ] && fail "a halted run published"
 [ -e "$T/gate/t.rtt.contexts" ] && fail "a halted run wrote the contexts beside the (absent) served table"
-before=$(curl -sf "$good_url/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
+before=$(SIM_URL=$good_url requests)
 mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set "llm.base_url=$good_url" \
   --set "output.table=$T/gate/t.rtt" --set output.metrics_file= 2>"$T/run.log" || { cat "$T/run.log"; fail "rerun after the halt"; }
-asked=$(( $(curl -sf "$good_url/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])') - before ))
+asked=$(( $(SIM_URL=$good_url requests) - before ))
 [ "$asked" -eq "$unmatched" ] || fail "rerun asked $asked pairs again, expected the $unmatched unmatched ones"
 [ "$(summary "$T/gate/t.rtt.summary.json" 's["quality"]["exact_match_rate"]')" = 1.0 ] || fail "rerun not all exact"
 pass "after a gate halt, only the $unmatched unmatched answers are asked again"
