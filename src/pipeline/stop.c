@@ -67,6 +67,19 @@ static int mpi_usable(void) {
   return init && !fin;
 }
 
+/* Receive every announcement that has arrived; the first names the stop. */
+static void receive_all(void) {
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, RT_STOP_TAG, MPI_COMM_WORLD, &flag, &st);
+    if (!flag) return;
+    char b;
+    MPI_Recv(&b, 1, MPI_CHAR, st.MPI_SOURCE, RT_STOP_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    if (!remote) remote = b ? b : SIGTERM, remote_rank = st.MPI_SOURCE;
+  }
+}
+
 int rt_stop_poll(void) {
   if (!mpi_usable()) return rt_stop_requested();
   int size, rank;
@@ -86,15 +99,7 @@ int rt_stop_poll(void) {
   double now = rt_now();
   if (size > 1 && now - last_probe >= 0.02) {
     last_probe = now;
-    for (;;) {
-      int flag = 0;
-      MPI_Status st;
-      MPI_Iprobe(MPI_ANY_SOURCE, RT_STOP_TAG, MPI_COMM_WORLD, &flag, &st);
-      if (!flag) break;
-      char b;
-      MPI_Recv(&b, 1, MPI_CHAR, st.MPI_SOURCE, RT_STOP_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-      if (!remote) remote = b ? b : SIGTERM, remote_rank = st.MPI_SOURCE;
-    }
+    receive_all();
   }
   return rt_stop_requested();
 }
@@ -130,14 +135,5 @@ void rt_stop_finish(void) {
   last_probe = 0;
   int size;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (size > 1) {
-    for (;;) {
-      int flag = 0;
-      MPI_Status st;
-      MPI_Iprobe(MPI_ANY_SOURCE, RT_STOP_TAG, MPI_COMM_WORLD, &flag, &st);
-      if (!flag) break;
-      char b;
-      MPI_Recv(&b, 1, MPI_CHAR, st.MPI_SOURCE, RT_STOP_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    }
-  }
+  if (size > 1) receive_all();
 }
