@@ -35,7 +35,11 @@ if [ $# -eq 0 ] || [ "$*" = "-L unit" ]; then
   (cd build-asan && ctest -L unit --output-on-failure -j2 --timeout 600) || status=1
   echo "== end-to-end tests under ASan + UBSan (memory errors; leak checks stay with the unit tests:"
   echo "   Open MPI's dlopen'ed plugins keep allocations LeakSanitizer cannot attribute) =="
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest -L e2e -E "llama_server|install_consumer|slurm" \
+  # Not repeated here: the real llama-server, the install, the real Slurm and
+  # the kill-at-every-moment resume test (they test processes and
+  # schedulers, run in the pass above; the journal and stop code they drive
+  # runs under the sanitizers in refresh_e2e, faults and the unit tests).
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest -L e2e -E "llama_server|install_consumer|slurm|resume" \
     --output-on-failure -j2 --timeout 900) || status=1
 fi
 echo "== tools/test.sh finished in $(( $(date +%s) - start )) s: $([ $status -eq 0 ] && echo PASS || echo FAIL) =="
