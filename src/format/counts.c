@@ -1,5 +1,6 @@
 /* counts.c — counts file: msgpack records in one zstd frame. */
 #include "format/counts.h"
+#include "table/msgpack_bound.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -429,13 +430,24 @@ static int read_full(int fd, void *p, size_t n) {
   return (int)got;
 }
 
+/* msgpack_unpack_next at r->pos, except that an object whose declared
+ * lengths exceed the bytes at hand is CONTINUE, never allocated for
+ * (table/msgpack_bound.h): a corrupt length cannot ask for gigabytes. */
+static int unpack_bounded(rt_counts_reader *r, size_t *off) {
+  size_t used;
+  int w = rt_mp_bounded(r->buf + r->pos, r->end - r->pos, &used);
+  if (w == RT_MP_INCOMPLETE) return MSGPACK_UNPACK_CONTINUE;
+  if (w == RT_MP_INVALID) return MSGPACK_UNPACK_PARSE_ERROR;
+  return msgpack_unpack_next(&r->u, (const char *)r->buf, r->end, off);
+}
+
 /* Parse the header map at the front of the body into r. */
 static int read_header(rt_counts_reader *r) {
   size_t off;
   int ret;
   for (;;) {
     off = r->pos;
-    ret = msgpack_unpack_next(&r->u, (const char *)r->buf, r->end, &off);
+    ret = unpack_bounded(r, &off);
     if (ret != MSGPACK_UNPACK_CONTINUE || r->body_end) break;
     if (r->pos == 0 && r->end == r->cap) { /* the header fills the window: grow it */
       if (r->cap >= HDR_MAX)
@@ -560,7 +572,7 @@ static int slow_record(rt_counts_reader *r, uint64_t v[6]) {
   size_t off;
   for (;;) {
     off = r->pos;
-    ret = msgpack_unpack_next(&r->u, (const char *)r->buf, r->end, &off);
+    ret = unpack_bounded(r, &off);
     if (ret != MSGPACK_UNPACK_CONTINUE || r->body_end || (r->pos == 0 && r->end == r->cap)) break;
     if (refill(r)) return r->fail.code; /* cut short by the window: move it, read on */
   }
@@ -665,7 +677,7 @@ static int slow_value(rt_counts_reader *r, uint64_t at) {
   size_t off;
   for (;;) {
     off = r->pos;
-    ret = msgpack_unpack_next(&r->u, (const char *)r->buf, r->end, &off);
+    ret = unpack_bounded(r, &off);
     if (ret != MSGPACK_UNPACK_CONTINUE || r->body_end || (r->pos == 0 && r->end == r->cap)) break;
     if (refill(r)) return r->fail.code;
   }

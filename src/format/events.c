@@ -9,6 +9,7 @@
  * reused zone, cleared every ZONE_RECORDS records, so decoding allocates
  * nothing per event. */
 #include "format/events.h"
+#include "table/msgpack_bound.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -464,7 +465,12 @@ static long read_msgpack(rt_event_reader *r, rt_event *out, size_t max, rt_err *
     }
     size_t off = r->pos; /* msgpack_unpack moves off even when it returns CONTINUE */
     msgpack_object obj;
-    msgpack_unpack_return rc = msgpack_unpack(r->buf, r->end, &off, &r->zone, &obj);
+    /* Declared lengths first: msgpack-c would allocate for them at once. */
+    size_t whole;
+    int w = rt_mp_bounded((const unsigned char *)r->buf + r->pos, r->end - r->pos, &whole);
+    msgpack_unpack_return rc = w == RT_MP_OK           ? msgpack_unpack(r->buf, r->end, &off, &r->zone, &obj)
+                               : w == RT_MP_INCOMPLETE ? MSGPACK_UNPACK_CONTINUE
+                                                       : MSGPACK_UNPACK_PARSE_ERROR;
     uint64_t at = r->base + r->pos;
     if (rc == MSGPACK_UNPACK_SUCCESS || rc == MSGPACK_UNPACK_EXTRA_BYTES) {
       char why[256];

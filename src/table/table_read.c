@@ -2,6 +2,7 @@
  * columns into flat arrays so a lookup is two id->index probes and one load.
  * Nothing here is lazily initialised, so concurrent readers need no locks. */
 #include "table_format.h"
+#include "msgpack_bound.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,7 +115,9 @@ static int parse_header(ragtide_table *t, const char *path, const uint8_t *p, si
   msgpack_unpacked_init(&u);
   size_t off = 0;
   int rc = RAGTIDE_OK;
-  if (msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
+  size_t whole = 0; /* declared lengths checked before msgpack-c allocates for them */
+  if (rt_mp_bounded(p, len, &whole) != RT_MP_OK || whole != len ||
+      msgpack_unpack_next(&u, (const char *)p, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len ||
       u.data.type != MSGPACK_OBJECT_MAP) {
     rc = fail(eb, ec, RAGTIDE_E_CORRUPT, "%s: header at byte %d is not one msgpack map of %zu bytes",
               path, TBL_PREAMBLE, len);
@@ -280,7 +283,9 @@ static int parse_body(ragtide_table *t, const char *path, const uint8_t *z, size
   int rc = RAGTIDE_OK;
   const msgpack_object *ranks, *pairs;
   uint64_t npairs_decl = 0;
-  if (msgpack_unpack_next(&u, (const char *)raw, raw_len, &off) != MSGPACK_UNPACK_SUCCESS || off != raw_len ||
+  size_t whole = 0;
+  if (rt_mp_bounded(raw, raw_len, &whole) != RT_MP_OK || whole != raw_len ||
+      msgpack_unpack_next(&u, (const char *)raw, raw_len, &off) != MSGPACK_UNPACK_SUCCESS || off != raw_len ||
       u.data.type != MSGPACK_OBJECT_MAP) {
     rc = fail(eb, ec, RAGTIDE_E_CORRUPT, "%s: decompressed body is not one msgpack map", path);
   } else if (!(pairs = map_get(&u.data, "pairs")) || get_u64(pairs, &npairs_decl) ||
