@@ -186,3 +186,26 @@ int rt_mkdir_parent(const char *path) {
   if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
   return 0;
 }
+
+int rt_find_shipped(const char *path, char *out, size_t cap) {
+  snprintf(out, cap, "%s", path);
+  if (!*path || path[0] == '/' || access(path, F_OK) == 0) return 0;
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (!slash) return 0;
+  *slash = '\0'; /* the binary's directory */
+  const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  static const char *const where[] = {"%s/../share/ragtide/prompts/%s", "%s/../jobs/prompts/%s"};
+  for (size_t i = 0; i < sizeof where / sizeof *where; i++) {
+    char cand[8192];
+    snprintf(cand, sizeof cand, where[i], exe, name);
+    if (access(cand, R_OK) == 0) {
+      snprintf(out, cap, "%s", cand);
+      return 1;
+    }
+  }
+  return 0;
+}

@@ -75,6 +75,16 @@ long rt_peak_rss_kb(void);
  * errno set. */
 int rt_mkdir_parent(const char *path);
 
+/* A file shipped with ragtide given as a relative path such as
+ * "jobs/prompts/rag.tmpl" (the defaults are written so): when it does not
+ * exist relative to the working directory, look for its name where an
+ * installed or built ragtide keeps it, relative to the running binary:
+ * BIN/../share/ragtide/prompts/NAME (cmake --install) and
+ * BIN/../jobs/prompts/NAME (the binary in the build tree of a checkout).
+ * Writes the path found into out and returns 1; returns 0 (out = path)
+ * when nothing else exists, so the caller's error names the path asked for. */
+int rt_find_shipped(const char *path, char *out, size_t cap);
+
 /* Crash tests only: when the environment variable RAGTIDE_TEST_PAUSE names
  * `point`, say "paused at POINT" on stderr (and create the file named by
  * RAGTIDE_TEST_PAUSE_FILE, if set), then sleep up to 120 s so the test can

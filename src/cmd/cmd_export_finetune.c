@@ -101,6 +101,11 @@ static int load_config(int argc, char **argv, const ft_opts *o, rt_config *cfg, 
                     o->config);
   if (rc == RT_OK && !*cfg->template_path)
     rc = rt_err_set(err, RT_ERR_USAGE, "%s: prompt.template is required", o->config);
+  char found[4096];
+  if (rc == RT_OK && rt_find_shipped(cfg->template_path, found, sizeof found)) {
+    free(cfg->template_path);
+    cfg->template_path = rt_xstrdup(found);
+  }
   return rc;
 }
 

@@ -181,6 +181,13 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   if (rc) return rc;
   resolve_attempt(job, cmd);
   if (rc == RT_OK) rc = rt_config_validate(&job->cfg, err);
+  if (rc == RT_OK) { /* the default template works from any directory */
+    char found[4096];
+    if (rt_find_shipped(job->cfg.template_path, found, sizeof found)) {
+      free(job->cfg.template_path);
+      job->cfg.template_path = rt_xstrdup(found);
+    }
+  }
   if (rc == RT_OK && job->cfg.per_rank_mb) { /* back to glibc's defaults: give memory back */
     mallopt(M_MMAP_THRESHOLD, 128 << 10);
     mallopt(M_TRIM_THRESHOLD, 128 << 10);

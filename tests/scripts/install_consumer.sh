@@ -67,3 +67,42 @@ got=$("$T/cm/build/consumer_static" "$T/t.table" 16 27)
 [ "$got" = "$want 2" ] || fail "static consumer says '$got', want '$want 2'"
 if ldd "$T/cm/build/consumer_static" | grep -q libragtide; then fail "static consumer loads libragtide.so"; fi
 echo "install_consumer: pkg-config, find_package and static consumers agree with ragtide lookup ($want)"
+
+# 3. The whole install: the tools, the templates and the job scripts; a
+#    refresh with the installed binary, from an unrelated directory, with the
+#    default template (found beside the binary), against the installed
+#    simulator. No LD_LIBRARY_PATH: the rpath finds libragtide.
+cmake --install "$B" --prefix "$T/full" >/dev/null
+F="$T/full"
+for f in bin/ragtide bin/ragtide-llm-sim bin/ragtide-gen-logs share/ragtide/prompts/rag.tmpl \
+  share/ragtide/prompts/base.tmpl share/ragtide/jobs/refresh.sbatch share/ragtide/jobs/ragtide-job.sh; do
+  [ -e "$F/$f" ] || fail "cmake --install lacks $f"
+done
+[ -x "$F/share/ragtide/jobs/refresh.sbatch" ] || fail "refresh.sbatch is not executable"
+if env -u LD_LIBRARY_PATH ldd "$F/bin/ragtide" | grep -q "not found"; then
+  ldd "$F/bin/ragtide"; fail "the installed ragtide misses a library"
+fi
+mkdir -p "$T/elsewhere" && cd "$T/elsewhere"
+"$F/bin/ragtide-gen-logs" --clusters 12 --users 100 --days 3 --seed 2 --start 2026-01-01 --out data >/dev/null 2>&1
+"$F/bin/ragtide-llm-sim" --catalog data/catalog.tsv --port 0 --port-file sim.port >sim.log 2>&1 &
+sim=$!
+trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null; rm -rf "$T"' EXIT
+for _ in $(seq 100); do [ -s sim.port ] && break; sleep 0.05; done
+cat >job.ini <<INI
+[input]
+catalog = data/catalog.tsv
+logs = data/logs/*/*.msgpack.zst
+window_start = 2026-01-01
+window_end = 2026-01-04
+[llm]
+base_url = http://127.0.0.1:$(cat sim.port)
+[output]
+table = out/t.rtt
+INI
+env -u LD_LIBRARY_PATH OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  mpirun --oversubscribe -n 1 "$F/bin/ragtide" refresh --config job.ini 2>refresh.log ||
+  { cat refresh.log; fail "installed refresh from an unrelated directory failed"; }
+grep -q "\"template\": \"$F/bin/../share/ragtide/prompts/rag.tmpl\"" out/t.rtt.summary.json ||
+  { grep template out/t.rtt.summary.json; fail "the default template was not the installed one"; }
+"$F/bin/ragtide" validate out/t.rtt >/dev/null || fail "installed refresh: table invalid"
+echo "install_consumer: the installed ragtide ran a refresh from $T/elsewhere with its shipped template"
