@@ -8,6 +8,8 @@
 
 #include "base/err.h"
 #include "base/util.h"
+#include "format/answers.h"
+#include "format/lock.h"
 #include "format/publish.h"
 
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *PROV[] = {"none", "base", "rag", "fallback"};
@@ -438,7 +441,12 @@ int rt_cmd_rollback(int argc, char **argv) {
     return RT_ERR_USAGE;
   }
   rt_err err = {0};
-  int rc = rt_table_rollback(pos[0], &err);
+  /* Not while a refresh runs on the table: it would publish over the
+   * rollback, or rotate the backups under it. */
+  rt_lock *lock = NULL;
+  int rc = rt_lock_acquire(pos[0], "rollback", 600, &lock, &err);
+  if (rc == RT_OK) rc = rt_table_rollback(pos[0], &err);
+  rt_lock_release(lock);
   if (rc) {
     fprintf(stderr, "ragtide rollback: %s\n", err.msg);
     return rc;
@@ -451,4 +459,46 @@ int rt_cmd_rollback(int argc, char **argv) {
     ragtide_table_close(t);
   }
   return RT_OK;
+}
+
+/* `ragtide journal dump JOURNAL`: one JSON object a line per key's latest
+ * answer, for an operator who wants to see what was paid for. */
+static int dump_one(void *ud, uint64_t key, uint32_t day, const char *text) {
+  (void)ud;
+  char date[32];
+  rt_format_utc((int64_t)day * 86400, date, sizeof date);
+  date[10] = '\0';
+  json_t *o = json_object();
+  char k[24];
+  snprintf(k, sizeof k, "%016" PRIx64, key);
+  json_object_set_new(o, "key", json_string(k));
+  json_object_set_new(o, "day", json_string(date));
+  json_object_set_new(o, "answer", *text ? json_string(text) : json_null()); /* null: forgotten */
+  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (line) puts(line);
+  free(line);
+  json_decref(o);
+  return 0;
+}
+
+int rt_cmd_journal(int argc, char **argv) {
+  if (argc != 3 || strcmp(argv[1], "dump") != 0) {
+    fprintf(stderr, "usage: ragtide journal dump JOURNAL   (e.g. TABLE.answers)\n");
+    return RT_ERR_USAGE;
+  }
+  struct stat st;
+  if (stat(argv[2], &st) != 0) {
+    fprintf(stderr, "ragtide journal: %s: %s\n", argv[2], strerror(errno));
+    return RT_ERR_INPUT;
+  }
+  /* Read a copy's index without touching the file: opening repairs a torn
+   * tail, which only the journal's writer may do. */
+  rt_answers *j = rt_answers_new_memory();
+  rt_err err = {0};
+  uint64_t n = 0;
+  int rc = rt_answers_absorb(j, argv[2], &n, &err);
+  if (rc == RT_OK) rt_answers_foreach(j, dump_one, NULL);
+  rt_answers_close(j, NULL);
+  if (rc) fprintf(stderr, "ragtide journal: %s\n", err.msg);
+  return rc;
 }

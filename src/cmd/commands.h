@@ -24,6 +24,7 @@ int rt_cmd_diff(int argc, char **argv);
 int rt_cmd_export(int argc, char **argv);
 int rt_cmd_merge(int argc, char **argv);
 int rt_cmd_rollback(int argc, char **argv);
+int rt_cmd_journal(int argc, char **argv);
 int rt_cmd_drift(int argc, char **argv);
 int rt_cmd_export_finetune(int argc, char **argv);
 

@@ -25,7 +25,12 @@ static const rt_command COMMANDS[] = {
      "Resumable: killed or stopped (SIGTERM, SIGINT, SIGUSR1: exit 9), the same command resumes and pays\n"
      "no LLM call twice. One run per table (TABLE.lock; exit 10). docs/operations.md.\n"},
     {"aggregate", rt_cmd_aggregate, "count triples per pair and day into a counts file (MPI)",
-     "usage: mpirun -n N ragtide aggregate --config FILE --out COUNTS [--set section.key=value ...]\n"},
+     "usage: mpirun -n N ragtide aggregate --config FILE --out COUNTS [--format tsv] [--set section.key=value ...]\n"
+     "  --format tsv         write the counts as TSV instead of the counts file (docs/formats.md §4)\n"},
+    {"journal", rt_cmd_journal, "print the answer journal as JSON lines (key, day, answer)",
+     "usage: ragtide journal dump JOURNAL\n"
+     "One line per request answered: {\"key\": request hash, \"day\": when, \"answer\": text or null if\n"
+     "forgotten (it named no cluster)}. Reads a copy: safe while a refresh runs.\n"},
     {"lookup", rt_cmd_lookup, "print the prediction for a pair of cluster ids",
      "usage: ragtide lookup [--json] TABLE C1 C2\n"},
     {"inspect", rt_cmd_inspect, "print a table's header and pairs per provenance",

@@ -284,6 +284,12 @@ int rt_answers_put(rt_answers *j, uint64_t key, uint32_t day, const char *text, 
   if (len > RT_ANSWERS_MAX_TEXT)
     return rt_err_set(err, RT_ERR_INPUT, "answer of %zu bytes for key %016llx exceeds the journal limit of %u",
                       len, (unsigned long long)key, RT_ANSWERS_MAX_TEXT);
+  if (j->fd < 0) { /* an in-memory index (rt_answers_new_memory): nothing to write */
+    index_put(j, key, day, text, (uint32_t)len, 0);
+    j->st.appended++;
+    j->st.keys = j->nents;
+    return RT_OK;
+  }
   size_t need = j->wlen + J_REC_OVERHEAD + len;
   if (need > j->wcap) {
     j->wcap = need > 2 * j->wcap ? need : 2 * j->wcap;
@@ -310,7 +316,15 @@ int rt_answers_flush(rt_answers *j, rt_err *err) {
   return RT_OK;
 }
 
-int rt_answers_write(rt_answers *j, rt_err *err) { return drain(j, err); }
+int rt_answers_write(rt_answers *j, rt_err *err) { return j->fd < 0 ? RT_OK : drain(j, err); }
+
+rt_answers *rt_answers_new_memory(void) {
+  rt_answers *j = rt_xcalloc(1, sizeof *j);
+  j->fd = -1;
+  j->path = rt_xstrdup("(memory)");
+  grow_index(j);
+  return j;
+}
 
 int rt_answers_absorb(rt_answers *dst, const char *src_path, uint64_t *added, rt_err *err) {
   if (added) *added = 0;
@@ -332,9 +346,7 @@ int rt_answers_absorb(rt_answers *dst, const char *src_path, uint64_t *added, rt
                       src_path, J_VERSION);
   }
   /* Index the source on its own, then copy its latest records. */
-  rt_answers *src = rt_xcalloc(1, sizeof *src);
-  src->fd = -1;
-  grow_index(src);
+  rt_answers *src = rt_answers_new_memory();
   load_records(src, f);
   fclose(f);
   int rc = RT_OK;
@@ -421,6 +433,12 @@ int rt_answers_compact(rt_answers *j, rt_err *err) {
                       strerror(errno));
   j->committed = total;
   return RT_OK;
+}
+
+void rt_answers_foreach(const rt_answers *j, int (*fn)(void *ud, uint64_t key, uint32_t day, const char *text),
+                        void *ud) {
+  for (size_t i = 0; j && i < j->nents; i++)
+    if (fn(ud, j->ents[i].key, j->ents[i].day, j->ents[i].text)) return;
 }
 
 rt_answers_stats rt_answers_get_stats(const rt_answers *j) {

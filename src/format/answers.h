@@ -35,6 +35,10 @@ uint64_t rt_answers_key(const char *model, const void *body, size_t len);
  * RT_ERR_OUTPUT (cannot open/create/truncate), RT_ERR_INPUT (not a journal). */
 int rt_answers_open(const char *path, rt_answers **out, rt_err *err);
 
+/* An index in memory only, with no file (put indexes, nothing is written):
+ * to read a journal someone else writes, through rt_answers_absorb. */
+rt_answers *rt_answers_new_memory(void);
+
 /* Latest answer of key: returns 1 and sets *text (NUL-terminated, owned by
  * the journal, valid until rt_answers_compact or rt_answers_close) and *day
  * (either may be NULL), or returns 0 when the key has no answer. */
@@ -65,6 +69,11 @@ int rt_answers_absorb(rt_answers *dst, const char *src_path, uint64_t *added, rt
 int rt_answers_compact(rt_answers *j, rt_err *err);
 
 rt_answers_stats rt_answers_get_stats(const rt_answers *j);
+
+/* Call fn for every key's latest record, in first-seen key order (a
+ * forgotten key's text is ""). Stops early when fn returns nonzero. */
+void rt_answers_foreach(const rt_answers *j, int (*fn)(void *ud, uint64_t key, uint32_t day, const char *text),
+                        void *ud);
 
 /* Flush (as rt_answers_flush) and free. Returns the flush status; j is freed
  * in any case. NULL is a no-op. */

@@ -183,6 +183,8 @@ expect_exit 10 mpirun_q -n 1 "$RT" refresh --config "$T/job.ini"
 expect_err "another run holds $T/out/table.rtt.lock: host $(hostname)"
 expect_err "run 20260106T000000Z-"
 cmp -s "$T/out/table.rtt.resume" "$T/resume.before" || fail "the locked-out run touched the holder's state"
+expect_exit 10 "$RT" rollback "$T/out/table.rtt"
+expect_err "another run holds $T/out/table.rtt.lock"
 [ -e "$T/out/table.rtt.summary.json" ] && fail "the locked-out run wrote a summary beside the table"
 kill9 $mp
 pass "second run on a locked table: exit 10, holder named, nothing touched"
@@ -253,6 +255,8 @@ expect_exit 5 mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set "llm.
 unmatched=$(summary "$T/gate/t.rtt.summary.json" 's["stages"]["match"]["unmatched"]')
 [ "$unmatched" -gt 100 ] || fail "expected many unmatched answers, got $unmatched"
 [ -e "$T/gate/t.rtt" ] && fail "a halted run published"
+forgotten=$("$RT" journal dump "$T/gate/t.rtt.answers" | grep -c '"answer":null' || true)
+[ "$forgotten" -eq "$unmatched" ] || fail "journal dump: $forgotten forgotten answers, expected $unmatched"
 [ -e "$T/gate/t.rtt.contexts" ] && fail "a halted run wrote the contexts beside the (absent) served table"
 before=$(SIM_URL=$good_url requests)
 mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set "llm.base_url=$good_url" \
