@@ -1,5 +1,6 @@
 /* collective.c — failure agreement, broadcasts, chunked all-to-all. */
 #include "pipeline/collective.h"
+#include "base/tags.h"
 #include "base/util.h"
 #include "pipeline/stop.h"
 
@@ -184,7 +185,7 @@ void rt_gather_stream(MPI_Comm comm, const void *buf, size_t len, rt_bytes_cb cb
       char *in = rt_xmalloc(lens[r] + 1);
       for (uint64_t got = 0; got < lens[r];) {
         int n = lens[r] - got > (uint64_t)chunk ? chunk : (int)(lens[r] - got);
-        MPI_Recv(in + got, n, MPI_BYTE, r, 77, comm, MPI_STATUS_IGNORE);
+        MPI_Recv(in + got, n, MPI_BYTE, r, RT_TAG_GATHER_STREAM, comm, MPI_STATUS_IGNORE);
         got += (uint64_t)n;
       }
       cb(ctx, r, in, lens[r]);
@@ -195,7 +196,7 @@ void rt_gather_stream(MPI_Comm comm, const void *buf, size_t len, rt_bytes_cb cb
     const char *p = buf;
     for (uint64_t sent = 0; sent < len;) {
       int n = len - sent > (uint64_t)chunk ? chunk : (int)(len - sent);
-      MPI_Send(p + sent, n, MPI_BYTE, 0, 77, comm);
+      MPI_Send(p + sent, n, MPI_BYTE, 0, RT_TAG_GATHER_STREAM, comm);
       sent += (uint64_t)n;
     }
   }

@@ -2,6 +2,7 @@
 #include "pipeline/count.h"
 #include "pipeline/progress.h"
 #include "base/metrics.h"
+#include "base/tags.h"
 #include "pipeline/collective.h"
 
 #include <omp.h>
@@ -429,8 +430,8 @@ rt_runs *rt_counts_exchange(const rt_plan *plan, MPI_Comm comm, rt_runs *local, 
 /* ---- merge to rank 0 ------------------------------------------------------ */
 
 #define MERGE_CHUNK 65536
-#define TAG_PULL 91
-#define TAG_CHUNK 92
+#define TAG_PULL RT_TAG_MERGE_PULL /* base/tags.h */
+#define TAG_CHUNK RT_TAG_MERGE_CHUNK
 
 /* Rank 0's sources for rt_merge: another rank's chunks, pulled on demand
  * (a 0-record chunk ends them), and its own runs. */

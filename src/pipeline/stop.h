@@ -21,8 +21,10 @@
 #ifndef RT_PIPELINE_STOP_H
 #define RT_PIPELINE_STOP_H
 
-/* Reserved tag on MPI_COMM_WORLD (distinct from RT_LLM_SHARE_TAG). */
-#define RT_STOP_TAG 0x525453 /* "RTS" */
+#include "base/tags.h"
+
+/* The announcement's tag on MPI_COMM_WORLD (base/tags.h). */
+#define RT_STOP_TAG RT_TAG_STOP
 
 /* Install the handlers (idempotent). After MPI_Init: Open MPI installs some
  * handlers of its own at init, none of these three. */
