@@ -106,7 +106,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
     rt_prompt_vars v = {cat, rt_pair_c1(ctx[i].pair), rt_pair_c2(ctx[i].pair), rn, r->global ? 0 : ctx[i].n, r->popular,
                         r->n_popular, r->examples};
     rt_prompt_render(&r->tmpl, &v, &sys[i], &usr[i]);
-    calls[i] = (rt_llm_call){*sys[i] ? sys[i] : NULL, usr[i], ctx[i].pair};
+    calls[i] = (rt_llm_call){*sys[i] ? sys[i] : NULL, usr[i], ctx[i].pair, 2, {v.c1, v.c2}};
     rt_metric_add(RT_M_prompt_bytes, strlen(sys[i]) + strlen(usr[i]));
   }
   rt_metric_add(RT_M_prompt_rendered, n);

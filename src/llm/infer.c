@@ -52,6 +52,7 @@ typedef struct job {
   size_t len;
   uint32_t call, sample;
   uint32_t attempts;
+  uint32_t n429;     /* attempts answered 429 (the backoff of other failures skips them) */
   uint32_t tokens;   /* estimate charged to the tpm bucket */
   int status;        /* last HTTP status */
   int conn_only;     /* every attempt so far failed to connect */
@@ -115,6 +116,7 @@ struct rt_llm_client {
   rt_bucket hdr_req, hdr_tok; /* this rank's share of the quota they show */
   uint64_t nstarted;  /* transfers started */
   double tok_started; /* their estimated tokens */
+  double hdr_margin_s; /* refill time kept in reserve (10 ms; x1.25 per quota 429 despite it, <= 250 ms) */
   rt_share share;
   rt_rng rng;
   rt_llm_stats stats;
@@ -425,6 +427,7 @@ int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client
   rt_win429_init(&c->win, now);
   c->min_resp = cfg->concurrency * 2 > 1000 ? 1000 : (uint32_t)cfg->concurrency * 2;
   c->hq_req.limit = c->hq_tok.limit = -1;
+  c->hdr_margin_s = 0.01;
   rt_bucket_init(&c->hdr_req, 0, 1, now);
   rt_bucket_init(&c->hdr_tok, 0, 1, now);
 #if !RT_HEADER_API
@@ -586,7 +589,8 @@ void rt_llm_answer_free(rt_llm_answer *a) {
 
 uint64_t rt_llm_request_key(const rt_llm_client *c, const rt_llm_call *call) {
   size_t len;
-  char *body = rt_llm_build_body(&c->fmt, call->system, call->user, seed_of(c, 0), &len);
+  char *body = rt_llm_build_body_ex(&c->fmt, call->system, call->user, seed_of(c, 0), call->exclude,
+                                    call->n_exclude, &len);
   XXH3_state_t *st = XXH3_createState();
   if (!st) {
     fprintf(stderr, "ragtide: out of memory hashing a request\n");
@@ -714,7 +718,8 @@ static void start(run *r, uint32_t ji, double now) {
   job *j = &r->jobs[ji];
   if (!j->body) {
     const rt_llm_call *call = &r->calls[j->call];
-    j->body = rt_llm_build_body(&c->fmt, call->system, call->user, seed_of(c, j->sample), &j->len);
+    j->body = rt_llm_build_body_ex(&c->fmt, call->system, call->user, seed_of(c, j->sample), call->exclude,
+                                   call->n_exclude, &j->len);
   }
   slot *s = c->free_slots[--c->nfree];
   s->j = j;
@@ -814,7 +819,10 @@ static int read_quota_headers(rt_llm_client *c, slot *s, long status, double now
     double sent_after = k ? c->tok_started - s->tok_seq - s->j->tokens : (double)(c->nstarted - s->seq - 1);
     b->rate = q->rate / share;
     b->cap = fmax(1.0, lim / share);
-    b->level = fmin(b->cap, rem / share - sent_after);
+    /* Less a margin of hdr_margin_s of refill (at least one unit): the
+     * endpoint took the request a little after it was started here, so the
+     * refill since then is a little less than what the clock says. */
+    b->level = fmin(b->cap, rem / share - sent_after - fmax(1.0, c->hdr_margin_s * b->rate));
     b->last = s->started;
     if (k == 0) c->stats.hdr_rate = q->rate;
   }
@@ -922,6 +930,8 @@ static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, s
     *retry_after_ok = 1;
     if (read_quota_headers(c, s, status, now)) {
       *quota = 2;
+      /* The mirror let one through too many: keep more in reserve. */
+      if (c->hdr_req.rate > 0 || c->hdr_tok.rate > 0) c->hdr_margin_s = fmin(0.25, c->hdr_margin_s * 1.25);
     } else if (c->fmt.api == RT_LLM_API_GEMINI) {
       double d = rt_retryinfo_delay(s->buf, s->len);
       if (d >= 0) {
@@ -1010,8 +1020,16 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
      * (or RetryInfo, or the backoff) while the other requests keep flowing.
      * The rank's rate changes only on evidence of a rate limit
      * (rate_after_429s). */
-    double d = rt_backoff_s((int)j->attempts, BACKOFF_BASE_S, BACKOFF_CAP_S, &c->rng);
-    if (ra_ok && ra >= 0 && ra > d) d = ra;
+    double d;
+    if (j->status == 429) j->n429++;
+    if (j->status == 429 && ra_ok && ra >= 0) {
+      d = ra; /* the endpoint said when: no backoff on top (a chain of sporadic 429s costs Retry-After each) */
+    } else {
+      /* Exponential in the failures other than 429s that named a delay. */
+      int k = (int)(j->attempts - (j->status == 429 ? 0 : j->n429));
+      d = rt_backoff_s(k < 1 ? 1 : k, BACKOFF_BASE_S, BACKOFF_CAP_S, &c->rng);
+      if (ra_ok && ra >= 0 && ra > d) d = ra;
+    }
     if (j->status == 429 && quota != 2 && d > r->b429_pause) r->b429_pause = d;
     rt_debug("llm: pair %llu attempt %u failed (%s); retry in %.0f ms", (unsigned long long)r->calls[j->call].tag,
              j->attempts, why, d * 1000);

@@ -29,6 +29,11 @@ typedef struct rt_llm_call {
   const char *system;  /* system message, or NULL */
   const char *user;    /* the rendered prompt */
   uint64_t tag;        /* caller's id (the pair), echoed in logs */
+  /* With llm.constrain on, clusters (dense catalog indices) left out of the
+   * allowed answers: the pair's c1 and c2, so a constrained answer is novel
+   * by construction. n_exclude = 0 (a zeroed call): the whole catalog. */
+  int n_exclude;
+  uint32_t exclude[2];
 } rt_llm_call;
 
 typedef struct rt_llm_answer {

@@ -121,6 +121,7 @@ void rt_win429_init(rt_win429 *w, double now) {
   memset(w, 0, sizeof *w);
   w->bin = (int64_t)floor(now * 10);
   w->closed_at = now;
+  w->first = -1;
 }
 
 static void win_advance(rt_win429 *w, double now) {
@@ -158,6 +159,7 @@ static void win_close(rt_win429 *w, double now) {
 }
 
 void rt_win429_add(rt_win429 *w, double now, int is429) {
+  if (w->first < 0) w->first = now;
   win_advance(w, now);
   win_close(w, now);
   w->resp[w->bin % 20]++;
@@ -183,10 +185,15 @@ int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp)
   rt_win429_get(w, now, &resp, &n429);
   if (n429 == 0 || resp == 0) return 0;
   double share = (double)n429 / (double)resp;
-  if (!limited) return n429 >= RT_LIMIT_MIN_429 && resp >= min_resp && share > RT_LIMIT_SHARE;
-  double f = rt_win429_floor(w);
-  if (f < 0.005) return 1;
-  return share > f + 3.0 * sqrt(f * (1 - f) / (double)resp) + 0.01;
+  if (limited && w->nfloor > 0) {
+    double f = rt_win429_floor(w);
+    if (f < 0.005) return 1;
+    return share > f + 3.0 * sqrt(f * (1 - f) / (double)resp) + 0.01;
+  }
+  if (n429 < RT_LIMIT_MIN_429 || resp < min_resp) return 0;
+  /* In the first 2 s the share is biased up: the first round's 429s come back
+   * at once, its answers only after their latency. */
+  return share > RT_LIMIT_SHARE_EARLY || (share > RT_LIMIT_SHARE && now - w->first >= 2.0);
 }
 
 /* --- provider signals ---------------------------------------------------------- */

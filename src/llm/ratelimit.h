@@ -80,19 +80,21 @@ double rt_aimd_effective(const rt_aimd *a);
  * on evidence that the rate itself is refused:
  *   - the provider says a quota is exhausted (the caller checks: Gemini's
  *     RetryInfo in the 429 error);
- *   - or, while no limit was found yet (aimd.rate == 0), the last 2 s of
- *     responses hold at least RT_LIMIT_MIN_429 429s, more than RT_LIMIT_SHARE
- *     of them, over at least `min_resp` responses (the caller passes 2 x
- *     llm.concurrency, at most 1000: a 429 comes back at once while answers
- *     take their latency, so the first round over-represents 429s);
- *   - or, once a limit was found (the rank paces at an adaptive rate), the
- *     share of the last 2 s exceeds the sporadic floor by 3 standard errors
- *     + 1 point. The floor is the lowest 429 share of the last five 2-s
- *     windows with >= 20 responses (the share at a rate under the limit); a
- *     floor under 0.5% means no sporadic 429s: any new 429 is evidence (the
- *     classic AIMD rule).
+ *   - or the last 2 s of responses hold at least RT_LIMIT_MIN_429 429s over
+ *     at least `min_resp` responses (the caller passes 2 x llm.concurrency,
+ *     at most 1000), and more than RT_LIMIT_SHARE of them are 429 — more
+ *     than RT_LIMIT_SHARE_EARLY in the first 2 s after the first response: a
+ *     429 comes back at once while answers take their latency, so the first
+ *     round over-represents 429s;
+ *   - once a limit was found (the rank paces at an adaptive rate) and the
+ *     sporadic floor is known, when the share of the last 2 s exceeds the
+ *     floor by 3 standard errors + 1 point. The floor is the lowest 429 share
+ *     of the last five closed 2-s windows with >= 20 responses (the share at
+ *     a rate under the limit); a floor under 0.5% means no sporadic 429s: any
+ *     new 429 is evidence (the classic AIMD rule).
  * 20 bins of 100 ms. Pure: time is passed in. */
 #define RT_LIMIT_SHARE 0.25
+#define RT_LIMIT_SHARE_EARLY 0.5
 #define RT_LIMIT_MIN_429 8
 #define RT_LIMIT_FLOORS 5
 
@@ -103,6 +105,7 @@ typedef struct rt_win429 {
   double floors[RT_LIMIT_FLOORS]; /* shares of recent closed 2-s windows; < 0 = none */
   int nfloor;
   double closed_at;      /* when the last 2-s window was closed */
+  double first;          /* time of the first response (-1: none yet) */
 } rt_win429;
 
 void rt_win429_init(rt_win429 *w, double now);
