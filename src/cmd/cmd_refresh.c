@@ -142,6 +142,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   for (size_t i = 0; i < n && rc == RT_OK; i++) {
     const uint32_t *rn = ret ? &ret->next.data[ctx[i].off] : NULL;
     if (!text[i]) { /* the endpoint failed for this pair */
+      rt_metric_add(RT_M_match_fallback_failed, 1);
       fallback(r, ctx[i].pair, rn, ctx[i].n);
       continue;
     }
