@@ -812,23 +812,40 @@ static int read_quota_headers(rt_llm_client *c, slot *s, long status, double now
     q->seq = s->seq;
     /* The refill rate from the deficit and the time to refill it; only from a
      * reset long enough that its rounding (1 ms) does not matter. */
-    if (rem < lim && reset > 0 && (reset >= 0.1 || q->rate <= 0)) q->rate = (lim - rem) / reset;
+    /* (remaining is whole units, rounded down: the deficit is lim - rem - 0.5 on average) */
+    if (rem < lim && reset > 0 && (reset >= 0.1 || q->rate <= 0)) q->rate = fmax(0.5, lim - rem - 0.5) / reset;
     if (q->rate <= 0) continue;
     /* This rank's share: the level the endpoint saw when it took the request,
      * less what this rank sent after it, refilled since it was sent. */
     double sent_after = k ? c->tok_started - s->tok_seq - s->j->tokens : (double)(c->nstarted - s->seq - 1);
+    /* The view: less a margin of hdr_margin_s of refill (at least one unit):
+     * the endpoint took the request a little after it was started here, so
+     * the refill since then is a little less than what the clock says. */
+    int first = b->rate <= 0;
+    double view = rem / share - sent_after - fmax(1.0, c->hdr_margin_s * q->rate / share);
+    view += (now - s->started) * q->rate / share; /* refilled since */
+    double cur = 0;
+    if (!first) {
+      rt_bucket_take(b, 0, now); /* refill the mirror to now */
+      cur = b->level;
+    }
     b->rate = q->rate / share;
     b->cap = fmax(1.0, lim / share);
-    /* Less a margin of hdr_margin_s of refill (at least one unit): the
-     * endpoint took the request a little after it was started here, so the
-     * refill since then is a little less than what the clock says. */
-    b->level = fmin(b->cap, rem / share - sent_after - fmax(1.0, c->hdr_margin_s * b->rate));
-    b->last = s->started;
+    b->last = now;
+    /* The endpoint may take requests in another order than they were sent:
+     * a view can miss requests sent before this one and not yet taken (up to
+     * those in flight). So a view lowers the mirror, and raises it only when
+     * it is far above (a quota reset, ranks that stopped); the first one
+     * counts everything in flight as not yet taken. */
+    double inflight = (double)(c->nslots - c->nfree);
+    if (first) b->level = view - inflight;
+    else if (view < cur) b->level = view;
+    else if (view > cur + inflight + 0.1 * b->cap) b->level = view - inflight;
+    if (b->level > b->cap) b->level = b->cap;
     if (k == 0) c->stats.hdr_rate = q->rate;
   }
   if (c->hdr_state == 0 && status >= 200 && status < 300) c->hdr_state = any ? 1 : -1;
   else if (any) c->hdr_state = 1;
-  (void)now;
   return status == 429 && exhausted;
 #else
   (void)c;

@@ -191,9 +191,9 @@ int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp)
     return share > f + 3.0 * sqrt(f * (1 - f) / (double)resp) + 0.01;
   }
   if (n429 < RT_LIMIT_MIN_429 || resp < min_resp) return 0;
-  /* In the first 2 s the share is biased up: the first round's 429s come back
-   * at once, its answers only after their latency. */
-  return share > RT_LIMIT_SHARE_EARLY || (share > RT_LIMIT_SHARE && now - w->first >= 2.0);
+  /* The share less two standard errors: a few dozen responses of an endpoint
+   * that refuses 20% at random often hold 30% 429s. */
+  return share - 2.0 * sqrt(share * (1 - share) / (double)resp) > RT_LIMIT_SHARE;
 }
 
 /* --- provider signals ---------------------------------------------------------- */

@@ -81,11 +81,12 @@ double rt_aimd_effective(const rt_aimd *a);
  *   - the provider says a quota is exhausted (the caller checks: Gemini's
  *     RetryInfo in the 429 error);
  *   - or the last 2 s of responses hold at least RT_LIMIT_MIN_429 429s over
- *     at least `min_resp` responses (the caller passes 2 x llm.concurrency,
- *     at most 1000), and more than RT_LIMIT_SHARE of them are 429 — more
- *     than RT_LIMIT_SHARE_EARLY in the first 2 s after the first response: a
- *     429 comes back at once while answers take their latency, so the first
- *     round over-represents 429s;
+ *     at least `min_resp` responses, and the 429 share less two standard
+ *     errors (sqrt(share (1 - share) / responses)) is above RT_LIMIT_SHARE.
+ *     The caller passes min_resp = 2 x llm.concurrency (at most 1000): a 429
+ *     comes back at once while answers take their latency, so the first
+ *     round over-represents 429s (20% sporadic 429s look like ~25% in the
+ *     first 2 x concurrency responses);
  *   - once a limit was found (the rank paces at an adaptive rate) and the
  *     sporadic floor is known, when the share of the last 2 s exceeds the
  *     floor by 3 standard errors + 1 point. The floor is the lowest 429 share
@@ -94,7 +95,6 @@ double rt_aimd_effective(const rt_aimd *a);
  *     new 429 is evidence (the classic AIMD rule).
  * 20 bins of 100 ms. Pure: time is passed in. */
 #define RT_LIMIT_SHARE 0.25
-#define RT_LIMIT_SHARE_EARLY 0.5
 #define RT_LIMIT_MIN_429 8
 #define RT_LIMIT_FLOORS 5
 
