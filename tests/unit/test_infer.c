@@ -833,3 +833,45 @@ Test(infer, constrained_answers_are_novel_by_construction) {
   free_calls(calls, texts, ans, n);
   rt_llm_client_free(c);
 }
+
+#include <mpi.h>
+#include "pipeline/summary.h"
+
+Test(infer, summary_llm_reports_latency_attempts_tokens) {
+  int up = 0;
+  MPI_Initialized(&up);
+  if (!up) MPI_Init(NULL, NULL);
+  rt_llm_stats s;
+  memset(&s, 0, sizeof s);
+  s.answered = 100;
+  s.http_429 = 30;
+  s.http_429_quota = 4;
+  s.http_502 = 2;
+  s.timeouts = 1;
+  s.conn_errors = 3;
+  s.conn_resets = 2;
+  s.prompt_tokens = 1234;
+  s.completion_tokens = 321;
+  s.rate_cuts = 1;
+  for (int i = 0; i < 90; i++) s.latency_buckets[rt_llm_latency_bucket(50)]++;
+  for (int i = 0; i < 10; i++) s.latency_buckets[rt_llm_latency_bucket(800)]++;
+  json_t *o = rt_summary_llm(MPI_COMM_WORLD, &s);
+  cr_assert_not_null(o);
+  json_t *lat = json_object_get(o, "latency_ms"), *att = json_object_get(o, "attempts");
+  cr_assert_eq(json_integer_value(json_object_get(lat, "answered")), 100);
+  double p50 = json_real_value(json_object_get(lat, "p50")), p99 = json_real_value(json_object_get(lat, "p99"));
+  cr_assert(p50 >= 50 && p50 < 60, "p50 %g", p50);
+  cr_assert(p99 >= 800 && p99 < 960, "p99 %g", p99);
+  cr_assert_eq(json_integer_value(json_object_get(att, "http_429")), 30);
+  cr_assert_eq(json_integer_value(json_object_get(att, "http_429_quota")), 4);
+  cr_assert_eq(json_integer_value(json_object_get(att, "http_502")), 2);
+  cr_assert_eq(json_integer_value(json_object_get(att, "conn_resets")), 2);
+  cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "tokens"), "prompt")), 1234);
+  cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "rate"), "cuts")), 1);
+  json_decref(o);
+  /* A rank without a client: zeros, null quantiles. */
+  o = rt_summary_llm(MPI_COMM_WORLD, NULL);
+  cr_assert(json_is_null(json_object_get(json_object_get(o, "latency_ms"), "p50")));
+  json_decref(o);
+  MPI_Finalize();
+}

@@ -1,7 +1,7 @@
 /* sim.h — ragtide-llm-sim, a deterministic, fault-injecting local LLM endpoint.
  *
  * Owns: the simulated "model" (which cluster a prompt gets), the fault plan
- * (reset, hang, 500, 503, malformed, off-catalog, noise, latency), the 429
+ * (reset, hang, 429, 500, 502, 503, 504, malformed, off-catalog, noise, latency), the 429
  * token bucket and the request/response JSON of the OpenAI chat-completions
  * and Gemini generateContent shapes. Files:
  *   main.c    command line, start-up, signals, shutdown
