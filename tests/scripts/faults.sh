@@ -65,7 +65,7 @@ assert m['fallback_failed'] == 0, m"
 
 # A host name that does not resolve (RFC 6761 .invalid): exit 4 at once, the host named.
 set +e
-timeout 60 mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --no-cache --set llm.base_url=http://nonexistent.invalid:8088 \
+mpirun_q -n 2 timeout 60 "$RT" refresh --config "$T/job.ini" --no-cache --set llm.base_url=http://nonexistent.invalid:8088 \
   --set "output.table=$T/out/nxdomain.rtt" --set output.cache=off >"$T/nxdomain.out" 2>"$T/nxdomain.err"
 rc=$?
 set -e
