@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
+#include <netdb.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -114,6 +115,7 @@ struct rt_llm_client {
   int hdr_state;
   rt_hdr_quota hq_req, hq_tok;
   rt_bucket hdr_req, hdr_tok; /* this rank's share of the quota they show */
+  int dns_checked;    /* the host name was looked up once (rt_llm_run) */
   uint64_t nstarted;  /* transfers started */
   double tok_started; /* their estimated tokens */
   double hdr_margin_s; /* refill time kept in reserve (10 ms; x1.25 per quota 429 despite it, <= 250 ms) */
@@ -1088,6 +1090,38 @@ static void rate_after_429s(run *r, double now) {
   r->b429_pause = 0;
 }
 
+/* Does the endpoint's host name not exist? One lookup before the first
+ * requests: with dozens started at once, curl runs as many resolver threads,
+ * and a lookup stuck in the resolver's timeout holds curl_multi_remove_handle
+ * (it joins the thread) long after the first answer said the name does not
+ * exist. Only a definite "no such name" counts; a temporary failure is left
+ * to the requests. Skipped behind a proxy (the proxy resolves the name). */
+static int host_unresolvable(const rt_llm_client *c, char *why, size_t cap) {
+  static const char *const proxies[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"};
+  for (size_t i = 0; i < sizeof proxies / sizeof *proxies; i++)
+    if (getenv(proxies[i]) && *getenv(proxies[i])) return 0;
+  char host[256];
+  url_host(c->url, host, sizeof host);
+  if (host[0] == '[') { /* an IPv6 literal */
+    return 0;
+  }
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = getaddrinfo(host, NULL, &hints, &res);
+  if (res) freeaddrinfo(res);
+  if (rc != EAI_NONAME
+#ifdef EAI_NODATA
+      && rc != EAI_NODATA
+#endif
+  )
+    return 0;
+  snprintf(why, cap, "cannot resolve host \"%.100s\" of %.200s: %.100s — check llm.base_url", host, c->url,
+           gai_strerror(rc));
+  return 1;
+}
+
 /* Stop the run: cancel transfers, fail what is left (counted as failed
  * unless the run was interrupted: those calls were never given a chance). */
 static void abandon(run *r, const char *reason, int interrupted) {
@@ -1164,7 +1198,14 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
   int stopping = 0;      /* the poll hook asked to stop: drain what is in flight */
   double stop_at = 0;    /* ... until then at the latest */
 
-  while (r.done_calls < n) {
+  if (!c->dns_checked) {
+    c->dns_checked = 1;
+    if (host_unresolvable(c, r.last_err, sizeof r.last_err)) {
+      snprintf(stop, sizeof stop, "%s", r.last_err);
+      rc = rt_err_set(err, RT_ERR_ENDPOINT, "%s", r.last_err);
+    }
+  }
+  while (rc == RT_OK && r.done_calls < n) {
     double now = c->now = rt_now();
     if (!stopping && c->hooks.poll && c->hooks.poll(c->hooks.ud)) {
       stopping = 1;
