@@ -1068,7 +1068,12 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
  * retries its own request. */
 static void rate_after_429s(run *r, double now) {
   rt_llm_client *c = r->c;
-  int evidence = r->b429_quota || rt_win429_evidence(&c->win, now, c->aimd.rate > 0, c->min_resp);
+  double settle = 2.0;
+  if (!r->b429_quota && now - c->win.first < 60) {
+    double p50 = rt_llm_latency_quantile(c->stats.latency_buckets, 0.5) / 1000.0;
+    if (4 * p50 > settle) settle = 4 * p50;
+  }
+  int evidence = r->b429_quota || rt_win429_evidence(&c->win, now, c->aimd.rate > 0, c->min_resp, settle);
   int a = evidence ? rt_aimd_on_429(&c->aimd, r->b429_started, now) : RT_AIMD_KEEP;
   if (evidence && a != RT_AIMD_KEEP) c->stats.limit_batches++;
   if (a == RT_AIMD_CUT) {

@@ -180,7 +180,7 @@ double rt_win429_floor(const rt_win429 *w) {
   return m;
 }
 
-int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp) {
+int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp, double settle_s) {
   uint32_t resp, n429;
   rt_win429_get(w, now, &resp, &n429);
   if (n429 == 0 || resp == 0) return 0;
@@ -193,7 +193,11 @@ int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp)
   if (n429 < RT_LIMIT_MIN_429 || resp < min_resp) return 0;
   /* The share less two standard errors: a few dozen responses of an endpoint
    * that refuses 20% at random often hold 30% 429s. */
-  return share - 2.0 * sqrt(share * (1 - share) / (double)resp) > RT_LIMIT_SHARE;
+  double lo = share - 2.0 * sqrt(share * (1 - share) / (double)resp);
+  /* Until the responses settled, a 429 comes back at once and an answer after
+   * its latency, so the share is biased up (20% at random looks like 30%
+   * during the first latencies): only a clear majority counts then. */
+  return lo > RT_LIMIT_SHARE_EARLY || (lo > RT_LIMIT_SHARE && now - w->first >= settle_s);
 }
 
 /* --- provider signals ---------------------------------------------------------- */

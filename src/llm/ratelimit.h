@@ -83,10 +83,12 @@ double rt_aimd_effective(const rt_aimd *a);
  *   - or the last 2 s of responses hold at least RT_LIMIT_MIN_429 429s over
  *     at least `min_resp` responses, and the 429 share less two standard
  *     errors (sqrt(share (1 - share) / responses)) is above RT_LIMIT_SHARE.
- *     The caller passes min_resp = 2 x llm.concurrency (at most 1000): a 429
- *     comes back at once while answers take their latency, so the first
- *     round over-represents 429s (20% sporadic 429s look like ~25% in the
- *     first 2 x concurrency responses);
+ *     The caller passes min_resp = 2 x llm.concurrency (at most 1000). A 429
+ *     comes back at once while answers take their latency, so until
+ *     `settle_s` after the first response (the caller passes max(2 s, 4 x
+ *     the median answer latency)) the share is biased up (20% at random
+ *     looks like ~33% after one latency, ~25% after three) and must exceed
+ *     RT_LIMIT_SHARE_EARLY instead;
  *   - once a limit was found (the rank paces at an adaptive rate) and the
  *     sporadic floor is known, when the share of the last 2 s exceeds the
  *     floor by 3 standard errors + 1 point. The floor is the lowest 429 share
@@ -95,6 +97,7 @@ double rt_aimd_effective(const rt_aimd *a);
  *     new 429 is evidence (the classic AIMD rule).
  * 20 bins of 100 ms. Pure: time is passed in. */
 #define RT_LIMIT_SHARE 0.25
+#define RT_LIMIT_SHARE_EARLY 0.5
 #define RT_LIMIT_MIN_429 8
 #define RT_LIMIT_FLOORS 5
 
@@ -116,7 +119,7 @@ void rt_win429_get(rt_win429 *w, double now, uint32_t *resp, uint32_t *n429);
 double rt_win429_floor(const rt_win429 *w);
 /* 1 when the last 2 s of responses are evidence of a rate limit. limited =
  * the rank already paces at an adaptive rate. */
-int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp);
+int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp, double settle_s);
 
 /* A quota mirrored from the endpoint's headers (OpenAI x-ratelimit-limit-*,
  * -remaining-*, -reset-*): the refill rate is (limit - remaining) / reset;

@@ -349,10 +349,11 @@ Test(infer, fault_429_adapts_the_rate) {
    * (burst + refill), grown by 5%/s for a few seconds at most. */
   cr_assert(s->rate_limit >= 1 && s->rate_limit <= 0.9 * 80 * 1.3, "rate %g", s->rate_limit);
   /* At most the 429s it takes to be evidence of a limit (the window needs
-   * 2 x llm.concurrency responses, over 25% of them 429), the in-flight window
+   * 2 x llm.concurrency responses, in the first seconds over 50% of them 429
+   * less two standard errors), the in-flight window
    * at the cut and a few stragglers (a rank-wide pause per Retry-After gave
    * one window per second). */
-  cr_assert_leq(s->http_429, 2 * 32 + n / 10, "%llu 429s", (unsigned long long)s->http_429);
+  cr_assert_leq(s->http_429, 3 * 32 + n / 10, "%llu 429s", (unsigned long long)s->http_429);
   cr_assert_geq(s->limit_batches, 1);
   cr_assert_eq(s->http_429_quota, 0); /* OpenAI without headers: no quota signal */
   /* The sim accepted something every second: no rank-wide pause. */

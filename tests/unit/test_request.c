@@ -845,28 +845,34 @@ Test(request, sporadic_429s_are_no_evidence_a_limit_is) {
   double t = 100.0;
   for (int i = 0; i < 2000; i++, t += 0.002) {
     rt_win429_add(&w, t, i % 5 == 0);
-    cr_assert_eq(rt_win429_evidence(&w, t, 0, 128), 0, "at %d", i);
+    cr_assert_eq(rt_win429_evidence(&w, t, 0, 128, 2.0), 0, "at %d", i);
   }
   cr_assert_float_eq(rt_win429_floor(&w), 0.2, 0.01);
-  cr_assert_eq(rt_win429_evidence(&w, t, 1, 128), 0);
+  cr_assert_eq(rt_win429_evidence(&w, t, 1, 128, 2.0), 0);
   /* The share climbs to 60%: evidence in both modes. */
   for (int i = 0; i < 1000; i++, t += 0.002) rt_win429_add(&w, t, i % 5 < 3);
-  cr_assert_eq(rt_win429_evidence(&w, t, 0, 128), 1);
-  cr_assert_eq(rt_win429_evidence(&w, t, 1, 128), 1);
+  cr_assert_eq(rt_win429_evidence(&w, t, 0, 128, 2.0), 1);
+  cr_assert_eq(rt_win429_evidence(&w, t, 1, 128, 2.0), 1);
   /* Too few responses: no evidence, whatever the share. */
   rt_win429 w2;
   rt_win429_init(&w2, 0.0);
   for (int i = 0; i < 20; i++) rt_win429_add(&w2, 0.01 * i, 1);
-  cr_assert_eq(rt_win429_evidence(&w2, 0.2, 0, 128), 0);
-  cr_assert_eq(rt_win429_evidence(&w2, 0.2, 0, 16), 1);
+  cr_assert_eq(rt_win429_evidence(&w2, 0.2, 0, 128, 2.0), 0);
+  cr_assert_eq(rt_win429_evidence(&w2, 0.2, 0, 16, 2.0), 1); /* 100%: a clear majority counts at once */
+  /* Before the responses settle only a majority counts: 35% of 1000 is not yet evidence, later it is. */
+  rt_win429 w5;
+  rt_win429_init(&w5, 0.0);
+  for (int i = 0; i < 1000; i++) rt_win429_add(&w5, 0.001 * i, i % 20 < 7);
+  cr_assert_eq(rt_win429_evidence(&w5, 1.0, 0, 128, 2.0), 0);
+  cr_assert_eq(rt_win429_evidence(&w5, 1.0, 0, 128, 0.5), 1);
   /* 200 responses: 30% is within two standard errors of 25%, 40% is not. */
   rt_win429 w3;
   rt_win429_init(&w3, 0.0);
   for (int i = 0; i < 200; i++) rt_win429_add(&w3, 0.001 * i, i % 10 < 3);
-  cr_assert_eq(rt_win429_evidence(&w3, 0.2, 0, 128), 0);
+  cr_assert_eq(rt_win429_evidence(&w3, 0.2, 0, 128, 0.0), 0);
   rt_win429_init(&w3, 0.0);
   for (int i = 0; i < 200; i++) rt_win429_add(&w3, 0.001 * i, i % 10 < 4);
-  cr_assert_eq(rt_win429_evidence(&w3, 0.2, 0, 128), 1);
+  cr_assert_eq(rt_win429_evidence(&w3, 0.2, 0, 128, 0.0), 1);
   /* A limited rank with no sporadic floor (0%): any 429 is evidence. */
   rt_win429 w4;
   rt_win429_init(&w4, 0.0);
@@ -874,8 +880,8 @@ Test(request, sporadic_429s_are_no_evidence_a_limit_is) {
   for (int i = 0; i < 1500; i++, t += 0.002) rt_win429_add(&w4, t, 0);
   rt_win429_add(&w4, t, 1);
   cr_assert_float_eq(rt_win429_floor(&w4), 0, 1e-12);
-  cr_assert_eq(rt_win429_evidence(&w4, t, 1, 128), 1);
-  cr_assert_eq(rt_win429_evidence(&w4, t, 0, 128), 0);
+  cr_assert_eq(rt_win429_evidence(&w4, t, 1, 128, 2.0), 1);
+  cr_assert_eq(rt_win429_evidence(&w4, t, 0, 128, 2.0), 0);
 }
 
 Test(request, latency_histogram_buckets_and_quantiles) {
