@@ -67,6 +67,11 @@
   X(match, fuzzy, SUM)                                                         \
   X(match, not_novel, SUM)                                                     \
   X(match, unmatched, SUM)                                                     \
+  X(match, matched, SUM)                                                       \
+  X(match, novel, SUM)                                                         \
+  X(match, fallback_failed, SUM)                                               \
+  X(match, fallback_unmatched, SUM)                                            \
+  X(match, fallback_not_novel, SUM)                                            \
   X(match, us, MAX)                                                            \
   X(gather, results, SUM)                                                      \
   X(gather, us, MAX)                                                           \

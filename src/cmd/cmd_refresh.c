@@ -157,7 +157,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
     rt_prompt_vars v = {cat, rt_pair_c1(ctx[i].pair), rt_pair_c2(ctx[i].pair), rn, r->global ? 0 : ctx[i].n, r->popular,
                         r->n_popular, r->examples};
     rt_prompt_render(&r->tmpl, &v, &sys[i], &usr[i]);
-    calls[i] = (rt_llm_call){*sys[i] ? sys[i] : NULL, usr[i], ctx[i].pair};
+    calls[i] = (rt_llm_call){*sys[i] ? sys[i] : NULL, usr[i], ctx[i].pair, 2, {v.c1, v.c2}};
     rt_metric_add(RT_M_prompt_bytes, strlen(sys[i]) + strlen(usr[i]));
   }
   rt_metric_add(RT_M_prompt_rendered, n);
@@ -200,6 +200,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
   for (size_t i = 0; i < n && rc == RT_OK; i++) {
     const uint32_t *rn = ret ? &ret->next.data[ctx[i].off] : NULL;
     if (!text[i]) { /* the endpoint failed for this pair */
+      rt_metric_add(RT_M_match_fallback_failed, 1);
       fallback(r, ctx[i].pair, rn, ctx[i].n);
       continue;
     }

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
+#include <netdb.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@ typedef struct job {
   size_t len;
   uint32_t call, sample;
   uint32_t attempts;
+  uint32_t n429;     /* attempts answered 429 (the backoff of other failures skips them) */
   uint32_t tokens;   /* estimate charged to the tpm bucket */
   int status;        /* last HTTP status */
   int conn_only;     /* every attempt so far failed to connect */
@@ -78,6 +80,8 @@ typedef struct slot {
   int overflow;
   int sends;          /* requests sent in this transfer (> 1: curl resent it) */
   double started;     /* when the transfer was started (the AIMD window) */
+  uint64_t seq;       /* start number of the transfer (c->nstarted before it) */
+  double tok_seq;     /* tokens of the transfers started before it (c->tok_started) */
   char errbuf[CURL_ERROR_SIZE];
 } slot;
 
@@ -104,6 +108,17 @@ struct rt_llm_client {
   double not_before;  /* no new request before this time (Retry-After with nothing accepted) */
   rt_bucket req_bucket, tok_bucket;
   rt_aimd aimd;       /* adaptive request rate after 429s */
+  rt_win429 win;      /* 429 share of the last 2 s: evidence of a real limit */
+  uint32_t min_resp;  /* responses the window needs before its share counts (2 x concurrency, <= 1000) */
+  /* OpenAI x-ratelimit-* headers: -1 absent (a 2xx had none), 0 not known
+   * yet, 1 present (read on every response from then on). */
+  int hdr_state;
+  rt_hdr_quota hq_req, hq_tok;
+  rt_bucket hdr_req, hdr_tok; /* this rank's share of the quota they show */
+  int dns_checked;    /* the host name was looked up once (rt_llm_run) */
+  uint64_t nstarted;  /* transfers started */
+  double tok_started; /* their estimated tokens */
+  double hdr_margin_s; /* refill time kept in reserve (10 ms; x1.25 per quota 429 despite it, <= 250 ms) */
   rt_share share;
   rt_rng rng;
   rt_llm_stats stats;
@@ -153,6 +168,23 @@ static double retry_after_of(CURL *e) {
   struct curl_header *h = NULL;
   if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h || !h->value) return -1;
   return parse_retry_after(h->value, strlen(h->value));
+}
+static int header_num(CURL *e, const char *name, double *v) {
+  struct curl_header *h = NULL;
+  if (curl_easy_header(e, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h || !h->value) return 0;
+  char *end;
+  double x = strtod(h->value, &end);
+  if (end == h->value || !(x >= 0) || !isfinite(x)) return 0;
+  *v = x;
+  return 1;
+}
+static int header_dur(CURL *e, const char *name, double *v) {
+  struct curl_header *h = NULL;
+  if (curl_easy_header(e, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h || !h->value) return 0;
+  double x = rt_parse_duration(h->value);
+  if (x < 0) return 0;
+  *v = x;
+  return 1;
 }
 #else
 #define RT_HEADER_API 0
@@ -394,6 +426,15 @@ int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client
   double now = rt_now();
   c->now = now;
   rt_aimd_init(&c->aimd, 0, now);
+  rt_win429_init(&c->win, now);
+  c->min_resp = cfg->concurrency * 2 > 1000 ? 1000 : (uint32_t)cfg->concurrency * 2;
+  c->hq_req.limit = c->hq_tok.limit = -1;
+  c->hdr_margin_s = 0.01;
+  rt_bucket_init(&c->hdr_req, 0, 1, now);
+  rt_bucket_init(&c->hdr_tok, 0, 1, now);
+#if !RT_HEADER_API
+  c->hdr_state = -1; /* no header API: no pacing on x-ratelimit-* */
+#endif
   rt_bucket_init(&c->req_bucket, 0, 1, now);
   rt_bucket_init(&c->tok_bucket, 0, 1, now);
   update_rates(c, now);
@@ -509,6 +550,32 @@ void rt_llm_client_free(rt_llm_client *c) {
 }
 
 const rt_llm_stats *rt_llm_get_stats(const rt_llm_client *c) { return &c->stats; }
+
+int rt_llm_latency_bucket(double ms) {
+  if (!(ms >= 1.0)) return 0;
+  int k = 1 + (int)floor(4.0 * log2(ms));
+  return k > RT_LLM_LAT_BUCKETS - 1 ? RT_LLM_LAT_BUCKETS - 1 : k;
+}
+
+double rt_llm_latency_bucket_upper_ms(int k) {
+  if (k <= 0) return 1.0;
+  if (k >= RT_LLM_LAT_BUCKETS - 1) return INFINITY;
+  return exp2((double)k / 4.0);
+}
+
+double rt_llm_latency_quantile(const uint64_t *b, double q) {
+  uint64_t total = 0;
+  for (int k = 0; k < RT_LLM_LAT_BUCKETS; k++) total += b[k];
+  if (!total) return 0;
+  double need = q * (double)total;
+  uint64_t cum = 0;
+  for (int k = 0; k < RT_LLM_LAT_BUCKETS; k++) {
+    cum += b[k];
+    if ((double)cum >= need && b[k])
+      return k == RT_LLM_LAT_BUCKETS - 1 ? exp2((double)(k - 1) / 4.0) : rt_llm_latency_bucket_upper_ms(k);
+  }
+  return exp2((double)(RT_LLM_LAT_BUCKETS - 2) / 4.0);
+}
 void rt_llm_set_hooks(rt_llm_client *c, const rt_llm_hooks *h) {
   if (h) c->hooks = *h;
   else memset(&c->hooks, 0, sizeof c->hooks);
@@ -524,7 +591,8 @@ void rt_llm_answer_free(rt_llm_answer *a) {
 
 uint64_t rt_llm_request_key(const rt_llm_client *c, const rt_llm_call *call) {
   size_t len;
-  char *body = rt_llm_build_body(&c->fmt, call->system, call->user, seed_of(c, 0), &len);
+  char *body = rt_llm_build_body_ex(&c->fmt, call->system, call->user, seed_of(c, 0), call->exclude,
+                                    call->n_exclude, &len);
   XXH3_state_t *st = XXH3_createState();
   if (!st) {
     fprintf(stderr, "ragtide: out of memory hashing a request\n");
@@ -556,10 +624,12 @@ typedef struct run {
   size_t failed_calls;
   size_t early_done, early_conn; /* the first FAST_FAIL_CALLS finished calls */
   int conn_seen, responded;      /* a connection error / any HTTP response so far */
+  int unresolved;                /* the host did not resolve before any response: stop */
   int abort;
   size_t n429;              /* 429s in this batch of answers */
   double b429_started;      /* the latest start among them */
   double b429_pause;        /* the longest Retry-After / retry delay among them */
+  int b429_quota;           /* one of them said the quota is exhausted (Gemini RetryInfo) */
   char last_err[512];
 } run;
 
@@ -650,11 +720,15 @@ static void start(run *r, uint32_t ji, double now) {
   job *j = &r->jobs[ji];
   if (!j->body) {
     const rt_llm_call *call = &r->calls[j->call];
-    j->body = rt_llm_build_body(&c->fmt, call->system, call->user, seed_of(c, j->sample), &j->len);
+    j->body = rt_llm_build_body_ex(&c->fmt, call->system, call->user, seed_of(c, j->sample), call->exclude,
+                                   call->n_exclude, &j->len);
   }
   slot *s = c->free_slots[--c->nfree];
   s->j = j;
   s->started = now;
+  s->seq = c->nstarted++;
+  s->tok_seq = c->tok_started;
+  c->tok_started += j->tokens;
   s->len = 0;
   s->overflow = 0;
   s->sends = 0;
@@ -693,14 +767,109 @@ static const char *hint_for(int status) {
   }
 }
 
-/* Classify a finished transfer; on OUT_OK *text is the answer. */
-static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, size_t wcap, int *retry_after_ok) {
+/* The host part of a URL, for messages. */
+static void url_host(const char *url, char *out, size_t cap) {
+  const char *p = strstr(url, "://");
+  p = p ? p + 3 : url;
+  const char *at = strpbrk(p, "@/");
+  if (at && *at == '@') p = at + 1; /* never print credentials */
+  size_t n = 0;
+  if (*p == '[') { /* IPv6 literal */
+    const char *e = strchr(p, ']');
+    n = e ? (size_t)(e - p + 1) : strlen(p);
+  } else {
+    n = strcspn(p, ":/?#");
+  }
+  snprintf(out, cap, "%.*s", (int)n, p);
+}
+
+/* OpenAI's x-ratelimit-* headers of a response: mirror the quota they show
+ * into this rank's share (rt_hdr_quota, ratelimit.h). Read only while they
+ * are known to be sent, on the first 2xx (to find out) and on 429s. Returns
+ * 1 when a 429 came with remaining-requests or remaining-tokens = 0 (the
+ * quota is exhausted). */
+static int read_quota_headers(rt_llm_client *c, slot *s, long status, double now) {
+#if RT_HEADER_API
+  if (c->fmt.api != RT_LLM_API_OPENAI || c->hdr_state < 0) {
+    if (status != 429 || c->fmt.api != RT_LLM_API_OPENAI) return 0;
+  }
+  if (c->hdr_state == 0 && !(status == 429 || (status >= 200 && status < 300))) return 0;
+  double share = c->share.nactive > 0 ? (double)c->share.nactive : 1.0;
+  int exhausted = 0, any = 0;
+  for (int k = 0; k < 2; k++) {
+    static const char *const names[2][3] = {
+      {"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"},
+      {"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"}};
+    double lim, rem, reset = 0;
+    if (!header_num(s->easy, names[k][0], &lim) || !header_num(s->easy, names[k][1], &rem) || lim <= 0) continue;
+    header_dur(s->easy, names[k][2], &reset);
+    any = 1;
+    if (rem < 1) exhausted = 1;
+    rt_hdr_quota *q = k ? &c->hq_tok : &c->hq_req;
+    rt_bucket *b = k ? &c->hdr_tok : &c->hdr_req;
+    if (q->limit >= 0 && s->seq < q->seq) continue; /* an older request's view */
+    q->limit = lim;
+    q->remaining = rem;
+    q->reset_s = reset;
+    q->seq = s->seq;
+    /* The refill rate from the deficit and the time to refill it; only from a
+     * reset long enough that its rounding (1 ms) does not matter. */
+    /* (remaining is whole units, rounded down: the deficit is lim - rem - 0.5 on average) */
+    if (rem < lim && reset > 0 && (reset >= 0.1 || q->rate <= 0)) q->rate = fmax(0.5, lim - rem - 0.5) / reset;
+    if (q->rate <= 0) continue;
+    /* This rank's share: the level the endpoint saw when it took the request,
+     * less what this rank sent after it, refilled since it was sent. */
+    double sent_after = k ? c->tok_started - s->tok_seq - s->j->tokens : (double)(c->nstarted - s->seq - 1);
+    /* The view: less a margin of hdr_margin_s of refill (at least one unit):
+     * the endpoint took the request a little after it was started here, so
+     * the refill since then is a little less than what the clock says. */
+    int first = b->rate <= 0;
+    double view = rem / share - sent_after - fmax(1.0, c->hdr_margin_s * q->rate / share);
+    view += (now - s->started) * q->rate / share; /* refilled since */
+    double cur = 0;
+    if (!first) {
+      rt_bucket_take(b, 0, now); /* refill the mirror to now */
+      cur = b->level;
+    }
+    b->rate = q->rate / share;
+    b->cap = fmax(1.0, lim / share);
+    b->last = now;
+    /* The endpoint may take requests in another order than they were sent:
+     * a view can miss requests sent before this one and not yet taken (up to
+     * those in flight). So a view lowers the mirror, and raises it only when
+     * it is far above (a quota reset, ranks that stopped); the first one
+     * counts everything in flight as not yet taken. */
+    double inflight = (double)(c->nslots - c->nfree);
+    if (first) b->level = view - inflight;
+    else if (view < cur) b->level = view;
+    else if (view > cur + inflight + 0.1 * b->cap) b->level = view - inflight;
+    if (b->level > b->cap) b->level = b->cap;
+    if (k == 0) c->stats.hdr_rate = q->rate;
+  }
+  if (c->hdr_state == 0 && status >= 200 && status < 300) c->hdr_state = any ? 1 : -1;
+  else if (any) c->hdr_state = 1;
+  return status == 429 && exhausted;
+#else
+  (void)c;
+  (void)s;
+  (void)status;
+  (void)now;
+  return 0;
+#endif
+}
+
+/* Classify a finished transfer; on OUT_OK *text is the answer. *quota: a 429
+ * that the provider marked as an exhausted quota (1: Gemini RetryInfo, whose
+ * delay is then in s->retry_after; 2: OpenAI headers, paced by the mirror). */
+static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, size_t wcap, int *retry_after_ok,
+                        int *quota, double now) {
   rt_llm_client *c = r->c;
   job *j = s->j;
   long status = 0;
   curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
   j->status = (int)status;
   *retry_after_ok = 0;
+  *quota = 0;
   if (res != CURLE_OK) {
     if (s->overflow) {
       c->stats.bad_responses++;
@@ -723,6 +892,21 @@ static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, s
                c->url, s->errbuf[0] ? s->errbuf : curl_easy_strerror(res));
       return OUT_FATAL;
     }
+    if (res == CURLE_COULDNT_RESOLVE_HOST) {
+      c->stats.resolve_errors++;
+      char host[256];
+      url_host(c->url, host, sizeof host);
+      snprintf(why, wcap, "cannot resolve host \"%.100s\" of %.200s: %.100s — check llm.base_url", host, c->url,
+               s->errbuf[0] ? s->errbuf : curl_easy_strerror(res));
+      /* Before any response a name that does not resolve is a typo in the
+       * config, not a hiccup: retrying with backoff only delays the verdict. */
+      if (!r->responded) {
+        r->unresolved = 1;
+        return OUT_FATAL;
+      }
+      return OUT_RETRY;
+    }
+    if (res == CURLE_GOT_NOTHING || res == CURLE_RECV_ERROR || res == CURLE_SEND_ERROR) c->stats.conn_resets++;
     if (j->attempts == 1) j->conn_only = 1;
     long oserr = 0;
     curl_easy_getinfo(s->easy, CURLINFO_OS_ERRNO, &oserr);
@@ -730,7 +914,7 @@ static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, s
     const char *detail = (res == CURLE_COULDNT_CONNECT && oserr > 0) ? strerror((int)oserr)
                          : s->errbuf[0]                              ? s->errbuf
                                                                      : curl_easy_strerror(res);
-    if (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST)
+    if (res == CURLE_COULDNT_CONNECT)
       snprintf(why, wcap, "cannot connect to %s: %s — is the endpoint running? check llm.base_url", c->url, detail);
     else
       snprintf(why, wcap, "connection to %s failed: %s (curl error %d)", c->url, detail, (int)res);
@@ -740,6 +924,7 @@ static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, s
   if (status >= 200 && status < 300) {
     char reason[256];
     rt_llm_usage u;
+    if (c->hdr_state >= 0) read_quota_headers(c, s, status, now);
     if (rt_llm_parse_response(&c->fmt, s->buf ? s->buf : "", s->len, text, &u, reason, sizeof reason) == RT_OK) {
       c->stats.answered++;
       if (u.prompt_tokens > 0) c->stats.prompt_tokens += (uint64_t)u.prompt_tokens;
@@ -750,16 +935,34 @@ static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, s
     snprintf(why, wcap, "bad response from %s (HTTP %ld): %s", c->url, status, reason);
     return OUT_RETRY;
   }
+  if (c->hdr_state > 0 && status != 429) read_quota_headers(c, s, status, now);
+  /* The endpoint's own message (a JSON parse) only when it will be shown: a
+   * retried 429 or 5xx is a hot path when an endpoint answers them often. */
+  int shown = (int64_t)j->attempts >= c->max_attempts;
   char msg[256];
-  rt_llm_error_message(s->buf, s->len, msg, sizeof msg);
+  msg[0] = '\0';
 #if RT_HEADER_API
   if (status == 429 || status == 503) s->retry_after = retry_after_of(s->easy);
 #endif
   if (status == 429) {
     c->stats.http_429++;
     *retry_after_ok = 1;
-    snprintf(why, wcap, "429 from %s: %s — rate limited; lower llm.rpm / llm.tpm or llm.concurrency", c->url,
-             msg[0] ? msg : "too many requests");
+    if (read_quota_headers(c, s, status, now)) {
+      *quota = 2;
+      /* The mirror let one through too many: keep more in reserve. */
+      if (c->hdr_req.rate > 0 || c->hdr_tok.rate > 0) c->hdr_margin_s = fmin(0.25, c->hdr_margin_s * 1.25);
+    } else if (c->fmt.api == RT_LLM_API_GEMINI) {
+      double d = rt_retryinfo_delay(s->buf, s->len);
+      if (d >= 0) {
+        *quota = 1;
+        if (s->retry_after < 0) s->retry_after = d > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : d;
+      }
+    }
+    if (*quota) c->stats.http_429_quota++;
+    if (shown) rt_llm_error_message(s->buf, s->len, msg, sizeof msg);
+    snprintf(why, wcap, "429 from %s: %s — %s", c->url, msg[0] ? msg : "too many requests",
+             *quota ? "quota exhausted; lower llm.rpm / llm.tpm or llm.concurrency"
+                    : "the endpoint is busy (it answers 429 now and then)");
     return OUT_RETRY;
   }
   if (status >= 500 && status < 600) {
@@ -771,10 +974,13 @@ static outcome classify(run *r, slot *s, CURLcode res, char **text, char *why, s
     case 504: c->stats.http_504++; break;
     default: c->stats.http_5xx_other++; break;
     }
+    int retry = status == 500 || status == 502 || status == 503 || status == 504;
+    if (shown || !retry) rt_llm_error_message(s->buf, s->len, msg, sizeof msg);
     snprintf(why, wcap, "%ld from %s: %s", status, c->url, msg[0] ? msg : "server error");
     if (status == 503) *retry_after_ok = 1;
-    return (status == 500 || status == 502 || status == 503 || status == 504) ? OUT_RETRY : OUT_FATAL;
+    return retry ? OUT_RETRY : OUT_FATAL;
   }
+  rt_llm_error_message(s->buf, s->len, msg, sizeof msg);
   if (status >= 400 && status < 500)
     c->stats.http_4xx++;
   else
@@ -796,24 +1002,29 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
     c->stats.requests += extra;
     c->stats.retries += extra;
     c->stats.conn_errors += extra;
+    c->stats.conn_resets += extra;
     c->stats.est_tokens += (uint64_t)extra * j->tokens;
   }
   char *text = NULL;
   char why[512];
   why[0] = '\0';
-  int ra_ok;
-  outcome o = classify(r, s, res, &text, why, sizeof why, &ra_ok);
+  int ra_ok, quota;
+  outcome o = classify(r, s, res, &text, why, sizeof why, &ra_ok, &quota, now);
   if (res == CURLE_OK)
     r->responded = 1;
   else if (j->conn_only)
     r->conn_seen = 1;
+  if (o == OUT_OK) c->stats.latency_buckets[rt_llm_latency_bucket((now - s->started) * 1000.0)]++;
   /* The rate the endpoint accepts: every response but a 429 got past its limiter. */
   if (res == CURLE_OK && j->status != 429) rt_aimd_accepted(&c->aimd, now);
+  /* The 429 share; a quota 429 the header mirror paces is not the window's business. */
+  if (res == CURLE_OK && quota != 2) rt_win429_add(&c->win, now, j->status == 429);
   double ra = s->retry_after;
-  if (j->status == 429) {
+  if (j->status == 429 && quota != 2) {
     /* Acted on once the whole batch of answers is in (rate_after_429s), so
      * the accepted count the cut is based on includes this batch's. */
     r->n429++;
+    if (quota) r->b429_quota = 1;
     if (s->started > r->b429_started) r->b429_started = s->started;
     if (ra > r->b429_pause) r->b429_pause = ra;
   }
@@ -824,17 +1035,21 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
     return;
   }
   if (o == OUT_RETRY && (int64_t)j->attempts < c->max_attempts) {
-    double d = rt_backoff_s((int)j->attempts, BACKOFF_BASE_S, BACKOFF_CAP_S, &c->rng);
-    if (ra_ok && ra >= 0 && ra > d) d = ra;
-    /* A 429 is about the endpoint, not this request, but pausing the whole
-     * rank on each one makes it burst into the limit again when the pause
-     * ends: the adaptive rate paces the rank instead, and the rank pauses
-     * only when the endpoint accepted nothing in the last second (a hard
-     * stop), or on a 503 that names a delay. */
-    if (j->status == 429 && d > r->b429_pause) r->b429_pause = d;
-    if (j->status != 429 && ra_ok && ra >= 0) {
-      if (now + d > c->not_before) c->not_before = now + d;
+    /* A 429 or 5xx costs this request's retry only: it waits its Retry-After
+     * (or RetryInfo, or the backoff) while the other requests keep flowing.
+     * The rank's rate changes only on evidence of a rate limit
+     * (rate_after_429s). */
+    double d;
+    if (j->status == 429) j->n429++;
+    if (j->status == 429 && ra_ok && ra >= 0) {
+      d = ra; /* the endpoint said when: no backoff on top (a chain of sporadic 429s costs Retry-After each) */
+    } else {
+      /* Exponential in the failures other than 429s that named a delay. */
+      int k = (int)(j->attempts - (j->status == 429 ? 0 : j->n429));
+      d = rt_backoff_s(k < 1 ? 1 : k, BACKOFF_BASE_S, BACKOFF_CAP_S, &c->rng);
+      if (ra_ok && ra >= 0 && ra > d) d = ra;
     }
+    if (j->status == 429 && quota != 2 && d > r->b429_pause) r->b429_pause = d;
     rt_debug("llm: pair %llu attempt %u failed (%s); retry in %.0f ms", (unsigned long long)r->calls[j->call].tag,
              j->attempts, why, d * 1000);
     heap_push(&r->retry, now + d, (uint32_t)(j - r->jobs));
@@ -847,10 +1062,20 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
   job_final(r, j, NULL, full);
 }
 
-/* The 429s of one batch of answers: one AIMD decision for all of them. */
+/* The 429s of one batch of answers: one decision for all of them. Nothing
+ * happens unless they are evidence of a rate limit (a quota signal, or the
+ * 429 share of the last 2 s, rt_win429_evidence): a sporadic 429 only
+ * retries its own request. */
 static void rate_after_429s(run *r, double now) {
   rt_llm_client *c = r->c;
-  int a = rt_aimd_on_429(&c->aimd, r->b429_started, now);
+  double settle = 2.0;
+  if (!r->b429_quota && now - c->win.first < 60) {
+    double p50 = rt_llm_latency_quantile(c->stats.latency_buckets, 0.5) / 1000.0;
+    if (4 * p50 > settle) settle = 4 * p50;
+  }
+  int evidence = r->b429_quota || rt_win429_evidence(&c->win, now, c->aimd.rate > 0, c->min_resp, settle);
+  int a = evidence ? rt_aimd_on_429(&c->aimd, r->b429_started, now) : RT_AIMD_KEEP;
+  if (evidence && a != RT_AIMD_KEEP) c->stats.limit_batches++;
   if (a == RT_AIMD_CUT) {
     c->stats.rate_cuts++;
     update_rates(c, now);
@@ -865,8 +1090,41 @@ static void rate_after_429s(run *r, double now) {
     rt_debug("llm: 429 from %s and nothing accepted in the last second: rank paused %.0f ms", c->url, d * 1000);
   }
   r->n429 = 0;
+  r->b429_quota = 0;
   r->b429_started = -1;
   r->b429_pause = 0;
+}
+
+/* Does the endpoint's host name not exist? One lookup before the first
+ * requests: with dozens started at once, curl runs as many resolver threads,
+ * and a lookup stuck in the resolver's timeout holds curl_multi_remove_handle
+ * (it joins the thread) long after the first answer said the name does not
+ * exist. Only a definite "no such name" counts; a temporary failure is left
+ * to the requests. Skipped behind a proxy (the proxy resolves the name). */
+static int host_unresolvable(const rt_llm_client *c, char *why, size_t cap) {
+  static const char *const proxies[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"};
+  for (size_t i = 0; i < sizeof proxies / sizeof *proxies; i++)
+    if (getenv(proxies[i]) && *getenv(proxies[i])) return 0;
+  char host[256];
+  url_host(c->url, host, sizeof host);
+  if (host[0] == '[') { /* an IPv6 literal */
+    return 0;
+  }
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = getaddrinfo(host, NULL, &hints, &res);
+  if (res) freeaddrinfo(res);
+  if (rc != EAI_NONAME
+#ifdef EAI_NODATA
+      && rc != EAI_NODATA
+#endif
+  )
+    return 0;
+  snprintf(why, cap, "cannot resolve host \"%.100s\" of %.200s: %.100s — check llm.base_url", host, c->url,
+           gai_strerror(rc));
+  return 1;
 }
 
 /* Stop the run: cancel transfers, fail what is left (counted as failed
@@ -945,7 +1203,14 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
   int stopping = 0;      /* the poll hook asked to stop: drain what is in flight */
   double stop_at = 0;    /* ... until then at the latest */
 
-  while (r.done_calls < n) {
+  if (!c->dns_checked) {
+    c->dns_checked = 1;
+    if (host_unresolvable(c, r.last_err, sizeof r.last_err)) {
+      snprintf(stop, sizeof stop, "%s", r.last_err);
+      rc = rt_err_set(err, RT_ERR_ENDPOINT, "%s", r.last_err);
+    }
+  }
+  while (rc == RT_OK && r.done_calls < n) {
     double now = c->now = rt_now();
     if (!stopping && c->hooks.poll && c->hooks.poll(c->hooks.ud)) {
       stopping = 1;
@@ -979,15 +1244,29 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
         if (r.retry.len) wait = fmin(wait, r.retry.data[0].t - now);
         break;
       }
-      double w = rt_bucket_take(&c->req_bucket, 1, now);
+      /* The quota the endpoint's headers show (none: rate 0, always passes). */
+      double w = rt_bucket_take(&c->hdr_req, 1, now);
+      if (w == 0) {
+        w = rt_bucket_take(&c->hdr_tok, r.jobs[ji].tokens, now);
+        if (w > 0) c->hdr_req.level += 1;
+      }
+      if (w > 0) {
+        wait = fmin(wait, w);
+        break;
+      }
+      w = rt_bucket_take(&c->req_bucket, 1, now);
       if (w > 0) {
         c->aimd.limited = 1; /* the rate is what holds the rank back: it may grow */
+        c->hdr_req.level += 1;
+        c->hdr_tok.level += r.jobs[ji].tokens;
         wait = fmin(wait, w);
         break;
       }
       w = rt_bucket_take(&c->tok_bucket, r.jobs[ji].tokens, now);
       if (w > 0) {
         c->req_bucket.level += 1; /* give back the request token */
+        c->hdr_req.level += 1;
+        c->hdr_tok.level += r.jobs[ji].tokens;
         wait = fmin(wait, w);
         break;
       }
@@ -1045,6 +1324,11 @@ int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answ
       }
     }
     if (r.n429) rate_after_429s(&r, now);
+    if (r.unresolved) {
+      snprintf(stop, sizeof stop, "the endpoint's host name does not resolve; last error: %s", r.last_err);
+      rc = rt_err_set(err, RT_ERR_ENDPOINT, "%s", r.last_err);
+      break;
+    }
     /* Fail fast: a dead endpoint must not cost n x max_attempts timeouts. */
     int over_budget = (double)r.failed_calls > fail_budget;
     int all_refused = r.early_done > 0 && r.early_conn == r.early_done && r.done_calls == r.early_done;

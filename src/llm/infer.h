@@ -29,6 +29,11 @@ typedef struct rt_llm_call {
   const char *system;  /* system message, or NULL */
   const char *user;    /* the rendered prompt */
   uint64_t tag;        /* caller's id (the pair), echoed in logs */
+  /* With llm.constrain on, clusters (dense catalog indices) left out of the
+   * allowed answers: the pair's c1 and c2, so a constrained answer is novel
+   * by construction. n_exclude = 0 (a zeroed call): the whole catalog. */
+  int n_exclude;
+  uint32_t exclude[2];
 } rt_llm_call;
 
 typedef struct rt_llm_answer {
@@ -38,6 +43,13 @@ typedef struct rt_llm_answer {
   int http_status;     /* last HTTP status, 0 if none */
   char *error;         /* malloc'ed reason of the last failure, NULL if ok */
 } rt_llm_answer;
+
+/* Latency histogram: RT_LLM_LAT_BUCKETS fixed log buckets, 4 per doubling:
+ * bucket 0 holds < 1 ms, bucket k in 1..RT_LLM_LAT_BUCKETS-2 holds
+ * [2^((k-1)/4), 2^(k/4)) ms, the last one everything from 2^(70/4) ms
+ * (~185 s) up. Fixed edges, so histograms of ranks (and runs) merge by adding
+ * the counts bucket by bucket; rt_llm_latency_quantile reads any sum. */
+#define RT_LLM_LAT_BUCKETS 72
 
 typedef struct rt_llm_stats {
   uint64_t calls;          /* calls given to rt_llm_run */
@@ -58,7 +70,27 @@ typedef struct rt_llm_stats {
   /* Adaptive rate (AIMD on 429, see ratelimit.h). */
   uint64_t rate_cuts;      /* times a 429 lowered the rank's request rate */
   double rate_limit;       /* the rank's adaptive rate at the end, requests/s; 0 = never limited */
+  /* Rate-limit evidence (docs/llm.md "Sporadic 429s and real limits"). */
+  uint64_t http_429_quota; /* of http_429: the provider said a quota is exhausted (Gemini RetryInfo,
+                              OpenAI x-ratelimit-remaining-* = 0) */
+  uint64_t limit_batches;  /* batches of 429s taken as evidence of a rate limit (cut or pause) */
+  double hdr_rate;         /* refill rate read from x-ratelimit-*-requests headers at the end, requests/s
+                              (the whole quota, all ranks); 0 = no such headers */
+  uint64_t conn_resets;    /* of conn_errors: connection closed or reset with no response (curl's
+                              silent resends included) */
+  uint64_t resolve_errors; /* of conn_errors: the host name did not resolve */
+  /* Latency of answered requests (start of the transfer to its end), ms. */
+  uint64_t latency_buckets[RT_LLM_LAT_BUCKETS];
 } rt_llm_stats;
+
+/* Bucket of a latency in ms, and a bucket's upper edge in ms (INFINITY for
+ * the last). */
+int rt_llm_latency_bucket(double ms);
+double rt_llm_latency_bucket_upper_ms(int k);
+/* The q-quantile (0 < q <= 1) of a histogram, in ms: the upper edge of the
+ * bucket where the count reaches q x total (at most 19% above the true
+ * value; the last bucket reports its lower edge). 0 when empty. */
+double rt_llm_latency_quantile(const uint64_t *buckets, double q);
 
 typedef struct rt_llm_client rt_llm_client;
 

@@ -115,6 +115,147 @@ int rt_aimd_tick(rt_aimd *a, double now) {
   return 1;
 }
 
+/* --- evidence of a rate limit ------------------------------------------------ */
+
+void rt_win429_init(rt_win429 *w, double now) {
+  memset(w, 0, sizeof *w);
+  w->bin = (int64_t)floor(now * 10);
+  w->closed_at = now;
+  w->first = -1;
+}
+
+static void win_advance(rt_win429 *w, double now) {
+  int64_t b = (int64_t)floor(now * 10);
+  if (b > w->bin) {
+    int64_t steps = b - w->bin;
+    if (steps > 20) steps = 20;
+    for (int64_t i = 1; i <= steps; i++) {
+      w->resp[(w->bin + i) % 20] = 0;
+      w->r429[(w->bin + i) % 20] = 0;
+    }
+    w->bin = b;
+  }
+}
+
+static void win_sum(const rt_win429 *w, uint32_t *resp, uint32_t *n429) {
+  uint32_t a = 0, b = 0;
+  for (int i = 0; i < 20; i++) {
+    a += w->resp[i];
+    b += w->r429[i];
+  }
+  *resp = a;
+  *n429 = b;
+}
+
+/* Close a 2-s window into the floor ring when 2 s passed since the last. */
+static void win_close(rt_win429 *w, double now) {
+  if (now - w->closed_at < 2.0) return;
+  w->closed_at = now;
+  uint32_t a, b;
+  win_sum(w, &a, &b);
+  if (a < 20) return;
+  w->floors[w->nfloor % RT_LIMIT_FLOORS] = (double)b / (double)a;
+  w->nfloor++;
+}
+
+void rt_win429_add(rt_win429 *w, double now, int is429) {
+  if (w->first < 0) w->first = now;
+  win_advance(w, now);
+  win_close(w, now);
+  w->resp[w->bin % 20]++;
+  if (is429) w->r429[w->bin % 20]++;
+}
+
+void rt_win429_get(rt_win429 *w, double now, uint32_t *resp, uint32_t *n429) {
+  win_advance(w, now);
+  win_sum(w, resp, n429);
+}
+
+double rt_win429_floor(const rt_win429 *w) {
+  int n = w->nfloor < RT_LIMIT_FLOORS ? w->nfloor : RT_LIMIT_FLOORS;
+  if (n == 0) return 0;
+  double m = 1;
+  for (int i = 0; i < n; i++)
+    if (w->floors[i] < m) m = w->floors[i];
+  return m;
+}
+
+int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp, double settle_s) {
+  uint32_t resp, n429;
+  rt_win429_get(w, now, &resp, &n429);
+  if (n429 == 0 || resp == 0) return 0;
+  double share = (double)n429 / (double)resp;
+  if (limited && w->nfloor > 0) {
+    double f = rt_win429_floor(w);
+    if (f < 0.005) return 1;
+    return share > f + 3.0 * sqrt(f * (1 - f) / (double)resp) + 0.01;
+  }
+  if (n429 < RT_LIMIT_MIN_429 || resp < min_resp) return 0;
+  /* The share less two standard errors: a few dozen responses of an endpoint
+   * that refuses 20% at random often hold 30% 429s. */
+  double lo = share - 2.0 * sqrt(share * (1 - share) / (double)resp);
+  /* Until the responses settled, a 429 comes back at once and an answer after
+   * its latency, so the share is biased up (20% at random looks like 30%
+   * during the first latencies): only a clear majority counts then. */
+  return lo > RT_LIMIT_SHARE_EARLY || (lo > RT_LIMIT_SHARE && now - w->first >= settle_s);
+}
+
+/* --- provider signals ---------------------------------------------------------- */
+
+double rt_parse_duration(const char *s) {
+  if (!s) return -1;
+  while (*s == ' ' || *s == '\t') s++;
+  if (!*s) return -1;
+  double total = 0;
+  int parts = 0;
+  while (*s && *s != ' ' && *s != '\r' && *s != '\n') {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v >= 0) || !isfinite(v)) return -1;
+    s = end;
+    double unit;
+    if (s[0] == 'm' && s[1] == 's') unit = 1e-3, s += 2;
+    else if (s[0] == 'u' && s[1] == 's') unit = 1e-6, s += 2;
+    else if ((unsigned char)s[0] == 0xc2 && (unsigned char)s[1] == 0xb5 && s[2] == 's') unit = 1e-6, s += 3;
+    else if (s[0] == 'n' && s[1] == 's') unit = 1e-9, s += 2;
+    else if (s[0] == 'h') unit = 3600, s += 1;
+    else if (s[0] == 'm') unit = 60, s += 1;
+    else if (s[0] == 's') unit = 1, s += 1;
+    else if (!*s || *s == ' ' || *s == '\r' || *s == '\n') {
+      if (parts) return -1; /* "1m30": the last number needs its unit */
+      unit = 1;             /* a bare number: seconds */
+    } else
+      return -1;
+    total += v * unit;
+    parts++;
+  }
+  return total;
+}
+
+double rt_retryinfo_delay(const char *body, size_t len) {
+  if (!body || !len) return -1;
+  static const char tag[] = "google.rpc.RetryInfo", key[] = "\"retryDelay\"";
+  const char *end = body + len;
+  const char *p = memmem(body, len, tag, sizeof tag - 1);
+  if (!p) return -1;
+  /* retryDelay is a member of the same detail object: search a little
+   * around the @type (members may come in any order). */
+  const char *lo = p - 200 > body ? p - 200 : body;
+  const char *hi = p + 200 < end ? p + 200 : end;
+  const char *k = memmem(lo, (size_t)(hi - lo), key, sizeof key - 1);
+  if (!k) return -1;
+  k += sizeof key - 1;
+  while (k < end && (*k == ' ' || *k == ':' || *k == '\n' || *k == '\t' || *k == '\r')) k++;
+  if (k >= end || *k != '"') return -1;
+  k++;
+  const char *q = memchr(k, '"', (size_t)(end - k));
+  if (!q || q - k > 30) return -1;
+  char tmp[32];
+  memcpy(tmp, k, (size_t)(q - k));
+  tmp[q - k] = '\0';
+  return rt_parse_duration(tmp);
+}
+
 /* --- share of the global limits ------------------------------------------ */
 
 void rt_share_init(rt_share *s) {

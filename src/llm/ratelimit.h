@@ -74,6 +74,71 @@ int rt_aimd_tick(rt_aimd *a, double now);
 /* The rate to pace at: min(rate, ceiling) of those set; 0 = unlimited. */
 double rt_aimd_effective(const rt_aimd *a);
 
+/* Evidence of a real rate limit (vs sporadic 429s). Hosted endpoints answer
+ * 429 now and then whatever the rate (a busy shared capacity): such a 429
+ * costs its own retry only. The rank's rate is lowered (rt_aimd_on_429) only
+ * on evidence that the rate itself is refused:
+ *   - the provider says a quota is exhausted (the caller checks: Gemini's
+ *     RetryInfo in the 429 error);
+ *   - or the last 2 s of responses hold at least RT_LIMIT_MIN_429 429s over
+ *     at least `min_resp` responses, and the 429 share less two standard
+ *     errors (sqrt(share (1 - share) / responses)) is above RT_LIMIT_SHARE.
+ *     The caller passes min_resp = 2 x llm.concurrency (at most 1000). A 429
+ *     comes back at once while answers take their latency, so until
+ *     `settle_s` after the first response (the caller passes max(2 s, 4 x
+ *     the median answer latency)) the share is biased up (20% at random
+ *     looks like ~33% after one latency, ~25% after three) and must exceed
+ *     RT_LIMIT_SHARE_EARLY instead;
+ *   - once a limit was found (the rank paces at an adaptive rate) and the
+ *     sporadic floor is known, when the share of the last 2 s exceeds the
+ *     floor by 3 standard errors + 1 point. The floor is the lowest 429 share
+ *     of the last five closed 2-s windows with >= 20 responses (the share at
+ *     a rate under the limit); a floor under 0.5% means no sporadic 429s: any
+ *     new 429 is evidence (the classic AIMD rule).
+ * 20 bins of 100 ms. Pure: time is passed in. */
+#define RT_LIMIT_SHARE 0.25
+#define RT_LIMIT_SHARE_EARLY 0.5
+#define RT_LIMIT_MIN_429 8
+#define RT_LIMIT_FLOORS 5
+
+typedef struct rt_win429 {
+  int64_t bin;           /* index (time x 10) of the newest bin */
+  uint32_t resp[20];     /* responses (any HTTP status) per 100 ms */
+  uint32_t r429[20];     /* of which 429 (sporadic or limit; not quota 429s paced by headers) */
+  double floors[RT_LIMIT_FLOORS]; /* shares of recent closed 2-s windows; < 0 = none */
+  int nfloor;
+  double closed_at;      /* when the last 2-s window was closed */
+  double first;          /* time of the first response (-1: none yet) */
+} rt_win429;
+
+void rt_win429_init(rt_win429 *w, double now);
+void rt_win429_add(rt_win429 *w, double now, int is429);
+/* The last 2 s: responses, 429s. */
+void rt_win429_get(rt_win429 *w, double now, uint32_t *resp, uint32_t *n429);
+/* The sporadic floor (see above); 0 when no window was closed yet. */
+double rt_win429_floor(const rt_win429 *w);
+/* 1 when the last 2 s of responses are evidence of a rate limit. limited =
+ * the rank already paces at an adaptive rate. */
+int rt_win429_evidence(rt_win429 *w, double now, int limited, uint32_t min_resp, double settle_s);
+
+/* A quota mirrored from the endpoint's headers (OpenAI x-ratelimit-limit-*,
+ * -remaining-*, -reset-*): the refill rate is (limit - remaining) / reset;
+ * the level is `remaining` less what this rank sent after the request the
+ * response belongs to. Pacing on it keeps the rank under the quota, so the
+ * 429s never come. Shared by the active ranks like llm.rpm. */
+typedef struct rt_hdr_quota {
+  double limit, remaining, reset_s; /* last values read; limit < 0: never seen */
+  double rate;                      /* refill, units/s; 0 = unknown */
+  uint64_t seq;                     /* start number of the request they came with */
+} rt_hdr_quota;
+
+/* OpenAI's reset durations, Go style: "12ms", "1.5s", "6m0s", "1h2m3.5s",
+ * "250us", also a bare number of seconds. -1 when not one. */
+double rt_parse_duration(const char *s);
+/* Gemini's RetryInfo.retryDelay from a 429 error body (no JSON parse: a scan
+ * for "google.rpc.RetryInfo" and its "retryDelay":"13s"); -1 when absent. */
+double rt_retryinfo_delay(const char *body, size_t len);
+
 /* splitmix64 stream: tiny, seedable, reproducible (backoff jitter). */
 typedef struct rt_rng {
   uint64_t s;

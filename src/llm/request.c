@@ -86,51 +86,23 @@ static int build_pieces(rt_llm_reqfmt *f) {
   return 0;
 }
 
-int rt_llm_reqfmt_init(rt_llm_reqfmt *f, const rt_config *cfg, const rt_catalog *cat, rt_err *err) {
-  memset(f, 0, sizeof *f);
-  if (!cfg->api || strcmp(cfg->api, "openai") == 0)
-    f->api = RT_LLM_API_OPENAI;
-  else if (strcmp(cfg->api, "gemini") == 0)
-    f->api = RT_LLM_API_GEMINI;
-  else if (strcmp(cfg->api, "retrieval") == 0)
-    return rt_err_set(err, RT_ERR_USAGE,
-                      "llm.api = retrieval makes no LLM calls: the caller must not create an endpoint client");
-  else
-    return rt_err_set(err, RT_ERR_USAGE, "llm.api = \"%s\" is not openai, gemini or retrieval", cfg->api);
-  const char *c = cfg->constrain ? cfg->constrain : "off";
-  if (strcmp(c, "off") == 0)
-    f->constrain = RT_LLM_CONSTRAIN_OFF;
-  else if (strcmp(c, "json_schema") == 0)
-    f->constrain = RT_LLM_CONSTRAIN_JSON_SCHEMA;
-  else if (strcmp(c, "guided_choice") == 0)
-    f->constrain = RT_LLM_CONSTRAIN_GUIDED_CHOICE;
-  else
-    return rt_err_set(err, RT_ERR_USAGE, "llm.constrain = \"%s\" is not off, json_schema or guided_choice", c);
-  if (f->api == RT_LLM_API_GEMINI && f->constrain == RT_LLM_CONSTRAIN_GUIDED_CHOICE)
-    return rt_err_set(err, RT_ERR_USAGE,
-                      "llm.constrain = guided_choice is a vLLM extension of the openai api; with llm.api = "
-                      "gemini use llm.constrain = json_schema");
-  if (!cfg->model || !*cfg->model) return rt_err_set(err, RT_ERR_USAGE, "llm.model is empty: name the model");
-  if (cfg->max_tokens <= 0)
-    return rt_err_set(err, RT_ERR_USAGE, "llm.max_tokens = %lld: must be > 0", (long long)cfg->max_tokens);
-  f->model = rt_xstrdup(cfg->model);
-  f->temperature = cfg->temperature;
-  f->max_tokens = cfg->max_tokens;
-  if (build_pieces(f)) {
-    double t = f->temperature;
-    rt_llm_reqfmt_free(f);
-    return rt_err_set(err, RT_ERR_USAGE, "llm.temperature = %g: must be a finite number", t);
+/* The constraint fragment (",\"response_format\":{...}" etc.) with the
+ * enum of every description but excl[0..nexcl); marker = 1: the enum array
+ * replaced by the string "\x01enum\x01" (to split the pieces there). */
+static char *build_fragment(const rt_llm_reqfmt *f, const uint32_t *excl, int nexcl, size_t *len, int marker) {
+  json_t *en;
+  if (marker) {
+    en = json_string("\x01" "enum" "\x01");
+  } else {
+    en = json_array();
+    if (!en) oom();
+    for (uint32_t i = 0; i < f->nitems; i++) {
+      int skip = 0;
+      for (int k = 0; k < nexcl; k++) skip |= excl[k] == i;
+      if (!skip) push(en, str(f->descs[i]));
+    }
   }
-  if (f->constrain == RT_LLM_CONSTRAIN_OFF) return RT_OK;
-
-  if (!cat || cat->n == 0) {
-    rt_llm_reqfmt_free(f);
-    return rt_err_set(err, RT_ERR_INPUT, "llm.constrain = %s needs the catalog's descriptions, but the catalog is "
-                      "empty", c);
-  }
-  json_t *en = json_array();
   if (!en) oom();
-  for (uint32_t i = 0; i < cat->n; i++) push(en, str(cat->desc[i]));
   json_t *frag = NULL;
   const char *key = NULL;
   if (f->api == RT_LLM_API_OPENAI && f->constrain == RT_LLM_CONSTRAIN_JSON_SCHEMA) {
@@ -181,13 +153,97 @@ int rt_llm_reqfmt_init(rt_llm_reqfmt *f, const rt_config *cfg, const rt_catalog 
   /* "{...}" -> ",..." : the members, ready to splice before a closing brace. */
   w[0] = ',';
   w[wl - 1] = '\0';
-  f->fragment = w;
-  f->fragment_len = wl - 1;
+  *len = wl - 1;
+  return w;
+}
+
+int rt_llm_reqfmt_init(rt_llm_reqfmt *f, const rt_config *cfg, const rt_catalog *cat, rt_err *err) {
+  memset(f, 0, sizeof *f);
+  if (!cfg->api || strcmp(cfg->api, "openai") == 0)
+    f->api = RT_LLM_API_OPENAI;
+  else if (strcmp(cfg->api, "gemini") == 0)
+    f->api = RT_LLM_API_GEMINI;
+  else if (strcmp(cfg->api, "retrieval") == 0)
+    return rt_err_set(err, RT_ERR_USAGE,
+                      "llm.api = retrieval makes no LLM calls: the caller must not create an endpoint client");
+  else
+    return rt_err_set(err, RT_ERR_USAGE, "llm.api = \"%s\" is not openai, gemini or retrieval", cfg->api);
+  const char *c = cfg->constrain ? cfg->constrain : "off";
+  if (strcmp(c, "off") == 0)
+    f->constrain = RT_LLM_CONSTRAIN_OFF;
+  else if (strcmp(c, "json_schema") == 0)
+    f->constrain = RT_LLM_CONSTRAIN_JSON_SCHEMA;
+  else if (strcmp(c, "guided_choice") == 0)
+    f->constrain = RT_LLM_CONSTRAIN_GUIDED_CHOICE;
+  else
+    return rt_err_set(err, RT_ERR_USAGE, "llm.constrain = \"%s\" is not off, json_schema or guided_choice", c);
+  if (f->api == RT_LLM_API_GEMINI && f->constrain == RT_LLM_CONSTRAIN_GUIDED_CHOICE)
+    return rt_err_set(err, RT_ERR_USAGE,
+                      "llm.constrain = guided_choice is a vLLM extension of the openai api; with llm.api = "
+                      "gemini use llm.constrain = json_schema");
+  if (!cfg->model || !*cfg->model) return rt_err_set(err, RT_ERR_USAGE, "llm.model is empty: name the model");
+  if (cfg->max_tokens <= 0)
+    return rt_err_set(err, RT_ERR_USAGE, "llm.max_tokens = %lld: must be > 0", (long long)cfg->max_tokens);
+  f->model = rt_xstrdup(cfg->model);
+  f->temperature = cfg->temperature;
+  f->max_tokens = cfg->max_tokens;
+  if (build_pieces(f)) {
+    double t = f->temperature;
+    rt_llm_reqfmt_free(f);
+    return rt_err_set(err, RT_ERR_USAGE, "llm.temperature = %g: must be a finite number", t);
+  }
+  if (f->constrain == RT_LLM_CONSTRAIN_OFF) return RT_OK;
+
+  if (!cat || cat->n == 0) {
+    rt_llm_reqfmt_free(f);
+    return rt_err_set(err, RT_ERR_INPUT, "llm.constrain = %s needs the catalog's descriptions, but the catalog is "
+                      "empty", c);
+  }
+  f->nitems = cat->n;
+  f->descs = rt_xmalloc(cat->n * sizeof *f->descs);
+  for (uint32_t i = 0; i < cat->n; i++) f->descs[i] = rt_xstrdup(cat->desc[i]);
+  size_t wl;
+  f->fragment = build_fragment(f, NULL, 0, &wl, 0);
+  f->fragment_len = wl;
+  /* The pieces: the same fragment with a marker for the enum array, split there. */
+  size_t ml;
+  char *m = build_fragment(f, NULL, 0, &ml, 1);
+  static const char marker[] = "\"\\u0001enum\\u0001\"";
+  char *at = strstr(m, marker);
+  if (!at) oom(); /* cannot happen: jansson escapes \x01 so */
+  f->pre_len = (size_t)(at - m);
+  f->frag_pre = rt_xmalloc(f->pre_len + 1);
+  memcpy(f->frag_pre, m, f->pre_len);
+  f->frag_pre[f->pre_len] = '\0';
+  f->frag_post = rt_xstrdup(at + sizeof marker - 1);
+  f->post_len = strlen(f->frag_post);
+  free(m);
+  f->item_off = rt_xmalloc(((size_t)cat->n + 1) * sizeof *f->item_off);
+  RT_VEC(char) it = {0};
+  for (uint32_t i = 0; i < cat->n; i++) {
+    f->item_off[i] = it.len;
+    char *d = dump_any(str(cat->desc[i]));
+    size_t dl = strlen(d);
+    rt_vec_reserve(&it, it.len + dl + 2);
+    memcpy(it.data + it.len, d, dl);
+    it.len += dl;
+    it.data[it.len++] = ',';
+    free(d);
+  }
+  f->item_off[cat->n] = it.len;
+  rt_vec_push(&it, '\0');
+  f->items = it.data;
   return RT_OK;
 }
 
 void rt_llm_reqfmt_free(rt_llm_reqfmt *f) {
   if (!f) return;
+  free(f->frag_pre);
+  free(f->frag_post);
+  free(f->items);
+  free(f->item_off);
+  for (uint32_t i = 0; f->descs && i < f->nitems; i++) free(f->descs[i]);
+  free(f->descs);
   free(f->model);
   free(f->fragment);
   free(f->head);
@@ -218,8 +274,42 @@ static char *splice(char *body, size_t *len, size_t at, const char *frag, size_t
   return out;
 }
 
+/* The clusters a body leaves out of the enum: in range, distinct, sorted;
+ * none when the fragment is off or nothing would be left. */
+static int norm_excl(const rt_llm_reqfmt *f, const uint32_t *excl, int nexcl, uint32_t out[2]) {
+  if (!f->fragment || !excl || nexcl <= 0) return 0;
+  int n = 0;
+  for (int k = 0; k < nexcl && k < 2; k++) {
+    if (excl[k] >= f->nitems || (n && out[0] == excl[k])) continue;
+    out[n++] = excl[k];
+  }
+  if (n == 2 && out[0] > out[1]) {
+    uint32_t t = out[0];
+    out[0] = out[1];
+    out[1] = t;
+  }
+  return (uint32_t)n >= f->nitems ? 0 : n;
+}
+
 char *rt_llm_build_body_ref(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed,
                             size_t *len) {
+  return rt_llm_build_body_ref_ex(f, system, user, seed, NULL, 0, len);
+}
+
+char *rt_llm_build_body_ref_ex(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed,
+                               const uint32_t *excl_in, int nexcl_in, size_t *len) {
+  uint32_t excl[2];
+  int nexcl = norm_excl(f, excl_in, nexcl_in, excl);
+  size_t fl = 0;
+  char *frag = NULL;
+  if (f->fragment) {
+    if (nexcl) {
+      frag = build_fragment(f, excl, nexcl, &fl, 0);
+    } else {
+      frag = rt_xstrdup(f->fragment);
+      fl = f->fragment_len;
+    }
+  }
   json_t *root = json_object();
   if (!root) oom();
   size_t n;
@@ -246,7 +336,7 @@ char *rt_llm_build_body_ref(const rt_llm_reqfmt *f, const char *system, const ch
     if (seed) put(root, "seed", json_integer(seed));
     body = dump(root, &n);
     json_decref(root);
-    if (f->fragment) body = splice(body, &n, n - 1, f->fragment, f->fragment_len);
+    if (frag) body = splice(body, &n, n - 1, frag, fl);
   } else {
     json_t *contents = json_array(), *c = json_object(), *parts = json_array(), *p = json_object();
     if (!contents || !c || !parts || !p) oom();
@@ -274,8 +364,9 @@ char *rt_llm_build_body_ref(const rt_llm_reqfmt *f, const char *system, const ch
     put(root, "generationConfig", gc);
     body = dump(root, &n);
     json_decref(root);
-    if (f->fragment) body = splice(body, &n, n - 2, f->fragment, f->fragment_len);
+    if (frag) body = splice(body, &n, n - 2, frag, fl);
   }
+  free(frag);
   if (len) *len = n;
   return body;
 }
@@ -378,7 +469,24 @@ static char *esc_put(char *o, const char *s, int lossy) {
 #define PUT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) + sizeof(lit) - 1)
 
 char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed, size_t *len) {
+  return rt_llm_build_body_ex(f, system, user, seed, NULL, 0, len);
+}
+
+/* Items [i, j) of the enum, without the last one's ','. */
+static char *put_items(const rt_llm_reqfmt *f, char *o, uint32_t i, uint32_t j, int *first) {
+  if (i >= j) return o;
+  if (!*first) *o++ = ',';
+  *first = 0;
+  size_t a = f->item_off[i], b = f->item_off[j] - 1;
+  memcpy(o, f->items + a, b - a);
+  return o + (b - a);
+}
+
+char *rt_llm_build_body_ex(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed,
+                           const uint32_t *excl_in, int nexcl_in, size_t *len) {
   if (!user) user = "";
+  uint32_t excl[2];
+  int nexcl = norm_excl(f, excl_in, nexcl_in, excl);
   int ulossy = 0, slossy = 0;
   size_t ul = esc_len(user, &ulossy), sl = system ? esc_len(system, &slossy) : 0;
   char seedbuf[40];
@@ -411,7 +519,22 @@ char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *
   o += f->tail_len;
   memcpy(o, seedbuf, (size_t)seedl);
   o += seedl;
-  if (f->fragment) {
+  if (f->fragment && nexcl) {
+    memcpy(o, f->frag_pre, f->pre_len);
+    o += f->pre_len;
+    *o++ = '[';
+    int first = 1;
+    o = put_items(f, o, 0, excl[0], &first);
+    if (nexcl == 1) {
+      o = put_items(f, o, excl[0] + 1, f->nitems, &first);
+    } else {
+      o = put_items(f, o, excl[0] + 1, excl[1], &first);
+      o = put_items(f, o, excl[1] + 1, f->nitems, &first);
+    }
+    *o++ = ']';
+    memcpy(o, f->frag_post, f->post_len);
+    o += f->post_len;
+  } else if (f->fragment) {
     memcpy(o, f->fragment, f->fragment_len);
     o += f->fragment_len;
   }

@@ -39,6 +39,17 @@ typedef struct rt_llm_reqfmt {
    * ,"generationConfig":{"temperature":T,"maxOutputTokens":K. */
   char *head, *tail;
   size_t head_len, tail_len;
+  /* The same fragment in pieces, so a body can leave two clusters out of the
+   * enum (the pair's c1 and c2) at the cost of three copies: frag_pre ends
+   * just before the enum array, frag_post starts just after it; items holds
+   * every description as a JSON string, each followed by ',' (the last
+   * one's dropped), item i at items[item_off[i]], item_off[nitems] = the
+   * length + 1. descs keeps the descriptions for the jansson reference. */
+  char *frag_pre, *frag_post, *items;
+  size_t pre_len, post_len;
+  size_t *item_off;
+  uint32_t nitems;
+  char **descs;
 } rt_llm_reqfmt;
 
 typedef struct rt_llm_usage {
@@ -63,6 +74,16 @@ char *rt_llm_endpoint_url(const rt_llm_reqfmt *f, const char *base_url);
  * a hash of these bytes). Strings that are not valid UTF-8 go out lossy
  * (bytes >= 0x80 as '?'), as jansson would refuse them. */
 char *rt_llm_build_body(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed, size_t *len);
+
+/* The same, for a pair: with constrained output the enum leaves out the
+ * clusters excl[0..nexcl) (dense catalog indices: the pair's c1 and c2, so
+ * the answer is novel by construction). Indices out of range and repeats are
+ * ignored; when nothing would be left, the whole enum goes out. nexcl = 0 is
+ * rt_llm_build_body. */
+char *rt_llm_build_body_ex(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed,
+                           const uint32_t *excl, int nexcl, size_t *len);
+char *rt_llm_build_body_ref_ex(const rt_llm_reqfmt *f, const char *system, const char *user, int64_t seed,
+                               const uint32_t *excl, int nexcl, size_t *len);
 
 /* The same body built the slow, obvious way (a jansson tree and json_dumps):
  * the reference the spliced builder is tested against. */

@@ -2,6 +2,7 @@
 #include "pipeline/summary.h"
 #include "base/metrics.h"
 #include "base/util.h"
+#include "llm/infer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -62,4 +63,58 @@ int rt_summary_write(json_t *obj, const char *path, rt_err *err) {
   int rc = rt_write_file_atomic(path, withnl, n + 1, err);
   free(withnl);
   return rc;
+}
+
+json_t *rt_summary_llm(MPI_Comm comm, const rt_llm_stats *s) {
+  /* One array: the counters, then the histogram. */
+#define RT_LLM_SUM_FIELDS(X)                                                                                      \
+  X(attempts, answered) X(attempts, http_429) X(attempts, http_429_quota) X(attempts, http_500)                  \
+  X(attempts, http_502) X(attempts, http_503) X(attempts, http_504) X(attempts, http_5xx_other)                 \
+  X(attempts, http_4xx) X(attempts, http_other) X(attempts, timeouts) X(attempts, conn_errors)                  \
+  X(attempts, conn_resets) X(attempts, resolve_errors) X(attempts, bad_responses)
+  enum { NF = 15, N = NF + 6 + RT_LLM_LAT_BUCKETS };
+  uint64_t v[N], tot[N];
+  memset(v, 0, sizeof v);
+  if (s) {
+    int k = 0;
+#define RT_PUT(group, f) v[k++] = s->f;
+    RT_LLM_SUM_FIELDS(RT_PUT)
+#undef RT_PUT
+    v[k++] = s->prompt_tokens;
+    v[k++] = s->completion_tokens;
+    v[k++] = s->est_tokens;
+    v[k++] = s->rate_cuts;
+    v[k++] = s->limit_batches;
+    v[k++] = s->throttled_ms;
+    memcpy(v + k, s->latency_buckets, sizeof s->latency_buckets);
+  }
+  MPI_Reduce(v, tot, N, MPI_UINT64_T, MPI_SUM, 0, comm);
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  if (rank != 0) return NULL;
+  json_t *o = json_object(), *attempts = json_object(), *tok = json_object(), *rate = json_object(), *lat = json_object();
+  int k = 0;
+#define RT_GET(group, f) json_object_set_new(group, #f, json_integer((json_int_t)tot[k++]));
+  RT_LLM_SUM_FIELDS(RT_GET)
+#undef RT_GET
+#undef RT_LLM_SUM_FIELDS
+  json_object_set_new(tok, "prompt", json_integer((json_int_t)tot[k++]));
+  json_object_set_new(tok, "completion", json_integer((json_int_t)tot[k++]));
+  json_object_set_new(tok, "estimated", json_integer((json_int_t)tot[k++]));
+  json_object_set_new(rate, "cuts", json_integer((json_int_t)tot[k++]));
+  json_object_set_new(rate, "limit_batches", json_integer((json_int_t)tot[k++]));
+  json_object_set_new(rate, "throttled_ms", json_integer((json_int_t)tot[k++]));
+  const uint64_t *b = tot + k;
+  uint64_t answered = 0;
+  for (int i = 0; i < RT_LLM_LAT_BUCKETS; i++) answered += b[i];
+  json_object_set_new(lat, "answered", json_integer((json_int_t)answered));
+  static const char *const qn[3] = {"p50", "p95", "p99"};
+  static const double qv[3] = {0.50, 0.95, 0.99};
+  for (int i = 0; i < 3; i++)
+    json_object_set_new(lat, qn[i], answered ? json_real(rt_llm_latency_quantile(b, qv[i])) : json_null());
+  json_object_set_new(o, "latency_ms", lat);
+  json_object_set_new(o, "attempts", attempts);
+  json_object_set_new(o, "tokens", tok);
+  json_object_set_new(o, "rate", rate);
+  return o;
 }

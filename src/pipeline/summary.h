@@ -25,6 +25,20 @@ json_t *rt_summary_stages(const uint64_t *total);
  * elsewhere): memory per rank is what a scheduler must reserve. */
 json_t *rt_summary_rss(MPI_Comm comm);
 
+struct rt_llm_stats;
+/* Collective: the LLM client's figures summed over ranks, on rank 0 (NULL
+ * elsewhere); s = NULL on a rank without a client counts as zeros:
+ *   {"latency_ms": {"answered": N, "p50": .., "p95": .., "p99": ..} (null
+ *      quantiles without answers; docs/llm.md "Stats"),
+ *    "attempts": {"answered", "http_429", "http_429_quota", "http_500",
+ *      "http_502", "http_503", "http_504", "http_5xx_other", "http_4xx",
+ *      "http_other", "timeouts", "conn_errors", "conn_resets",
+ *      "resolve_errors", "bad_responses"},
+ *    "tokens": {"prompt", "completion", "estimated"},
+ *    "rate": {"cuts", "limit_batches", "throttled_ms"}}
+ * The latency histograms are merged by adding their buckets. */
+json_t *rt_summary_llm(MPI_Comm comm, const struct rt_llm_stats *s);
+
 /* Write obj as pretty JSON to path atomically. */
 int rt_summary_write(json_t *obj, const char *path, rt_err *err);
 

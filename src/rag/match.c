@@ -1,5 +1,7 @@
 /* match.c — exact (hash of normalised text) and fuzzy (keyword Jaccard) matching. */
 #include "rag/match.h"
+
+#include "base/metrics.h"
 #include "base/util.h"
 
 #include <stdlib.h>
@@ -98,6 +100,14 @@ rt_match_result rt_match(const rt_matcher *m, const char *answer, uint32_t c1, u
   }
   if (r.idx >= 0) r.novel = (uint32_t)r.idx != c1 && (uint32_t)r.idx != c2;
   if (norm != stackbuf) free(norm);
+  /* The pair's outcome (match.h): matched (exact or fuzzy), novel (the
+   * prediction), or the reason it falls back. */
+  if (r.idx < 0) {
+    rt_metric_add(RT_M_match_fallback_unmatched, 1);
+  } else {
+    rt_metric_add(RT_M_match_matched, 1);
+    rt_metric_add(r.novel ? RT_M_match_novel : RT_M_match_fallback_not_novel, 1);
+  }
   return r;
 }
 

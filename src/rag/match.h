@@ -6,7 +6,18 @@
  * exact-match rate the quality gate checks. With match.fuzzy = on, other
  * answers map to the description with the highest keyword-set Jaccard
  * similarity if it reaches match.fuzzy_threshold (counted separately). An
- * answer naming c1 or c2 is "not novel": matched, but not a prediction. */
+ * answer naming c1 or c2 is "not novel": matched, but not a prediction.
+ *
+ * rt_match counts each answer's outcome in the metrics (base/metrics.h):
+ * match.matched (names a catalog cluster, exact or fuzzy), match.novel
+ * (matched and neither c1 nor c2: the pair's prediction), and the fallbacks
+ * by reason, match.fallback_unmatched (names no cluster) and
+ * match.fallback_not_novel (names c1 or c2); the caller counts
+ * match.fallback_failed (the endpoint gave no answer). The exact-match rate
+ * of the quality gate (gates.min_exact_match) is match.exact / match.answers:
+ * every exact match, novel or not. With llm.constrain on, c1 and c2 are not
+ * in the allowed answers (llm/request.h), so constrained exact matches are
+ * novel by construction. */
 #ifndef RT_RAG_MATCH_H
 #define RT_RAG_MATCH_H
 

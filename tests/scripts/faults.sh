@@ -53,6 +53,26 @@ check hangs 0 "assert i['timeouts'] == st['hangs'] > 0 and p['rag'] + p['fallbac
 job limited --rps 300 -- $RETRY --set llm.concurrency=64
 check limited 0 "assert i['http_429'] == st['http_429'] > 0 and i['requests'] == st['requests'] and p['rag'] == n, (i, st)"
 
+# Sporadic 429s (Retry-After 1), 502s and 504s: each costs its own retry; every pair answered.
+job sporadic --fail-429 0.2 --fail-502 0.1 --fail-504 0.05 -- $RETRY
+check sporadic 0 "
+assert i['http_429'] == st['http_429'] == st['sporadic_429'] > 0, (i, st)
+assert i['http_5xx'] == st['http_500'] + st['http_502'] + st['http_503'] + st['http_504'] and st['http_502'] > 0 and st['http_504'] > 0, (i, st)
+assert i['requests'] == st['requests'] and i['failed'] == 0 and p['rag'] == n, (i, st, p)
+m = s['stages']['match']
+assert m['matched'] + m['fallback_unmatched'] == m['answers'] == n and m['novel'] + m['fallback_not_novel'] == m['matched'], m
+assert m['fallback_failed'] == 0, m"
+
+# A host name that does not resolve (RFC 6761 .invalid): exit 4 at once, the host named.
+set +e
+mpirun_q -n 2 timeout 60 "$RT" refresh --config "$T/job.ini" --no-cache --set llm.base_url=http://nonexistent.invalid:8088 \
+  --set "output.table=$T/out/nxdomain.rtt" --set output.cache=off >"$T/nxdomain.out" 2>"$T/nxdomain.err"
+rc=$?
+set -e
+[ "$rc" = 4 ] || { tail -5 "$T/nxdomain.err"; fail "nxdomain: exit $rc, wanted 4"; }
+grep -q 'cannot resolve host "nonexistent.invalid"' "$T/nxdomain.err" || { tail -5 "$T/nxdomain.err"; fail "nxdomain: the error does not name the host"; }
+pass "nxdomain"
+
 job noisy --noise 0.5 -- $RETRY
 check noisy 0 "assert st['noisy'] > 0 and s['quality']['exact_match_rate'] == 1.0, (st, s['quality'])"
 
@@ -74,7 +94,11 @@ pass "fallback = top retrieved successor"
 job offcat --off-catalog 0.5 -- $RETRY
 check offcat 5 "assert not s['table']['published'] and s['quality']['exact_match_rate'] < 0.9"
 job offcat-json --off-catalog 0.5 -- $RETRY --set llm.constrain=json_schema
-check offcat-json 0 "assert s['quality']['exact_match_rate'] == 1.0 and p['rag'] == n, s['quality']"
+check offcat-json 0 "
+assert s['quality']['exact_match_rate'] == 1.0 and p['rag'] == n, s['quality']
+m = s['stages']['match']
+# c1 and c2 are not in the allowed answers: every constrained answer is novel by construction.
+assert m['novel'] == m['matched'] == m['exact'] == n and m['fallback_not_novel'] == 0 and m['not_novel'] == 0, m"
 
 # Fuzzy matching maps near-miss answers (a description plus an invented keyword) to clusters,
 # counted apart from exact matches; the exact-match gate still counts exact ones only.

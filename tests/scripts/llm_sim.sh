@@ -85,6 +85,10 @@ start seed1 --follow 0 --seed 1
 start seed2 --follow 0 --seed 2
 start f500 --fail-500 1
 start rps --rps 5
+start rpsh --rps 0.01 --ratelimit-headers
+start f429 --fail-429 1 --retry-after 3
+start f502 --fail-502 1
+start f504 --fail-504 1
 start key --require-key 'sk-test-123'
 start faults --hang 0 --reset 0 --malformed 1
 start hang --hang 1
@@ -220,8 +224,39 @@ if [ "$N200" -le 6 ] && [ $((N200 + N429)) -eq 12 ]; then ok; else
 curl -s -o "$T/st.json" "$U/stats"
 expect "--rps stats http_429" "$(jget "$T/st.json" "j['http_429']")" "$((N429 + 1))"
 expect "gemini after the burst -> 429" "$GEM429" 429
-grep -qi '^retry-after: [1-9]' "$T/h.txt" && ok || fail "gemini 429 has no Retry-After header"
+# Gemini says when in the error's RetryInfo, as the Gemini API does for a quota: no Retry-After header.
+grep -qi '^retry-after:' "$T/h.txt" && fail "gemini quota 429 has a Retry-After header" || ok
 expect "gemini 429 status" "$(jget "$T/r429.json" "j['error']['status']")" "RESOURCE_EXHAUSTED"
+expect "gemini 429 RetryInfo" "$(jget "$T/r429.json" "[(d['@type'].split('/')[-1], d.get('retryDelay')) for d in j['error']['details']]")" \
+  "[('google.rpc.QuotaFailure', None), ('google.rpc.RetryInfo', '1s')]"
+
+# 8b. --rps with --ratelimit-headers: OpenAI's x-ratelimit-*-requests on every answer and 429.
+#     --rps 0.01: burst 1, the next token in 100 s, so no refill can happen during the check.
+U=$(url rpsh)
+for i in 1 2; do
+  post "$U/v1/chat/completions" "$T/chat.json" /dev/null -D "$T/h$i.txt" >"$T/code$i.txt"
+done
+hdr() { grep -i "^$2:" "$T/h$1.txt" | tr -d '\r' | awk '{print $2}'; }
+expect "headers: 1st answered, limit 1, remaining 0" "$(cat "$T/code1.txt"),$(hdr 1 x-ratelimit-limit-requests),$(hdr 1 x-ratelimit-remaining-requests)" "200,1,0"
+expect "headers: 2nd is 429 with remaining 0, reset 1m40s" "$(cat "$T/code2.txt"),$(hdr 2 x-ratelimit-remaining-requests),$(hdr 2 x-ratelimit-reset-requests)" "429,0,1m40s"
+grep -qi '^x-ratelimit' "$T/h.txt" && fail "--rps without --ratelimit-headers sent x-ratelimit headers" || ok
+
+# 8c. --fail-429 (rate-independent, Retry-After --retry-after), --fail-502, --fail-504.
+U=$(url f429)
+expect "--fail-429 1 status" "$(post "$U/v1/chat/completions" "$T/chat.json" "$T/r.json" -D "$T/h429.txt")" 429
+grep -qi '^retry-after: 3' "$T/h429.txt" && ok || fail "--fail-429 has no Retry-After: 3 ($(cat "$T/h429.txt"))"
+expect "--fail-429 gemini status" "$(post "$U/v1beta/models/g:generateContent" "$T/gem.json" "$T/r.json")" 429
+expect "--fail-429 gemini: no RetryInfo (not a quota)" "$(jget "$T/r.json" "'details' in j['error']")" "False"
+U=$(url f502)
+expect "--fail-502 1 status" "$(post "$U/v1/chat/completions" "$T/chat.json" "$T/r.json")" 502
+U=$(url f504)
+expect "--fail-504 1 status" "$(post "$U/v1/chat/completions" "$T/chat.json" "$T/r.json")" 504
+expect "--fail-504 gemini status" "$(post "$U/v1beta/models/g:generateContent" "$T/gem.json" "$T/r.json")" 504
+expect "--fail-504 gemini error status" "$(jget "$T/r.json" "j['error']['status']")" "DEADLINE_EXCEEDED"
+for n in f429 f502 f504; do curl -s -o "$T/st_$n.json" "$(url $n)/stats"; done
+expect "--fail-429 stats" "$(jget "$T/st_f429.json" "(j['requests'], j['http_429'], j['sporadic_429'], j['answered'])")" "(2, 2, 2, 0)"
+expect "--fail-502 stats" "$(jget "$T/st_f502.json" "(j['requests'], j['http_502'], j['answered'])")" "(1, 1, 0)"
+expect "--fail-504 stats" "$(jget "$T/st_f504.json" "(j['requests'], j['http_504'], j['answered'])")" "(2, 2, 0)"
 
 # 9. --require-key: 401 without or with a wrong key, 200 with it; never printed.
 U=$(url key)
@@ -295,7 +330,7 @@ if grep -q 'sk-test-123' "$T"/*.out "$T"/*.err; then fail "the API key appears i
 expect "listening line" "$(cat "$T/main.out")" "listening on 127.0.0.1:$(cat "$T/main.port")"
 # Every sim, including the one holding a hung request, stops cleanly (under
 # -DRAGTIDE_SANITIZE=ON a leak or sanitizer report also makes this fail).
-for name in main seed1 seed2 f500 rps key faults hang reset noise off cap; do
+for name in main seed1 seed2 f500 rps rpsh f429 f502 f504 key faults hang reset noise off cap; do
   eval "p=\$PID_$name"
   kill -TERM "$p" 2>/dev/null
   wait "$p"

@@ -388,3 +388,96 @@ Test(llm_sim, bad_requests_are_rejected_with_a_reason) {
   cr_assert_eq(sim_parse_request(SIM_API_GEMINI, g, strlen(g), &rq, why, sizeof why), -1);
   cr_assert(strstr(why, "responseSchema.enum"), "%s", why);
 }
+
+Test(llm_sim, sporadic_429_502_504_rates_order_and_shapes) {
+  g_ctx.opt.fail429 = 0.2;
+  g_ctx.opt.fail502 = 0.1;
+  g_ctx.opt.fail504 = 0.1;
+  g_ctx.opt.latency_ms = 50;
+  sim_request rq;
+  chat(&rq, "jazz, blues\nrock, guitar, live", NULL);
+  int n429 = 0, n502 = 0, n504 = 0;
+  for (uint64_t n = 0; n < 10000; n++) {
+    sim_outcome o;
+    sim_respond(&g_ctx, &rq, n, &o);
+    if (o.kind == SIM_OUT_429) {
+      n429++;
+      cr_assert_eq(o.status, 429);
+      cr_assert_eq(o.delay_ms, 0, "a 429 is a rejection: answered at once");
+      cr_assert(strstr(o.body, "rate_limit_error") && strstr(o.body, "--fail-429"), "%s", o.body);
+    } else if (o.kind == SIM_OUT_502) {
+      n502++;
+      cr_assert_eq(o.status, 502);
+      cr_assert_eq(o.delay_ms, 50);
+    } else if (o.kind == SIM_OUT_504) {
+      n504++;
+      cr_assert_eq(o.status, 504);
+    }
+    sim_outcome_free(&o);
+  }
+  /* 429 first (0.2), then 502 of the rest (0.8 x 0.1), then 504 (0.72 x 0.1). */
+  cr_assert(n429 > 1850 && n429 < 2150, "%d 429s", n429);
+  cr_assert(n502 > 700 && n502 < 900, "%d 502s", n502);
+  cr_assert(n504 > 630 && n504 < 810, "%d 504s", n504);
+  sim_request_free(&rq);
+}
+
+Test(llm_sim, new_faults_do_not_move_the_old_draws) {
+  /* --fail-500 alone gives the same outcomes with the new fault flags at 0. */
+  g_ctx.opt.fail500 = 0.3;
+  sim_request rq;
+  chat(&rq, "cats, funny", NULL);
+  int n500 = 0;
+  for (uint64_t n = 0; n < 2000; n++) {
+    sim_outcome o;
+    sim_respond(&g_ctx, &rq, n, &o);
+    int want = sim_draw_unit(g_ctx.opt.seed, rq.prompt_hash, n, SIM_D_500) < 0.3;
+    cr_assert_eq(o.kind == SIM_OUT_500, want);
+    n500 += want;
+    sim_outcome_free(&o);
+  }
+  cr_assert_gt(n500, 0);
+  sim_request_free(&rq);
+}
+
+Test(llm_sim, durations_and_bucket_state_as_openai_headers_say) {
+  char b[32];
+  sim_format_duration(0.012, b, sizeof b);
+  cr_assert_str_eq(b, "12ms");
+  sim_format_duration(0.0004, b, sizeof b);
+  cr_assert_str_eq(b, "1ms");
+  sim_format_duration(1.5, b, sizeof b);
+  cr_assert_str_eq(b, "1.5s");
+  sim_format_duration(360, b, sizeof b);
+  cr_assert_str_eq(b, "6m0s");
+  sim_format_duration(3723, b, sizeof b);
+  cr_assert_str_eq(b, "1h2m3s");
+  sim_format_duration(0, b, sizeof b);
+  cr_assert_str_eq(b, "0s");
+  sim_bucket bk;
+  sim_bucket_init(&bk, 10, 100.0);
+  for (int i = 0; i < 4; i++) cr_assert_eq(sim_bucket_take(&bk, 100.0), 0);
+  long lim, rem;
+  double reset;
+  sim_bucket_state(&bk, &lim, &rem, &reset);
+  cr_assert_eq(lim, 10);
+  cr_assert_eq(rem, 6);
+  cr_assert_float_eq(reset, 0.4, 1e-9); /* 4 tokens at 10/s */
+}
+
+Test(llm_sim, gemini_quota_429_carries_retry_info) {
+  char *g = sim_quota_error_body(SIM_API_GEMINI, "quota", 13);
+  json_t *j = json_loads(g, 0, NULL);
+  cr_assert(j, "%s", g);
+  json_t *d = json_object_get(json_object_get(j, "error"), "details");
+  cr_assert_eq(json_array_size(d), 2);
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(d, 1), "@type")),
+                   "type.googleapis.com/google.rpc.RetryInfo");
+  cr_assert_str_eq(json_string_value(json_object_get(json_array_get(d, 1), "retryDelay")), "13s");
+  cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "status")), "RESOURCE_EXHAUSTED");
+  json_decref(j);
+  free(g);
+  char *o = sim_quota_error_body(SIM_API_OPENAI, "quota", 13);
+  cr_assert(strstr(o, "rate_limit_error") && !strstr(o, "RetryInfo"), "%s", o);
+  free(o);
+}

@@ -291,8 +291,11 @@ static void same_as_reference(const char *api, const char *constrain, const char
     const char *system = (i % 3 == 0) ? NULL : sys;
     int64_t seed = (i % 4 == 0) ? 0 : (i % 4 == 1 ? -7 : (int64_t)i * 1000003);
     size_t l1, l2;
-    char *fast = rt_llm_build_body(&f, system, user, seed, &l1);
-    char *ref = rt_llm_build_body_ref(&f, system, user, seed, &l2);
+    /* Every third body leaves a pair out of the enum (some out of range, some repeated). */
+    uint32_t ex[2] = {(uint32_t)(i % 5), (uint32_t)((i / 5) % 5)};
+    int nex = i % 3 == 1 ? 2 : (i % 3 == 2 ? 1 : 0);
+    char *fast = rt_llm_build_body_ex(&f, system, user, seed, ex, nex, &l1);
+    char *ref = rt_llm_build_body_ref_ex(&f, system, user, seed, ex, nex, &l2);
     cr_assert_eq(strlen(fast), l1);
     cr_assert(l1 == l2 && memcmp(fast, ref, l1) == 0, "%s/%s body %d differs:\n fast %s\n ref  %s", api,
               constrain, i, fast, ref);
@@ -725,4 +728,180 @@ Test(pacing, aimd_converges_below_a_simulated_limit) {
   cr_assert_lt((double)refused_late, 0.01 * (double)sent_late, "%ld of %ld refused after 10 s", refused_late,
                sent_late);
   cr_assert_gt((double)(sent_late - refused_late), 0.95 * R * 50, "accepted %ld in 50 s", sent_late - refused_late);
+}
+
+/* The enum a body allows, whichever api: openai json_schema, guided_choice, gemini. */
+static json_t *enum_of(json_t *b) {
+  json_t *e = json_object_get(b, "guided_choice");
+  if (e) return e;
+  json_t *rf = json_object_get(b, "response_format");
+  if (rf) return json_object_get(json_object_get(json_object_get(json_object_get(json_object_get(
+                                     rf, "json_schema"), "schema"), "properties"), "cluster"), "enum");
+  return json_object_get(json_object_get(json_object_get(b, "generationConfig"), "responseSchema"), "enum");
+}
+
+static void pair_enum_excludes(const char *api, const char *constrain) {
+  char kv[100];
+  snprintf(kv, sizeof kv, "llm.api=%s", api);
+  set(kv);
+  snprintf(kv, sizeof kv, "llm.constrain=%s", constrain);
+  set(kv);
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK, "%s", e.msg);
+  for (uint32_t c1 = 0; c1 < 4; c1++)
+    for (uint32_t c2 = 0; c2 < 4; c2++) {
+      uint32_t ex[2] = {c1, c2};
+      size_t len;
+      char *b = rt_llm_build_body_ex(&f, "sys", "user", 5, ex, 2, &len);
+      json_t *j = json_loads(b, 0, NULL);
+      cr_assert_not_null(j, "%s/%s: body is not JSON: %s", api, constrain, b);
+      json_t *en = enum_of(j);
+      cr_assert(json_is_array(en), "%s/%s: no enum in %s", api, constrain, b);
+      size_t want = c1 == c2 ? 3 : 2;
+      cr_assert_eq(json_array_size(en), want, "%s/%s (%u, %u): %s", api, constrain, c1, c2, b);
+      size_t k = 0;
+      for (uint32_t i = 0; i < 4; i++) {
+        if (i == c1 || i == c2) continue;
+        cr_assert_str_eq(json_string_value(json_array_get(en, k)), DESCS[i]);
+        k++;
+      }
+      json_decref(j);
+      free(b);
+    }
+  /* No exclusion: the whole catalog, and the same bytes as rt_llm_build_body. */
+  size_t l1, l2;
+  char *a = rt_llm_build_body_ex(&f, NULL, "u", 0, NULL, 0, &l1);
+  char *b = rt_llm_build_body(&f, NULL, "u", 0, &l2);
+  cr_assert(l1 == l2 && memcmp(a, b, l1) == 0);
+  json_t *j = json_loads(a, 0, NULL);
+  assert_enum(enum_of(j));
+  json_decref(j);
+  free(a);
+  free(b);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, pair_enum_leaves_out_c1_and_c2) {
+  pair_enum_excludes("openai", "json_schema");
+  pair_enum_excludes("openai", "guided_choice");
+  pair_enum_excludes("gemini", "json_schema");
+}
+
+Test(request, constrain_off_ignores_exclusions) {
+  rt_llm_reqfmt f;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_reqfmt_init(&f, &cfg, &cat, &e), RT_OK, "%s", e.msg);
+  uint32_t ex[2] = {0, 1};
+  size_t l1, l2;
+  char *a = rt_llm_build_body_ex(&f, NULL, "u", 0, ex, 2, &l1);
+  char *b = rt_llm_build_body(&f, NULL, "u", 0, &l2);
+  cr_assert(l1 == l2 && memcmp(a, b, l1) == 0);
+  free(a);
+  free(b);
+  rt_llm_reqfmt_free(&f);
+}
+
+Test(request, request_key_changes_with_the_pair) {
+  set("llm.constrain=json_schema");
+  rt_llm_client *c;
+  rt_err e = {0};
+  cr_assert_eq(rt_llm_client_new(&cfg, &cat, &c, &e), RT_OK, "%s", e.msg);
+  rt_llm_call a = {NULL, "same prompt", 1, 2, {0, 1}}, b = {NULL, "same prompt", 1, 2, {0, 2}},
+              a2 = {NULL, "same prompt", 7, 2, {1, 0}};
+  cr_assert_neq(rt_llm_request_key(c, &a), rt_llm_request_key(c, &b));
+  cr_assert_eq(rt_llm_request_key(c, &a), rt_llm_request_key(c, &a2)); /* order and tag do not matter */
+  rt_llm_client_free(c);
+}
+
+Test(request, go_durations_and_retry_info) {
+  cr_assert_float_eq(rt_parse_duration("12ms"), 0.012, 1e-12);
+  cr_assert_float_eq(rt_parse_duration("1.5s"), 1.5, 1e-12);
+  cr_assert_float_eq(rt_parse_duration("6m0s"), 360, 1e-9);
+  cr_assert_float_eq(rt_parse_duration("1h2m3.5s"), 3723.5, 1e-9);
+  cr_assert_float_eq(rt_parse_duration("250us"), 250e-6, 1e-12);
+  cr_assert_float_eq(rt_parse_duration("7"), 7, 1e-12);
+  cr_assert_float_eq(rt_parse_duration(" 20ms"), 0.02, 1e-12);
+  cr_assert_eq(rt_parse_duration("soon"), -1);
+  cr_assert_eq(rt_parse_duration("1m30"), -1);
+  cr_assert_eq(rt_parse_duration(""), -1);
+  cr_assert_eq(rt_parse_duration("-1s"), -1);
+  const char *g = "{\"error\":{\"code\":429,\"message\":\"quota\",\"status\":\"RESOURCE_EXHAUSTED\",\"details\":["
+                  "{\"@type\":\"type.googleapis.com/google.rpc.QuotaFailure\",\"violations\":[]},"
+                  "{\"@type\": \"type.googleapis.com/google.rpc.RetryInfo\", \"retryDelay\": \"13s\"}]}}";
+  cr_assert_float_eq(rt_retryinfo_delay(g, strlen(g)), 13, 1e-12);
+  const char *g2 = "{\"details\":[{\"retryDelay\":\"0.5s\",\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\"}]}";
+  cr_assert_float_eq(rt_retryinfo_delay(g2, strlen(g2)), 0.5, 1e-12);
+  const char *busy = "{\"error\":{\"code\":429,\"message\":\"Resource exhausted\",\"status\":\"RESOURCE_EXHAUSTED\"}}";
+  cr_assert_eq(rt_retryinfo_delay(busy, strlen(busy)), -1);
+  cr_assert_eq(rt_retryinfo_delay(NULL, 0), -1);
+}
+
+Test(request, sporadic_429s_are_no_evidence_a_limit_is) {
+  rt_win429 w;
+  rt_win429_init(&w, 100.0);
+  /* 20% 429s at 500 responses/s for 4 s: never evidence, unlimited or not
+   * (the floor of the closed windows is 20%). */
+  double t = 100.0;
+  for (int i = 0; i < 2000; i++, t += 0.002) {
+    rt_win429_add(&w, t, i % 5 == 0);
+    cr_assert_eq(rt_win429_evidence(&w, t, 0, 128, 2.0), 0, "at %d", i);
+  }
+  cr_assert_float_eq(rt_win429_floor(&w), 0.2, 0.01);
+  cr_assert_eq(rt_win429_evidence(&w, t, 1, 128, 2.0), 0);
+  /* The share climbs to 60%: evidence in both modes. */
+  for (int i = 0; i < 1000; i++, t += 0.002) rt_win429_add(&w, t, i % 5 < 3);
+  cr_assert_eq(rt_win429_evidence(&w, t, 0, 128, 2.0), 1);
+  cr_assert_eq(rt_win429_evidence(&w, t, 1, 128, 2.0), 1);
+  /* Too few responses: no evidence, whatever the share. */
+  rt_win429 w2;
+  rt_win429_init(&w2, 0.0);
+  for (int i = 0; i < 20; i++) rt_win429_add(&w2, 0.01 * i, 1);
+  cr_assert_eq(rt_win429_evidence(&w2, 0.2, 0, 128, 2.0), 0);
+  cr_assert_eq(rt_win429_evidence(&w2, 0.2, 0, 16, 2.0), 1); /* 100%: a clear majority counts at once */
+  /* Before the responses settle only a majority counts: 35% of 1000 is not yet evidence, later it is. */
+  rt_win429 w5;
+  rt_win429_init(&w5, 0.0);
+  for (int i = 0; i < 1000; i++) rt_win429_add(&w5, 0.001 * i, i % 20 < 7);
+  cr_assert_eq(rt_win429_evidence(&w5, 1.0, 0, 128, 2.0), 0);
+  cr_assert_eq(rt_win429_evidence(&w5, 1.0, 0, 128, 0.5), 1);
+  /* 200 responses: 30% is within two standard errors of 25%, 40% is not. */
+  rt_win429 w3;
+  rt_win429_init(&w3, 0.0);
+  for (int i = 0; i < 200; i++) rt_win429_add(&w3, 0.001 * i, i % 10 < 3);
+  cr_assert_eq(rt_win429_evidence(&w3, 0.2, 0, 128, 0.0), 0);
+  rt_win429_init(&w3, 0.0);
+  for (int i = 0; i < 200; i++) rt_win429_add(&w3, 0.001 * i, i % 10 < 4);
+  cr_assert_eq(rt_win429_evidence(&w3, 0.2, 0, 128, 0.0), 1);
+  /* A limited rank with no sporadic floor (0%): any 429 is evidence. */
+  rt_win429 w4;
+  rt_win429_init(&w4, 0.0);
+  t = 0;
+  for (int i = 0; i < 1500; i++, t += 0.002) rt_win429_add(&w4, t, 0);
+  rt_win429_add(&w4, t, 1);
+  cr_assert_float_eq(rt_win429_floor(&w4), 0, 1e-12);
+  cr_assert_eq(rt_win429_evidence(&w4, t, 1, 128, 2.0), 1);
+  cr_assert_eq(rt_win429_evidence(&w4, t, 0, 128, 2.0), 0);
+}
+
+Test(request, latency_histogram_buckets_and_quantiles) {
+  cr_assert_eq(rt_llm_latency_bucket(0.5), 0);
+  cr_assert_eq(rt_llm_latency_bucket(1.0), 1);
+  cr_assert_eq(rt_llm_latency_bucket(2.0), 5);
+  cr_assert_eq(rt_llm_latency_bucket(1e9), RT_LLM_LAT_BUCKETS - 1);
+  for (int k = 1; k < RT_LLM_LAT_BUCKETS - 1; k++) {
+    double up = rt_llm_latency_bucket_upper_ms(k);
+    cr_assert_eq(rt_llm_latency_bucket(up * 0.999), k, "bucket %d", k);
+    cr_assert_eq(rt_llm_latency_bucket(up * 1.001), k + 1, "bucket %d", k);
+  }
+  uint64_t b[RT_LLM_LAT_BUCKETS] = {0}, b2[RT_LLM_LAT_BUCKETS] = {0};
+  cr_assert_eq(rt_llm_latency_quantile(b, 0.5), 0);
+  /* 90 answers at 50 ms, 10 at 400 ms, split over two "ranks" and merged. */
+  for (int i = 0; i < 90; i++) (i % 2 ? b : b2)[rt_llm_latency_bucket(50)]++;
+  for (int i = 0; i < 10; i++) (i % 2 ? b : b2)[rt_llm_latency_bucket(400)]++;
+  for (int k = 0; k < RT_LLM_LAT_BUCKETS; k++) b[k] += b2[k];
+  double p50 = rt_llm_latency_quantile(b, 0.5), p95 = rt_llm_latency_quantile(b, 0.95);
+  cr_assert(p50 >= 50 && p50 < 50 * 1.19, "p50 %g", p50);
+  cr_assert(p95 >= 400 && p95 < 400 * 1.19, "p95 %g", p95);
+  cr_assert_float_eq(rt_llm_latency_quantile(b, 0.9), p50, 1e-9);
 }

@@ -134,7 +134,9 @@ int main(int argc, char **argv) {
          "\"exact_rate\":%.4f,\"requests\":%llu,\"retries\":%llu,\"answered\":%llu,\"http_429\":%llu,"
          "\"http_5xx\":%llu,\"timeouts\":%llu,\"conn_errors\":%llu,\"bad_responses\":%llu,\"throttled_ms\":%llu,"
          "\"prompt_tokens\":%llu,\"completion_tokens\":%llu,\"wall_s\":%.4f,\"cpu_s\":%.4f,"
-         "\"cpu_us_per_request\":%.2f,\"requests_per_s\":%.1f,\"rate_cuts\":%llu,\"rate_limit\":%.1f}\n",
+         "\"cpu_us_per_request\":%.2f,\"requests_per_s\":%.1f,\"rate_cuts\":%llu,\"rate_limit\":%.1f,"
+         "\"http_429_quota\":%llu,\"limit_batches\":%llu,\"hdr_rate\":%.1f,\"latency_p50_ms\":%.1f,"
+         "\"latency_p99_ms\":%.1f}\n",
          rank, nranks, rc, n, ok, (unsigned long long)s->failed, exact, n ? (double)exact / (double)n : 0.0,
          (unsigned long long)s->requests, (unsigned long long)s->retries, (unsigned long long)s->answered,
          (unsigned long long)s->http_429, (unsigned long long)s->http_5xx, (unsigned long long)s->timeouts,
@@ -142,7 +144,9 @@ int main(int argc, char **argv) {
          (unsigned long long)s->throttled_ms, (unsigned long long)s->prompt_tokens,
          (unsigned long long)s->completion_tokens, wall, cpu,
          s->requests ? cpu * 1e6 / (double)s->requests : 0.0, wall > 0 ? (double)s->requests / wall : 0.0,
-         (unsigned long long)s->rate_cuts, s->rate_limit);
+         (unsigned long long)s->rate_cuts, s->rate_limit, (unsigned long long)s->http_429_quota,
+         (unsigned long long)s->limit_batches, s->hdr_rate, rt_llm_latency_quantile(s->latency_buckets, 0.5),
+         rt_llm_latency_quantile(s->latency_buckets, 0.99));
   fflush(stdout);
   for (long i = 0; i < n; i++) {
     rt_llm_answer_free(&ans[i]);

@@ -345,6 +345,8 @@ char *sim_error_body(sim_api api, int status, const char *message) {
   case 413: code = "request_too_large"; gstatus = "INVALID_ARGUMENT"; break;
   case 429: type = "rate_limit_error"; code = "rate_limit_exceeded"; gstatus = "RESOURCE_EXHAUSTED"; break;
   case 500: type = "server_error"; code = "internal_error"; gstatus = "INTERNAL"; break;
+  case 502: type = "server_error"; code = "bad_gateway"; gstatus = "UNAVAILABLE"; break;
+  case 504: type = "server_error"; code = "gateway_timeout"; gstatus = "DEADLINE_EXCEEDED"; break;
   case 503: type = "server_error"; code = "service_unavailable"; gstatus = "UNAVAILABLE"; break;
   default: break;
   }
@@ -353,6 +355,26 @@ char *sim_error_body(sim_api api, int status, const char *message) {
                           gstatus));
   return dump(json_pack("{s:{s:s, s:s, s:n, s:o}}", "error", "message", message, "type", type, "param",
                         "code", code ? json_string(code) : json_null()));
+}
+
+char *sim_quota_error_body(sim_api api, const char *message, int retry_s) {
+  if (api != SIM_API_GEMINI) return sim_error_body(api, 429, message);
+  char delay[32];
+  snprintf(delay, sizeof delay, "%ds", retry_s);
+  return dump(json_pack("{s:{s:i, s:s, s:s, s:[{s:s, s:[{s:s, s:s}]}, {s:s, s:s}]}}", "error", "code", 429,
+                        "message", message, "status", "RESOURCE_EXHAUSTED", "details", "@type",
+                        "type.googleapis.com/google.rpc.QuotaFailure", "violations", "quotaMetric",
+                        "generativelanguage.googleapis.com/generate_content_requests", "quotaId",
+                        "SimRequestsPerSecond", "@type", "type.googleapis.com/google.rpc.RetryInfo", "retryDelay",
+                        delay));
+}
+
+static void error_outcome(sim_outcome *out, const sim_request *rq, sim_outcome_kind kind, int status,
+                          const char *msg) {
+  out->kind = kind;
+  out->status = status;
+  out->body = sim_error_body(rq->api, status, msg);
+  out->body_len = strlen(out->body);
 }
 
 void sim_respond(const sim_ctx *ctx, const sim_request *rq, uint64_t n, sim_outcome *out) {
@@ -369,18 +391,26 @@ void sim_respond(const sim_ctx *ctx, const sim_request *rq, uint64_t n, sim_outc
     out->kind = SIM_OUT_HANG;
     return;
   }
+  if (sim_draw_unit(seed, h, n, SIM_D_429) < o->fail429) {
+    /* A busy shared capacity, not a quota: no RetryInfo, no rate-limit headers. */
+    error_outcome(out, rq, SIM_OUT_429, 429, "simulated overload: resource exhausted, try again later (--fail-429)");
+    out->delay_ms = 0; /* a rejection: answered at once */
+    return;
+  }
   if (sim_draw_unit(seed, h, n, SIM_D_500) < o->fail500) {
-    out->kind = SIM_OUT_500;
-    out->status = 500;
-    out->body = sim_error_body(rq->api, 500, "simulated internal server error (--fail-500)");
-    out->body_len = strlen(out->body);
+    error_outcome(out, rq, SIM_OUT_500, 500, "simulated internal server error (--fail-500)");
+    return;
+  }
+  if (sim_draw_unit(seed, h, n, SIM_D_502) < o->fail502) {
+    error_outcome(out, rq, SIM_OUT_502, 502, "simulated bad gateway (--fail-502)");
     return;
   }
   if (sim_draw_unit(seed, h, n, SIM_D_503) < o->fail503) {
-    out->kind = SIM_OUT_503;
-    out->status = 503;
-    out->body = sim_error_body(rq->api, 503, "simulated overload, try again later (--fail-503)");
-    out->body_len = strlen(out->body);
+    error_outcome(out, rq, SIM_OUT_503, 503, "simulated overload, try again later (--fail-503)");
+    return;
+  }
+  if (sim_draw_unit(seed, h, n, SIM_D_504) < o->fail504) {
+    error_outcome(out, rq, SIM_OUT_504, 504, "simulated gateway timeout (--fail-504)");
     return;
   }
   int malformed = sim_draw_unit(seed, h, n, SIM_D_MALFORMED) < o->malformed;

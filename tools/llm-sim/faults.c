@@ -226,3 +226,30 @@ int sim_bucket_take(sim_bucket *b, double now) {
   double wait = ceil((1 - b->tokens) / b->rate);
   return wait < 1 ? 1 : wait > 86400 ? 86400 : (int)wait;
 }
+
+void sim_bucket_state(const sim_bucket *b, long *limit, long *remaining, double *reset_s) {
+  double t = b->tokens < 0 ? 0 : b->tokens;
+  *limit = (long)b->burst;
+  *remaining = (long)floor(t);
+  *reset_s = b->rate > 0 ? (b->burst - t) / b->rate : 0;
+}
+
+void sim_format_duration(double s, char *out, size_t cap) {
+  if (!(s > 0)) {
+    snprintf(out, cap, "0s");
+    return;
+  }
+  if (s < 1) {
+    long ms = (long)ceil(s * 1000);
+    if (ms >= 1000) snprintf(out, cap, "1s");
+    else snprintf(out, cap, "%ldms", ms);
+    return;
+  }
+  if (s < 60) {
+    snprintf(out, cap, "%.3gs", s);
+    return;
+  }
+  long t = (long)ceil(s);
+  if (t < 3600) snprintf(out, cap, "%ldm%lds", t / 60, t % 60);
+  else snprintf(out, cap, "%ldh%ldm%lds", t / 3600, (t / 60) % 60, t % 60);
+}

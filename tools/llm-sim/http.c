@@ -41,12 +41,16 @@ typedef struct sim_req {
   int has_slot;   /* holds one of --capacity service slots */
   int in_flight;  /* counted in in_flight */
   double due;     /* ST_DELAYED: when to resume (monotonic seconds) */
+  int rl;         /* --ratelimit-headers: the bucket below is sent with the response */
+  long rl_limit, rl_remaining;
+  double rl_reset;
   struct sim_req *next; /* FIFO (ST_QUEUED) or hang list (ST_HUNG) */
 } sim_req;
 
 typedef struct counters {
   uint64_t requests, answered, http_400, http_401, http_404, http_405, http_413, http_429, http_500,
       http_503, hangs, resets, malformed, off_catalog, noisy, queued;
+  uint64_t http_502, http_504, sporadic_429; /* sporadic_429: --fail-429 (also in http_429) */
   uint64_t ep_chat, ep_gemini, ep_models, ep_other;
   uint64_t in_flight, max_in_flight, in_service, max_in_service;
 } counters;
@@ -135,7 +139,7 @@ static void leave_flight_locked(sim_server *s, sim_req *r) {
 }
 
 static enum MHD_Result reply(struct MHD_Connection *con, unsigned status, char *body, size_t len,
-                             int retry_after) {
+                             int retry_after, const sim_req *rl) {
   struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, body, free);
   if (!resp) {
     free(body);
@@ -147,6 +151,15 @@ static enum MHD_Result reply(struct MHD_Connection *con, unsigned status, char *
     snprintf(b, sizeof b, "%d", retry_after);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, b);
   }
+  if (rl && rl->rl) { /* OpenAI's names and formats (the -tokens trio is not simulated) */
+    char b[32];
+    snprintf(b, sizeof b, "%ld", rl->rl_limit);
+    MHD_add_response_header(resp, "x-ratelimit-limit-requests", b);
+    snprintf(b, sizeof b, "%ld", rl->rl_remaining);
+    MHD_add_response_header(resp, "x-ratelimit-remaining-requests", b);
+    sim_format_duration(rl->rl_reset, b, sizeof b);
+    MHD_add_response_header(resp, "x-ratelimit-reset-requests", b);
+  }
   enum MHD_Result rc = MHD_queue_response(con, status, resp);
   MHD_destroy_response(resp);
   return rc;
@@ -157,9 +170,12 @@ static enum MHD_Result reply_error(sim_server *s, sim_req *r, unsigned status, c
   pthread_mutex_lock(&s->mu);
   if (counter) (*counter)++;
   pthread_mutex_unlock(&s->mu);
-  char *body = sim_error_body(r->api, (int)status, msg);
+  char *body = status == 429 ? sim_quota_error_body(r->api, msg, retry_after) /* only the --rps limiter */
+                   : sim_error_body(r->api, (int)status, msg);
   r->state = ST_DONE;
-  return reply(r->con, status, body, strlen(body), retry_after);
+  /* Gemini says when to retry in RetryInfo, not in a Retry-After header. */
+  if (status == 429 && r->api == SIM_API_GEMINI) retry_after = 0;
+  return reply(r->con, status, body, strlen(body), retry_after, r);
 }
 
 static route route_of(const char *url, const char *method, sim_api *api) {
@@ -202,12 +218,14 @@ static char *stats_json(sim_server *s) {
            "\"http_405\":%llu,\"http_413\":%llu,\"http_429\":%llu,\"http_500\":%llu,\"http_503\":%llu,"
            "\"hangs\":%llu,\"resets\":%llu,\"malformed\":%llu,\"off_catalog\":%llu,\"noisy\":%llu,"
            "\"queued\":%llu,\"in_flight\":%llu,\"max_in_flight\":%llu,\"in_service\":%llu,"
-           "\"max_in_service\":%llu,\"by_endpoint\":{\"chat_completions\":%llu,"
+           "\"max_in_service\":%llu,\"http_502\":%llu,\"http_504\":%llu,\"sporadic_429\":%llu,"
+           "\"by_endpoint\":{\"chat_completions\":%llu,"
            "\"generate_content\":%llu,\"models\":%llu,\"other\":%llu}}",
            U(c.requests), U(c.answered), U(c.http_400), U(c.http_401), U(c.http_404), U(c.http_405),
            U(c.http_413), U(c.http_429), U(c.http_500), U(c.http_503), U(c.hangs), U(c.resets),
            U(c.malformed), U(c.off_catalog), U(c.noisy), U(c.queued), U(c.in_flight),
-           U(c.max_in_flight), U(c.in_service), U(c.max_in_service), U(c.ep_chat), U(c.ep_gemini),
+           U(c.max_in_flight), U(c.in_service), U(c.max_in_service), U(c.http_502), U(c.http_504),
+           U(c.sporadic_429), U(c.ep_chat), U(c.ep_gemini),
            U(c.ep_models), U(c.ep_other));
 #undef U
   return b;
@@ -234,6 +252,9 @@ static enum MHD_Result send_outcome(sim_server *s, sim_req *r) {
   case SIM_OUT_MALFORMED: s->st.malformed++; break;
   case SIM_OUT_500: s->st.http_500++; break;
   case SIM_OUT_503: s->st.http_503++; break;
+  case SIM_OUT_502: s->st.http_502++; break;
+  case SIM_OUT_504: s->st.http_504++; break;
+  case SIM_OUT_429: s->st.http_429++; s->st.sporadic_429++; break;
   default: break;
   }
   leave_flight_locked(s, r);
@@ -241,7 +262,8 @@ static enum MHD_Result send_outcome(sim_server *s, sim_req *r) {
   char *body = o->body;
   o->body = NULL;
   r->state = ST_DONE;
-  return reply(r->con, (unsigned)o->status, body, o->body_len, 0);
+  int ra = o->kind == SIM_OUT_429 ? s->ctx->opt.retry_after : 0; /* --fail-429: both apis */
+  return reply(r->con, (unsigned)o->status, body, o->body_len, ra, r);
 }
 
 /* r holds a service slot (or capacity is unlimited): decide and answer. */
@@ -296,11 +318,11 @@ static enum MHD_Result on_complete(sim_server *s, sim_req *r, const char *url, c
   case R_STATS: {
     char *b = stats_json(s);
     r->state = ST_DONE;
-    return reply(r->con, 200, b, strlen(b), 0);
+    return reply(r->con, 200, b, strlen(b), 0, NULL);
   }
   case R_HEALTH:
     r->state = ST_DONE;
-    return reply(r->con, 200, rt_xstrdup("{\"status\":\"ok\"}"), 15, 0);
+    return reply(r->con, 200, rt_xstrdup("{\"status\":\"ok\"}"), 15, 0, NULL);
   case R_MODELS: {
     pthread_mutex_lock(&s->mu);
     s->st.requests++;
@@ -310,7 +332,7 @@ static enum MHD_Result on_complete(sim_server *s, sim_req *r, const char *url, c
     snprintf(b, 256, "{\"object\":\"list\",\"data\":[{\"id\":\"%s\",\"object\":\"model\",\"created\":0,"
              "\"owned_by\":\"ragtide\"}]}", SIM_MODEL_ID);
     r->state = ST_DONE;
-    return reply(r->con, 200, b, strlen(b), 0);
+    return reply(r->con, 200, b, strlen(b), 0, NULL);
   }
   case R_404:
   case R_405:
@@ -331,6 +353,10 @@ static enum MHD_Result on_complete(sim_server *s, sim_req *r, const char *url, c
   if (r->route == R_CHAT) s->st.ep_chat++;
   else s->st.ep_gemini++;
   int retry = o->rps > 0 ? sim_bucket_take(&s->bucket, mono()) : 0;
+  if (o->rps > 0 && o->ratelimit_headers && r->api == SIM_API_OPENAI) {
+    r->rl = 1;
+    sim_bucket_state(&s->bucket, &r->rl_limit, &r->rl_remaining, &r->rl_reset);
+  }
   pthread_mutex_unlock(&s->mu);
   if (r->too_big) {
     snprintf(msg, sizeof msg, "request body over %u MiB; send fewer enum values", MAX_BODY >> 20);

@@ -35,8 +35,16 @@ static const char usage[] =
     "  --capacity N          max requests in service, the rest wait FIFO (default 0: unlimited)\n"
     "  --rps R               token-bucket limit in requests/s, burst max(1,R); over it 429 with\n"
     "                        Retry-After (default 0: unlimited)\n"
+    "                        (Gemini: no Retry-After; RetryInfo in the error's details)\n"
+    "  --ratelimit-headers   with --rps: OpenAI's x-ratelimit-limit/remaining/reset-requests\n"
+    "                        headers on every inference response, from the --rps bucket\n"
+    "  --fail-429 X          fraction answered 429 at once, independent of the rate (a busy\n"
+    "                        shared capacity), with Retry-After (default 0)\n"
+    "  --retry-after S       the Retry-After seconds of --fail-429 (default 1)\n"
     "  --fail-500 X          fraction of requests answered 500 (default 0)\n"
+    "  --fail-502 X          fraction answered 502\n"
     "  --fail-503 X          fraction answered 503\n"
+    "  --fail-504 X          fraction answered 504\n"
     "  --hang X              fraction never answered (connection held open until shutdown)\n"
     "  --reset X             fraction whose connection is closed without a response\n"
     "  --malformed X         fraction answered 200 with a truncated (invalid) JSON body\n"
@@ -87,7 +95,7 @@ static int parse_uint(const char *flag, const char *s, unsigned long long lo, un
 
 enum {
   O_CATALOG = 256, O_PORT, O_PORT_FILE, O_SEED, O_LATENCY, O_LATENCY_DIST, O_LATENCY_P99, O_CAPACITY,
-  O_RPS, O_F500, O_F503, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
+  O_RPS, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
   O_HELP,
 };
 
@@ -100,6 +108,9 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     {"latency-p99-ms", required_argument, 0, O_LATENCY_P99},
     {"capacity", required_argument, 0, O_CAPACITY}, {"rps", required_argument, 0, O_RPS},
     {"fail-500", required_argument, 0, O_F500}, {"fail-503", required_argument, 0, O_F503},
+    {"fail-429", required_argument, 0, O_F429}, {"fail-502", required_argument, 0, O_F502},
+    {"fail-504", required_argument, 0, O_F504}, {"retry-after", required_argument, 0, O_RETRY_AFTER},
+    {"ratelimit-headers", no_argument, 0, O_RL_HEADERS},
     {"hang", required_argument, 0, O_HANG}, {"reset", required_argument, 0, O_RESET},
     {"malformed", required_argument, 0, O_MALFORMED}, {"off-catalog", required_argument, 0, O_OFF},
     {"noise", required_argument, 0, O_NOISE}, {"follow", required_argument, 0, O_FOLLOW},
@@ -109,6 +120,7 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
   memset(o, 0, sizeof *o);
   o->follow = 0.8;
   o->threads = 2;
+  o->retry_after = 1;
   int c, rc = 0;
   unsigned long long u;
   opterr = 0;
@@ -132,6 +144,13 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     case O_RPS: rc = parse_double("--rps", optarg, 0, 1e300, &o->rps); break;
     case O_F500: rc = parse_double("--fail-500", optarg, 0, 1, &o->fail500); break;
     case O_F503: rc = parse_double("--fail-503", optarg, 0, 1, &o->fail503); break;
+    case O_F429: rc = parse_double("--fail-429", optarg, 0, 1, &o->fail429); break;
+    case O_F502: rc = parse_double("--fail-502", optarg, 0, 1, &o->fail502); break;
+    case O_F504: rc = parse_double("--fail-504", optarg, 0, 1, &o->fail504); break;
+    case O_RETRY_AFTER:
+      if (!(rc = parse_uint("--retry-after", optarg, 1, 86400, &u))) o->retry_after = (int)u;
+      break;
+    case O_RL_HEADERS: o->ratelimit_headers = 1; break;
     case O_HANG: rc = parse_double("--hang", optarg, 0, 1, &o->hang); break;
     case O_RESET: rc = parse_double("--reset", optarg, 0, 1, &o->reset); break;
     case O_MALFORMED: rc = parse_double("--malformed", optarg, 0, 1, &o->malformed); break;
@@ -223,10 +242,11 @@ int main(int argc, char **argv) {
   fflush(stdout);
   const sim_opts *o = &ctx.opt;
   rt_info("ragtide-llm-sim: %u clusters from %s, seed %llu, follow %g, latency %g ms%s, capacity %u, "
-          "rps %g, faults reset %g hang %g 500 %g 503 %g malformed %g off-catalog %g noise %g, "
-          "%u threads%s", ctx.cat.n, o->catalog_path, (unsigned long long)o->seed, o->follow,
-          o->latency_ms, o->latency_lognormal ? " (log-normal)" : "", o->capacity, o->rps, o->reset,
-          o->hang, o->fail500, o->fail503, o->malformed, o->off_catalog, o->noise, o->threads,
+          "rps %g%s, faults reset %g hang %g 429 %g (Retry-After %d) 500 %g 502 %g 503 %g 504 %g malformed %g "
+          "off-catalog %g noise %g, %u threads%s", ctx.cat.n, o->catalog_path, (unsigned long long)o->seed,
+          o->follow, o->latency_ms, o->latency_lognormal ? " (log-normal)" : "", o->capacity, o->rps,
+          o->ratelimit_headers ? " with rate-limit headers" : "", o->reset, o->hang, o->fail429, o->retry_after,
+          o->fail500, o->fail502, o->fail503, o->fail504, o->malformed, o->off_catalog, o->noise, o->threads,
           o->require_key ? ", API key required" : "");
 
   int sig = 0;

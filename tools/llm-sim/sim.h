@@ -1,7 +1,7 @@
 /* sim.h — ragtide-llm-sim, a deterministic, fault-injecting local LLM endpoint.
  *
  * Owns: the simulated "model" (which cluster a prompt gets), the fault plan
- * (reset, hang, 500, 503, malformed, off-catalog, noise, latency), the 429
+ * (reset, hang, 429, 500, 502, 503, 504, malformed, off-catalog, noise, latency), the 429
  * token bucket and the request/response JSON of the OpenAI chat-completions
  * and Gemini generateContent shapes. Files:
  *   main.c    command line, start-up, signals, shutdown
@@ -37,6 +37,9 @@ typedef struct sim_opts {
   unsigned capacity;        /* max requests in service, 0 = unlimited */
   double rps;               /* 0 = unlimited */
   double fail500, fail503, hang, reset, malformed, off_catalog, noise;
+  double fail429, fail502, fail504; /* rate-independent 429 (Retry-After: retry_after), 502, 504 */
+  int retry_after;          /* seconds in the Retry-After of --fail-429 (default 1) */
+  int ratelimit_headers;    /* OpenAI x-ratelimit-*-requests headers from the --rps bucket */
   double follow;
   unsigned threads;
   const char *require_key;  /* NULL: no auth */
@@ -101,6 +104,7 @@ int32_t sim_pick(const sim_ctx *ctx, const sim_request *rq);
 typedef enum {
   SIM_OUT_ANSWER = 0, SIM_OUT_OFF_CATALOG, SIM_OUT_NOISY, SIM_OUT_MALFORMED,
   SIM_OUT_500, SIM_OUT_503, SIM_OUT_HANG, SIM_OUT_RESET,
+  SIM_OUT_429, SIM_OUT_502, SIM_OUT_504,
 } sim_outcome_kind;
 
 typedef struct sim_outcome {
@@ -118,6 +122,15 @@ void sim_outcome_free(sim_outcome *o);
 
 /* Error bodies in the endpoint's style (malloc'ed JSON). */
 char *sim_error_body(sim_api api, int status, const char *message);
+/* A quota 429 (the --rps limiter): for Gemini the error carries
+ * details[] = [google.rpc.QuotaFailure, google.rpc.RetryInfo{retryDelay:
+ * "<retry_s>s"}], as the Gemini API does when a quota is exhausted; for
+ * OpenAI it is sim_error_body's. */
+char *sim_quota_error_body(sim_api api, const char *message, int retry_s);
+
+/* Go-style duration as OpenAI's x-ratelimit-reset-* headers write it: "12ms",
+ * "1.5s", "6m0s", "1h2m3s"; "0s" for <= 0. Writes at most cap bytes. */
+void sim_format_duration(double seconds, char *out, size_t cap);
 
 /* --- faults.c ------------------------------------------------------------- */
 
@@ -125,6 +138,7 @@ char *sim_error_body(sim_api api, int status, const char *message);
 enum {
   SIM_D_FOLLOW = 1, SIM_D_CHOICE, SIM_D_ENUM, SIM_D_RESET, SIM_D_HANG, SIM_D_500, SIM_D_503,
   SIM_D_MALFORMED, SIM_D_OFF, SIM_D_NOISE, SIM_D_LAT1, SIM_D_LAT2, SIM_D_TEXT, SIM_D_ID,
+  SIM_D_429, SIM_D_502, SIM_D_504, /* appended: the older streams keep their draws */
 };
 
 uint64_t sim_draw64(uint64_t seed, uint64_t prompt_hash, uint64_t n, unsigned tag);
@@ -156,6 +170,9 @@ typedef struct sim_bucket {
 } sim_bucket;
 void sim_bucket_init(sim_bucket *b, double rps, double now);
 int sim_bucket_take(sim_bucket *b, double now);
+/* The bucket as OpenAI's headers show it (after a take): limit = burst,
+ * remaining = whole tokens left, reset = seconds until it is full again. */
+void sim_bucket_state(const sim_bucket *b, long *limit, long *remaining, double *reset_s);
 
 /* --- http.c ---------------------------------------------------------------- */
 

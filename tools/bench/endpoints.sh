@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# endpoints.sh — benchmark of the LLM client against a real endpoint's faults and limits,
+# with ragtide-llm-sim (not a test; issue 11).
+#
+#   tools/bench/endpoints.sh [BUILD_DIR]      (default: $RAGTIDE_BUILD or ./build)
+#
+# 1. Sporadic faults: sim --latency-ms 50, fault-free and with --fail-429 0.2 --retry-after 1
+#    --fail-500 0.1 (rate-independent), run alternately in this invocation, at llm.concurrency
+#    64 and 512 (calls = in-flight x BENCH_ROUNDS). Target: faulty wall <= 1.2 x fault-free wall
+#    + the largest Retry-After (1 s). Medians of BENCH_RUNS runs.
+# 2. A real limit: sim --rps R (burst R), llm.concurrency 256, BENCH_RPS_SECONDS x R calls, with
+#    and without --ratelimit-headers. Snapshots of the sim's /stats 5 s after the client started
+#    and at its end give the rate answered after the first 5 s (target 95-100% of R) and the share
+#    of requests answered 429 after the first 5 s (target <= 1%, <= 0.1% with the headers).
+# Knobs (env): BENCH_INFLIGHT="64 512", BENCH_ROUNDS=600, BENCH_RPS="500 2000",
+#   BENCH_RPS_SECONDS=15, BENCH_RUNS=3, BENCH_PARTS="1 2".
+# The client and the sim share this machine's cores (and whatever else runs on it).
+set -euo pipefail
+
+SRC="$(cd "$(dirname "$0")/../.." && pwd)"
+BUILD="$(cd "${1:-${RAGTIDE_BUILD:-$SRC/build}}" && pwd)"
+SIM="$BUILD/ragtide-llm-sim"
+INFLIGHT="${BENCH_INFLIGHT:-64 512}"
+ROUNDS="${BENCH_ROUNDS:-600}"
+RPS="${BENCH_RPS:-500 2000}"
+RPS_SECONDS="${BENCH_RPS_SECONDS:-15}"
+RUNS="${BENCH_RUNS:-3}"
+PARTS="${BENCH_PARTS:-1 2}"
+
+for f in "$SIM" "$BUILD/libragtide_llm.a" "$BUILD/libragtide_base.a" "$BUILD/libragtide.a"; do
+  [[ -e "$f" ]] || { echo "endpoints.sh: $f missing: cmake --build $BUILD first" >&2; exit 2; }
+done
+
+WORK="$(mktemp -d /tmp/rt_endpoints_XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+
+DRIVE="$WORK/llm_drive"
+mpicc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$SRC/src" -I"$SRC/include" "$SRC/tools/bench/llm_drive.c" \
+  "$BUILD/libragtide_llm.a" "$BUILD/libragtide_base.a" "$BUILD/libragtide.a" \
+  $(pkg-config --libs libcurl jansson inih libxxhash libzstd msgpack) -lm -o "$DRIVE"
+
+python3 - "$SIM" "$DRIVE" "$WORK" "$INFLIGHT" "$ROUNDS" "$RPS" "$RPS_SECONDS" "$RUNS" "$PARTS" <<'EOF'
+import json, os, statistics, subprocess, sys, time, urllib.request
+sim, drive, work, inflight, rounds, rps, rps_s, runs, parts = sys.argv[1:]
+inflight = [int(x) for x in inflight.split()]; rps = [int(x) for x in rps.split()]
+rounds, rps_s, runs, parts = int(rounds), int(rps_s), int(runs), parts.split()
+cat = os.path.join(work, "catalog.tsv")
+words = ["jazz","hiking","cooking","chess","surfing","poetry","anime","baking","cycling","opera"]
+with open(cat, "w") as f:
+    for i in range(100):
+        f.write(f"{1000+i}\t{words[i%10]}, {words[(i//10)%10]} lovers, group {i}\n")
+
+def start_sim(*args):
+    port = os.path.join(work, "port")
+    if os.path.exists(port): os.unlink(port)
+    p = subprocess.Popen([sim, "--catalog", cat, "--port", "0", "--port-file", port, "--seed", "1", *args],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(port) and open(port).read().strip(): break
+        time.sleep(0.025)
+    return p, int(open(port).read())
+
+def stats(port):
+    return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10))
+
+def drive_cmd(port, n, k, *extra):
+    return [drive, "--catalog", cat, "--n", str(n), "--set", f"llm.base_url=http://127.0.0.1:{port}",
+            "--set", f"llm.concurrency={k}", "--set", "llm.max_attempts=20", "--set", "llm.max_failed_fraction=1",
+            *extra]
+
+def one(simargs, n, k):
+    p, port = start_sim("--latency-ms", "50", *simargs)
+    try:
+        out = subprocess.run(drive_cmd(port, n, k), check=True, capture_output=True, text=True).stdout
+    finally:
+        p.terminate(); p.wait()
+    return json.loads(out)
+
+print(f"# endpoints benchmark: {os.cpu_count()} cores, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+FAULTS = ["--fail-429", "0.2", "--retry-after", "1", "--fail-500", "0.1"]
+if "1" in parts:
+    print(f"## 1. sporadic faults: fault-free vs --fail-429 0.2 (Retry-After 1) --fail-500 0.1, sim --latency-ms 50 "
+          f"(medians of {runs} runs, alternating)")
+    print(f"{'inflight':<9}{'calls':<8}{'ff_wall':<9}{'faulty':<9}{'ratio':<7}{'bound':<8}{'ok':<4}"
+          f"{'requests':<10}{'429s':<8}{'5xx':<7}{'cuts':<5}{'failed':<7}{'ff_cpu_us':<10}{'f_cpu_us':<9}")
+    for k in inflight:
+        n = k * rounds
+        ff, fa = [], []
+        for _ in range(runs):
+            ff.append(one([], n, k)); fa.append(one(FAULTS, n, k))
+        med = lambda rs, key: statistics.median(r[key] for r in rs)
+        w0, w1 = med(ff, "wall_s"), med(fa, "wall_s")
+        bound = 1.2 * w0 + 1.0
+        print(f"{k:<9}{n:<8}{w0:<9.2f}{w1:<9.2f}{w1/w0:<7.2f}{bound:<8.2f}{'yes' if w1 <= bound else 'NO':<4}"
+              f"{med(fa,'requests'):<10.0f}{med(fa,'http_429'):<8.0f}{med(fa,'http_5xx'):<7.0f}"
+              f"{med(fa,'rate_cuts'):<5.0f}{sum(r['failed'] for r in fa + ff):<7}"
+              f"{med(ff,'cpu_us_per_request'):<10.1f}{med(fa,'cpu_us_per_request'):<9.1f}", flush=True)
+if "2" in parts:
+    print(f"## 2. a real limit: sim --rps R, llm.concurrency 256, {rps_s} x R calls; after the first 5 s "
+          f"(medians of {runs} runs)")
+    print(f"{'R':<7}{'headers':<9}{'calls':<8}{'wall':<8}{'after5s/R':<11}{'429_after5s':<13}{'429s':<7}"
+          f"{'cuts':<6}{'final_rate':<11}{'hdr_rate':<9}")
+    for R in rps:
+        for hdr in (0, 1):
+            rows = []
+            for _ in range(runs):
+                p, port = start_sim("--latency-ms", "50", "--rps", str(R), *(["--ratelimit-headers"] if hdr else []))
+                try:
+                    n = R * rps_s
+                    t0 = time.monotonic()
+                    d = subprocess.Popen(drive_cmd(port, n, 256, "--set", f"llm.rpm={R * 6000}"),
+                                         stdout=subprocess.PIPE, text=True)
+                    time.sleep(max(0.0, 5.0 - (time.monotonic() - t0)))
+                    s5, t5 = stats(port), time.monotonic()
+                    out = d.communicate()[0]
+                    te = time.monotonic()
+                    s2 = stats(port)
+                finally:
+                    p.terminate(); p.wait()
+                r = json.loads(out)
+                dr = s2["requests"] - s5["requests"]
+                r["after5"] = (s2["answered"] - s5["answered"]) / (te - t5) / R if te > t5 else 0
+                r["share5"] = (s2["http_429"] - s5["http_429"]) / dr if dr else 0
+                rows.append(r)
+            med = lambda key: statistics.median(r[key] for r in rows)
+            print(f"{R:<7}{'on' if hdr else 'off':<9}{rows[0]['calls']:<8}{med('wall_s'):<8.2f}{med('after5'):<11.3f}"
+                  f"{med('share5'):<13.4f}{med('http_429'):<7.0f}{med('rate_cuts'):<6.0f}{med('rate_limit'):<11.0f}"
+                  f"{med('hdr_rate'):<9.0f}", flush=True)
+EOF
