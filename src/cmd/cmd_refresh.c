@@ -51,6 +51,7 @@ typedef struct refresh {
   uint64_t done_before;     /* pairs done before the batch in flight */
   uint64_t batch_done;      /* calls of the batch in flight complete so far */
   int journal;              /* journal_begin ran (on every rank alike) and journal_end is due */
+  uint64_t dry_calls, dry_bytes; /* --dry-run: calls that would be sent, their prompt bytes */
   rt_matcher matcher;
   uint32_t popular[64];
   size_t n_popular;
@@ -175,6 +176,13 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
     }
     miss[nmiss++] = i;
   }
+  if (r->job->dry_run) { /* count what would be sent; send nothing */
+    for (size_t k = 0; k < nmiss; k++) r->dry_bytes += strlen(sys[miss[k]]) + strlen(usr[miss[k]]);
+    r->dry_calls += nmiss;
+    rt_metric_add(RT_M_infer_calls, n);
+    nmiss = 0; /* nothing below runs for them: no answers, no results */
+    for (size_t i = 0; i < n; i++) cached[i] = NULL;
+  }
   rt_llm_call *mcalls = rt_xmalloc((nmiss ? nmiss : 1) * sizeof *mcalls);
   rt_llm_answer *ans = rt_xcalloc(nmiss ? nmiss : 1, sizeof *ans);
   for (size_t k = 0; k < nmiss; k++) mcalls[k] = calls[miss[k]];
@@ -197,7 +205,7 @@ static int run_batch(refresh *r, const rt_context *ctx, size_t n, const rt_retri
                cat->ids[rt_pair_c2(ctx[miss[k]].pair)], ans[k].attempts, ans[k].error ? ans[k].error : "?");
     }
   }
-  for (size_t i = 0; i < n && rc == RT_OK; i++) {
+  for (size_t i = 0; i < n && rc == RT_OK && !r->job->dry_run; i++) {
     const uint32_t *rn = ret ? &ret->next.data[ctx[i].off] : NULL;
     if (!text[i]) { /* the endpoint failed for this pair */
       rt_metric_add(RT_M_match_fallback_failed, 1);
@@ -290,6 +298,50 @@ static int journal_begin(refresh *r, rt_err *err) {
     r->last_fsync = rt_now();
   }
   return rt_agree(job->comm, rc, err);
+}
+
+/* --dry-run: every rank reads a copy of the journal and of any parts a
+ * killed run left, in memory (nothing is written, no lock is needed). */
+static int journal_peek(refresh *r, rt_err *err) {
+  r->cache = rt_answers_new_memory();
+  int rc = rt_answers_absorb(r->cache, r->cache_path, NULL, err);
+  glob_t g;
+  if (rc == RT_OK && parts_glob(r->cache_path, &g)) {
+    for (size_t i = 0; i < g.gl_pathc && rc == RT_OK; i++) rc = rt_answers_absorb(r->cache, g.gl_pathv[i], NULL, err);
+    globfree(&g);
+  }
+  return rt_agree(r->job->comm, rc, err);
+}
+
+/* --dry-run's report (collective; rank 0 prints): what the LLM stage would
+ * send, what the journal already answers, tokens and cost. */
+static void dry_report(refresh *r, uint64_t pairs) {
+  const rt_config *cfg = r->cfg;
+  uint64_t mine[3] = {r->dry_calls, r->dry_bytes, rt_metrics[RT_M_infer_cache_hits]}, all[3] = {0};
+  MPI_Reduce(mine, all, 3, MPI_UINT64_T, MPI_SUM, 0, r->job->comm);
+  if (r->job->rank != 0) return;
+  uint64_t requests = all[0] * (uint64_t)cfg->samples;
+  /* The client's estimate (infer.h est_tokens): bytes / 4 per prompt, and
+   * at most llm.max_tokens per answer. */
+  double in_tok = (double)all[1] * (double)cfg->samples / 4.0, out_tok = (double)requests * (double)cfg->max_tokens;
+  char ws[32], we[32];
+  rt_format_utc(cfg->window_start, ws, sizeof ws);
+  rt_format_utc(cfg->window_end, we, sizeof we);
+  printf("dry run of %s (run %s, window %s .. %s): nothing sent, nothing written\n", cfg->table, r->job->run_id,
+         ws, we);
+  printf("  pairs with a prompt        %llu\n", (unsigned long long)pairs);
+  printf("  answered by the journal    %llu (%s)\n", (unsigned long long)all[2], r->cache_path ? r->cache_path : "off");
+  printf("  would be asked             %llu pairs, %llu requests (llm.samples = %lld)\n", (unsigned long long)all[0],
+         (unsigned long long)requests, (long long)cfg->samples);
+  printf("  prompt tokens (estimate)   %.0f\n", in_tok);
+  printf("  completion tokens (at most) %.0f (llm.max_tokens = %lld)\n", out_tok, (long long)cfg->max_tokens);
+  if (cfg->price_in_per_mtok > 0 || cfg->price_out_per_mtok > 0)
+    printf("  estimated cost             $%.2f (at most; $%g / $%g per million tokens in / out)\n",
+           in_tok * cfg->price_in_per_mtok / 1e6 + out_tok * cfg->price_out_per_mtok / 1e6, cfg->price_in_per_mtok,
+           cfg->price_out_per_mtok);
+  else
+    printf("  estimated cost             set llm.price_in_per_mtok and llm.price_out_per_mtok to see it\n");
+  fflush(stdout);
 }
 
 /* The journal at the end of a run, whatever its outcome (collective): every
@@ -443,6 +495,25 @@ static json_t *summary_json(refresh *r, const uint64_t *total, int rc, const rt_
   return o;
 }
 
+/* The endpoint's latency, attempts and tokens (rt_summary_llm, reduced
+ * over ranks) and, with llm.price_*_per_mtok, the cost of the tokens the
+ * endpoint reported (or, where it reported none, the client's estimate). */
+static void add_endpoint(json_t *s, json_t *endpoint, const uint64_t *total, const rt_config *cfg) {
+  if (endpoint) json_object_set_new(s, "endpoint", endpoint);
+  if (!(cfg->price_in_per_mtok > 0 || cfg->price_out_per_mtok > 0)) {
+    json_object_set_new(s, "cost", json_null());
+    return;
+  }
+  double in = (double)total[RT_M_infer_prompt_tokens], out = (double)total[RT_M_infer_completion_tokens];
+  json_t *c = json_object();
+  json_object_set_new(c, "usd", json_real(in * cfg->price_in_per_mtok / 1e6 + out * cfg->price_out_per_mtok / 1e6));
+  json_object_set_new(c, "prompt_tokens", json_integer((json_int_t)in));
+  json_object_set_new(c, "completion_tokens", json_integer((json_int_t)out));
+  json_object_set_new(c, "price_in_per_mtok", json_real(cfg->price_in_per_mtok));
+  json_object_set_new(c, "price_out_per_mtok", json_real(cfg->price_out_per_mtok));
+  json_object_set_new(s, "cost", c);
+}
+
 /* The window end of the table served at path (0: none, or a base table). */
 static int64_t served_window_end(const char *path) {
   ragtide_table *t;
@@ -513,7 +584,10 @@ int rt_cmd_refresh(int argc, char **argv) {
   rt_matcher_init(&r.matcher, &job.cat, cfg->fuzzy, cfg->fuzzy_threshold);
   /* The journal: answers paid for in earlier runs (interrupted ones too). */
   r.cache_path = cache_path;
-  if (cache_path && r.client) {
+  if (cache_path && r.client && job.dry_run) {
+    rc = journal_peek(&r, &err);
+    if (rc) goto out;
+  } else if (cache_path && r.client) {
     r.journal = 1;
     rc = journal_begin(&r, &err);
     if (rc) goto out;
@@ -616,6 +690,11 @@ int rt_cmd_refresh(int argc, char **argv) {
   r.prog = NULL;
   copy_llm_stats(r.client);
   rc = rt_agree(job.comm, rc, &err);
+  if (rc == RT_OK && job.dry_run) { /* nothing was sent: report, publish nothing, write nothing */
+    dry_report(&r, npairs);
+    summary_due = 0;
+    goto out;
+  }
   if (r.journal) journal_end(&r), r.journal = 0;
   if (rc) goto out;
 
@@ -628,6 +707,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   fps.data = NULL;
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);
+  json_t *endpoint = rt_summary_llm(job.comm, r.client ? rt_llm_get_stats(r.client) : NULL); /* rank 0 */
 
   /* Stage 11 (rank 0): gates, overlay, publish, summary. */
   overlay_ctx oc = {.candidates = (int)cfg->candidates, .day = r.day};
@@ -746,6 +826,8 @@ int rt_cmd_refresh(int argc, char **argv) {
     json_object_set_new(inc, "answers_reused", json_integer((json_int_t)total[RT_M_infer_cache_hits]));
     json_object_set_new(inc, "context_changed_share", ctx_changed >= 0 ? json_real(ctx_changed) : json_null());
     json_object_set_new(s, "incremental", inc);
+    add_endpoint(s, endpoint, total, cfg);
+    endpoint = NULL;
     rt_err serr = {0};
     if (rt_summary_write(s, summary_path, &serr)) rt_warn("%s", serr.msg);
     json_decref(s);
@@ -775,11 +857,14 @@ out:
     copy_llm_stats(r.client);
     uint64_t tot[RT_M_COUNT];
     rt_metrics_reduce(job.comm, tot);
+    json_t *ep = rt_summary_llm(job.comm, r.client ? rt_llm_get_stats(r.client) : NULL);
     json_t *rss2 = rt_summary_rss(job.comm);
     if (job.rank == 0) {
       const char *st = rc == RT_ERR_INTERRUPTED ? "interrupted" : "failed";
       json_t *s = summary_json(&r, tot, rc, &err, st, cfg->table, NULL, -1, -1);
       json_object_set_new(s, "peak_rss_kb_per_rank", rss2);
+      add_endpoint(s, ep, tot, cfg);
+      ep = NULL;
       rt_err serr = {0};
       if (rt_summary_write(s, summary_path, &serr)) rt_warn("%s", serr.msg);
       json_decref(s);

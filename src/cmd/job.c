@@ -159,6 +159,7 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     else if (!strncmp(a, "--set=", 6)) continue;      /* likewise */
     else if (!strcmp(a, "--no-cache") && refresh) job->no_cache = 1;
     else if (!strcmp(a, "--force") && refresh) job->force = 1;
+    else if (!strcmp(a, "--dry-run") && refresh) job->dry_run = 1;
     else if (!strcmp(a, "--out") && aggregate && i + 1 < argc) job->out = argv[++i];
     else if (!strcmp(a, "--format") && aggregate && i + 1 < argc) job->out_format = argv[++i];
     else {
@@ -221,7 +222,7 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
            ts + 14, ts + 17, (unsigned)(h & 0xffffffffu));
   job->watch = rt_xcalloc(job->cat.n, sizeof *job->watch);
   /* One run per table: rank 0 holds TABLE.lock until rt_job_end. */
-  if (!strcmp(cmd, "refresh")) {
+  if (!strcmp(cmd, "refresh") && !job->dry_run) { /* a dry run changes nothing: no lock */
     if (job->rank == 0) {
       if (rt_mkdir_parent(job->cfg.table) != 0)
         rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot create the directory of output.table %s: %s", job->cfg.table,

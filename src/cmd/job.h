@@ -28,6 +28,7 @@ typedef struct rt_job {
   uint64_t *watch;      /* [cat.n] per-cluster watch counts (this rank) */
   int threads;          /* per rank (job.threads, or the CPUs of the rank's affinity mask) */
   int force;            /* --force (refresh): publish even over a table whose window ends later */
+  int dry_run;          /* --dry-run (refresh): count and price the calls; no call, no lock, no file */
   int64_t attempt;      /* refresh: 1, or N for the Nth attempt of an interrupted run (TABLE.resume) */
   int64_t first_started; /* refresh: when the first attempt started (unix seconds) */
   struct rt_lock *lock; /* refresh, rank 0: TABLE.lock, held until rt_job_end */

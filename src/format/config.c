@@ -82,6 +82,10 @@ static const keydef KEYS[] = {
   {"llm.max_failed_fraction", K_DBL, O(max_failed_fraction), "0.01", NULL,
    "share of pairs whose calls may all fail before the run stops unpublished"},
   {"llm.headers", K_STR, O(headers), "", NULL, "extra request headers, \"Name: value; Name2: value\""},
+  {"llm.price_in_per_mtok", K_DBL, O(price_in_per_mtok), "0", NULL,
+   "price of a million prompt tokens (USD) for the cost estimate in the summary and --dry-run; 0 = none"},
+  {"llm.price_out_per_mtok", K_DBL, O(price_out_per_mtok), "0", NULL,
+   "price of a million completion tokens (USD)"},
   {"match.fuzzy", K_BOOL, O(fuzzy), "false", NULL,
    "match non-exact answers to the most similar description (counted separately)"},
   {"match.fuzzy_threshold", K_DBL, O(fuzzy_threshold), "0.5", NULL,
@@ -361,6 +365,8 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
   if (c->max_tokens < 1 || c->max_tokens > 1 << 20)
     return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_tokens = %lld: must be in 1..1048576",
                       (long long)c->max_tokens);
+  if (!(c->price_in_per_mtok >= 0) || !(c->price_out_per_mtok >= 0))
+    return rt_err_set(err, RT_ERR_USAGE, "config: llm.price_in_per_mtok and llm.price_out_per_mtok must be >= 0");
   if (c->progress_s < 0)
     return rt_err_set(err, RT_ERR_USAGE, "config: output.progress_s must be >= 0 (0 = no progress lines)");
   if (!(c->fuzzy_threshold >= 0 && c->fuzzy_threshold <= 1))
@@ -383,6 +389,7 @@ static int operational(const char *name) {
                                     "llm.max_attempts", "llm.rpm", "llm.tpm", "llm.headers",
                                     "llm.max_failed_fraction", "memory.per_rank_mb",
                                     "job.threads", "job.grace_s", "job.lock_stale_s",
+                                    "llm.price_in_per_mtok", "llm.price_out_per_mtok",
                                     "input.window_days", "input.window_lag_h"};
   /* (output.* keys, progress_s included, are skipped below) */
   if (!strncmp(name, "output.", 7)) return 1;

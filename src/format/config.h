@@ -55,6 +55,8 @@ typedef struct rt_config {
   int64_t samples;
   double max_failed_fraction;
   char *headers;           /* extra headers, "Name: value; Name2: value2" */
+  double price_in_per_mtok;  /* USD per million prompt tokens (0: no cost estimate) */
+  double price_out_per_mtok; /* USD per million completion tokens */
   /* [match] */
   int fuzzy;
   double fuzzy_threshold;

@@ -12,12 +12,14 @@
 #ifndef RT_LLM_RATELIMIT_H
 #define RT_LLM_RATELIMIT_H
 
+#include "base/tags.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 /* Reserved tag on MPI_COMM_WORLD for the share announcements. Code that
  * receives with MPI_ANY_TAG on MPI_COMM_WORLD would steal them. */
-#define RT_LLM_SHARE_TAG 0x52544c /* "RTL" */
+#define RT_LLM_SHARE_TAG RT_TAG_LLM_SHARE /* base/tags.h */
 
 /* Token bucket: `rate` tokens per second up to `cap`. rate <= 0: unlimited. */
 typedef struct rt_bucket {

@@ -54,6 +54,25 @@ n=$(grep -c "llm: [0-9.]*% ([0-9]* of $PAIRS pairs), [0-9.]*/s, [0-9]* requests,
 pass "$n progress lines during the LLM stage"
 BOUND_SLACK=$((RANKS * CONC))
 
+# --dry-run: counts what the LLM stage would send and what the journal
+# answers, prices it, sends nothing and writes nothing.
+b0=$(requests)
+ls -la "$T/ref" >"$T/ref.before"
+mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set output.table="$T/ref/table.rtt" --dry-run \
+  --set llm.price_in_per_mtok=0.15 --set llm.price_out_per_mtok=0.6 >"$T/dry.out" 2>"$T/dry.log" ||
+  { cat "$T/dry.log"; fail "dry run"; }
+grep -q "answered by the journal    $PAIRS " "$T/dry.out" || { cat "$T/dry.out"; fail "dry run: journal count"; }
+grep -q "would be asked             0 pairs" "$T/dry.out" || { cat "$T/dry.out"; fail "dry run: would ask"; }
+mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set output.table="$T/dry/none/table.rtt" --dry-run \
+  --set llm.price_in_per_mtok=0.15 --set llm.price_out_per_mtok=0.6 >"$T/dry.out" 2>"$T/dry.log" ||
+  { cat "$T/dry.log"; fail "dry run of a new table"; }
+grep -q "would be asked             $PAIRS pairs, $PAIRS requests" "$T/dry.out" || { cat "$T/dry.out"; fail "dry run: new table"; }
+grep -q 'estimated cost             \$0\.[0-9][0-9] (at most' "$T/dry.out" || { cat "$T/dry.out"; fail "dry run: no cost"; }
+[ "$(requests)" -eq "$b0" ] || fail "a dry run sent requests"
+[ -e "$T/dry" ] && fail "a dry run created files"
+ls -la "$T/ref" | diff - "$T/ref.before" >/dev/null || fail "a dry run touched the table's directory"
+pass "--dry-run: journal hits, calls, tokens and cost; nothing sent or written"
+
 wait_file() { for _ in $(seq 300); do [ -e "$1" ] && return 0; sleep 0.05; done; fail "timed out waiting for $1"; }
 wait_requests() { # wait until the sim has answered $1 more requests than $2
   for _ in $(seq 600); do [ $(( $(requests) - $2 )) -ge "$1" ] && return 0; sleep 0.05; done
