@@ -46,6 +46,21 @@ static const rt_command COMMANDS[] = {
      "\n"
      "The fine-tuning set of §2.2: [(c1, c2) -> c_next] samples rendered with the base prompt,\n"
      "as OpenAI chat and Vertex AI Gemini tuning JSONL, split into train and test by date.\n"},
+    {"import", rt_cmd_import, "import a public data set (MovieLens) as a catalog and daily event shards",
+     "usage: ragtide import movielens [--clusters genre-set|primary-genre] [--format msgpack.zst|tsv] DIR OUT\n"
+     "\n"
+     "Reads a MovieLens release from DIR — the CSV releases (ratings.csv, movies.csv: ml-latest-small,\n"
+     "ml-25m, ...) or the 100K release (u.data, u.item, u.genre) — and writes OUT/catalog.tsv and one\n"
+     "event shard per UTC day, OUT/logs/YYYY-MM-DD/part-0000.<format> (docs/formats.md §2.3).\n"
+     "  --clusters genre-set     one cluster per distinct set of genres (the genres are its keywords); default\n"
+     "  --clusters primary-genre one cluster per genre: a movie's first genre\n"
+     "  --format F               msgpack.zst (default) or tsv\n"
+     "An event is one rating: (userId, timestamp, the movie's cluster, engagement = rating / 5).\n"
+     "Cluster ids are 1..N in the order of the sorted descriptions. Exit 3 names file:line of bad input.\n"
+     "\n"
+     "MovieLens data is (c) GroupLens, University of Minnesota, for non-commercial use; cite\n"
+     "F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: History and Context.\n"
+     "ACM Transactions on Interactive Intelligent Systems (TiiS) 5(4):19.\n"},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
