@@ -46,6 +46,21 @@ static const rt_command COMMANDS[] = {
      "\n"
      "The fine-tuning set of §2.2: [(c1, c2) -> c_next] samples rendered with the base prompt,\n"
      "as OpenAI chat and Vertex AI Gemini tuning JSONL, split into train and test by date.\n"},
+    {"eval", rt_cmd_eval, "score a table on held-out logs against baselines (MPI)",
+     "usage: mpirun -n N ragtide eval --table T --config F --from D1 --to D2 [--previous T2] [--json]\n"
+     "                               [--set section.key=value ...]\n"
+     "\n"
+     "Replays the logs of [D1, D2) (input.logs, input.catalog and the sequence rules of F) through\n"
+     "the stages refresh uses (plan, read, shuffle by user, sequence) and scores the table at every\n"
+     "position of every held-out sequence: (c1, c2) = two consecutive clusters followed by at least\n"
+     "one more. Reports next-1 accuracy, hit rate at eval.horizon (the prediction among the next H\n"
+     "clusters), coverage, novelty (not already earlier in the sequence), the table's figures per\n"
+     "provenance, and the same for the baselines on the same positions: `popular` (the most frequent\n"
+     "next cluster before D1, other than c1 and c2), `history` (the pair's top successor over the\n"
+     "days before the table's window), `previous` (T2, with --previous), each with its difference\n"
+     "from the table. 95% intervals: bootstrap over users (eval.bootstrap resamples, eval.seed).\n"
+     "The result does not depend on the rank or thread count. docs/eval.md defines every figure.\n"
+     "  --json    one JSON object instead of the text tables\n"},
     {"import", rt_cmd_import, "import a public data set (MovieLens) as a catalog and daily event shards",
      "usage: ragtide import movielens [--clusters genre-set|primary-genre] [--format msgpack.zst|tsv] DIR OUT\n"
      "\n"

@@ -89,6 +89,11 @@ static const keydef KEYS[] = {
    "minimum keyword-set Jaccard similarity for a fuzzy match"},
   {"gates.min_exact_match", K_DBL, O(min_exact_match), "0.90", NULL,
    "halt before publishing when the exact-match rate is below this (paper: 0.90)"},
+  {"eval.horizon", K_INT, O(eval_horizon), "5", NULL,
+   "ragtide eval: a hit at horizon H = the prediction is among the next H clusters of the sequence"},
+  {"eval.bootstrap", K_INT, O(eval_bootstrap), "1000", NULL,
+   "ragtide eval: bootstrap resamples over users for the 95% intervals; 0 = no intervals"},
+  {"eval.seed", K_INT, O(eval_seed), "1", NULL, "ragtide eval: the bootstrap's seed (fixed: reruns give equal intervals)"},
   {"output.table", K_STR, O(table), "", NULL, "where the transition table is published; required by refresh"},
   {"output.base_table", K_STR, O(base_table), "", NULL,
    "base table (monthly, fine-tuned) whose answers fill pairs without fresh data"},
@@ -350,6 +355,10 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
     return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_exact_match must be in [0, 1]");
   if (c->max_failed_fraction < 0 || c->max_failed_fraction > 1)
     return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_failed_fraction must be in [0, 1]");
+  if (c->eval_horizon < 1 || c->eval_horizon > 1000)
+    return rt_err_set(err, RT_ERR_USAGE, "config: eval.horizon must be in 1..1000");
+  if (c->eval_bootstrap < 0 || c->eval_bootstrap > 100000)
+    return rt_err_set(err, RT_ERR_USAGE, "config: eval.bootstrap must be in 0..100000");
   if (c->max_gap_s < 0) return rt_err_set(err, RT_ERR_USAGE, "config: input.max_gap_s must be >= 0");
   if (c->threads < 0 || c->threads > 1024)
     return rt_err_set(err, RT_ERR_USAGE, "config: job.threads must be 0 (the CPUs the rank may use) to 1024");
@@ -372,6 +381,7 @@ static int operational(const char *name) {
                                     "input.window_days", "input.window_lag_h"};
   /* (output.* keys, progress_s included, are skipped below) */
   if (!strncmp(name, "output.", 7)) return 1;
+  if (!strncmp(name, "eval.", 5)) return 1; /* read by `ragtide eval` only: never changes a table */
   for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
     if (!strcmp(name, OPS[i])) return 1;
   return 0;

@@ -60,6 +60,10 @@ typedef struct rt_config {
   double fuzzy_threshold;
   /* [gates] */
   double min_exact_match;
+  /* [eval] */
+  int64_t eval_horizon;    /* hit rate at H: the prediction among the next H clusters */
+  int64_t eval_bootstrap;  /* bootstrap resamples over users for the 95% intervals; 0 = none */
+  int64_t eval_seed;       /* the bootstrap's seed */
   /* [output] */
   char *table;
   char *base_table;
