@@ -4,6 +4,7 @@
 #include "base/metrics.h"
 #include "base/util.h"
 #include "pipeline/collective.h"
+#include "pipeline/gates.h"
 #include "pipeline/progress.h"
 #include "pipeline/read.h"
 #include "pipeline/sequence.h"
@@ -575,6 +576,36 @@ int rt_job_sequences(rt_job *job, rt_seq_fn fn, void **ctx, rt_err *err) {
   free(trc);
   free(terr);
   return rt_agree(job->comm, rc, err);
+}
+
+int rt_job_holdout(rt_job *job, rt_gates *g, rt_err *err) {
+  uint64_t *saved = rt_xmalloc(sizeof rt_metrics), *watch = rt_xmalloc(job->cat.n * sizeof *watch);
+  memcpy(saved, rt_metrics, sizeof rt_metrics);
+  memcpy(watch, job->watch, job->cat.n * sizeof *watch); /* the popular block must not see the held-out days */
+  int64_t ws = job->cfg.window_start, we = job->cfg.window_end;
+  char *mode = job->cfg.retrieval_mode;
+  job->cfg.retrieval_mode = (char *)"frequency"; /* one window: no previous window for trend */
+  job->cfg.window_start = g->hold_start;
+  job->cfg.window_end = g->hold_end;
+  rt_gates_ctx *ctxs = rt_xcalloc((size_t)job->threads, sizeof *ctxs);
+  void **pp = rt_xcalloc((size_t)job->threads, sizeof *pp);
+  rt_gates_threads(g, job->cat.n, job->threads, ctxs);
+  for (int t = 0; t < job->threads; t++) pp[t] = &ctxs[t];
+  int rc = rt_job_sequences(job, rt_gates_on_sequence, pp, err);
+  char dir[4096];
+  rt_job_run_dir(job, dir, sizeof dir);
+  if (rc == RT_OK) rc = rt_gates_route(g, &job->plan, job->comm, dir, job->rank, err);
+  rc = rt_agree(job->comm, rc, err);
+  job->cfg.retrieval_mode = mode;
+  job->cfg.window_start = ws;
+  job->cfg.window_end = we;
+  memcpy(rt_metrics, saved, sizeof rt_metrics);
+  memcpy(job->watch, watch, job->cat.n * sizeof *watch);
+  free(saved);
+  free(watch);
+  free(ctxs);
+  free(pp);
+  return rc;
 }
 
 int rt_job_counts_from_file(rt_job *job, rt_runs **out, rt_err *err) {

@@ -65,6 +65,13 @@ int rt_job_counts_from_file(rt_job *job, rt_runs **counts, rt_err *err);
  * all go to one thread, one after another. Collective. */
 int rt_job_sequences(rt_job *job, rt_seq_fn fn, void **ctx, rt_err *err);
 
+/* The held-out pass of the recall gate (pipeline/gates.h), after stages
+ * 1–5: stages 1–4 over the held-out days, their (c1, c2, x) horizon counts
+ * sent to the pairs' owners. The run's counters, watch counts and window
+ * are left as they were. Collective. */
+struct rt_gates;
+int rt_job_holdout(rt_job *job, struct rt_gates *g, rt_err *err);
+
 /* The run directory: output.run_dir, or <output>.run beside the output. */
 void rt_job_run_dir(const rt_job *job, char *buf, size_t cap);
 

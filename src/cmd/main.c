@@ -121,7 +121,8 @@ static void usage(FILE *f) {
     fprintf(f, "  %-16s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
   fprintf(f, "  %-16s %s\n", "help", "help on a command, or `help config` for every config key");
   fprintf(f, "\nexit status: 0 ok, 1 internal, 2 usage/config, 3 input data, 4 endpoint,\n"
-             "             5 quality gate, 6 output, 7 table invalid, 8 out of memory\n");
+             "             5 quality gate, 6 output, 7 table invalid, 8 out of memory, 9 interrupted,\n"
+             "             10 table locked, 11 stale window, 12 recall gate, 13 coverage gate\n");
 }
 
 int main(int argc, char **argv) {

@@ -89,6 +89,14 @@ static const keydef KEYS[] = {
    "minimum keyword-set Jaccard similarity for a fuzzy match"},
   {"gates.min_exact_match", K_DBL, O(min_exact_match), "0.90", NULL,
    "halt before publishing when the exact-match rate is below this (paper: 0.90)"},
+  {"gates.min_recall", K_DBL, O(min_recall), "0.015", NULL,
+   "with gates.holdout_days > 0: halt (exit 12) when the new table's hit rate at eval.horizon on the held-out "
+   "days is below this (paper: 1.5%)"},
+  {"gates.holdout_days", K_INT, O(holdout_days), "0", NULL,
+   "the last N days of the window are left out of retrieval and score the new table for gates.min_recall; "
+   "0 = no recall gate"},
+  {"gates.min_coverage_ratio", K_DBL, O(min_coverage_ratio), "0.5", NULL,
+   "halt (exit 13) when the new table's rag+base pairs are fewer than this share of the served table's; 0 = off"},
   {"eval.horizon", K_INT, O(eval_horizon), "5", NULL,
    "ragtide eval: a hit at horizon H = the prediction is among the next H clusters of the sequence"},
   {"eval.bootstrap", K_INT, O(eval_bootstrap), "1000", NULL,
@@ -355,6 +363,12 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
     return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_exact_match must be in [0, 1]");
   if (c->max_failed_fraction < 0 || c->max_failed_fraction > 1)
     return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_failed_fraction must be in [0, 1]");
+  if (c->min_recall < 0 || c->min_recall > 1)
+    return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_recall must be in [0, 1]");
+  if (c->holdout_days < 0 || c->holdout_days > 3650)
+    return rt_err_set(err, RT_ERR_USAGE, "config: gates.holdout_days must be in 0..3650");
+  if (c->min_coverage_ratio < 0 || c->min_coverage_ratio > 1)
+    return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_coverage_ratio must be in [0, 1]");
   if (c->eval_horizon < 1 || c->eval_horizon > 1000)
     return rt_err_set(err, RT_ERR_USAGE, "config: eval.horizon must be in 1..1000");
   if (c->eval_bootstrap < 0 || c->eval_bootstrap > 100000)
