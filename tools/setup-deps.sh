@@ -13,6 +13,7 @@ PKGS=(
   libxxhash-dev                        # table and journal checksums
   libmicrohttpd-dev                    # ragtide-llm-sim (local endpoint)
   libcriterion-dev python3 curl        # tests, oracle, endpoint checks
+  gnuplot-nox                          # plots of tools/experiments/cadence.sh
 )
 
 missing=()
