@@ -15,6 +15,7 @@ PKGS=(
   libcriterion-dev python3 curl        # tests, oracle, endpoint checks
   slurm-wlm munge                      # tests/scripts/slurm.sh starts a private single-node Slurm
                                        # (it does not use the packages' own services)
+  gnuplot-nox                          # plots of tools/experiments/cadence.sh
 )
 
 missing=()

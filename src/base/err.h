@@ -24,6 +24,8 @@ typedef enum rt_status {
                            * published; rerunning the same command resumes */
   RT_ERR_LOCKED = 10,   /* another live run holds the table's lock */
   RT_ERR_STALE = 11,    /* not published: the served table's window ends later (--force) */
+  RT_ERR_RECALL = 12,   /* recall gate: hit rate on the held-out days below gates.min_recall */
+  RT_ERR_COVERAGE = 13, /* coverage gate: rag+base pairs below gates.min_coverage_ratio of the served table's */
 } rt_status;
 
 #define RT_ERR_MSG_MAX 1024

@@ -69,6 +69,33 @@ static int parse_opts(int argc, char **argv, drift_opts *o, rt_err *err) {
   return RT_OK;
 }
 
+/* How many successors the top-k sets really hold: per period (p >= 0) or
+ * over all periods (p = -1), the number of sets of each size 1..k (hist,
+ * k entries) and their mean size. Sparse data leaves most sets short of k,
+ * which bounds every Jaccard value (a 1-set vs a 5-set is at most 0.2). */
+static double set_sizes(const rt_succ *s, int32_t p, size_t *hist) {
+  memset(hist, 0, s->k * sizeof *hist);
+  size_t lo = p < 0 ? 0 : s->begin[p], hi = p < 0 ? s->n_sets : s->begin[p + 1], n = 0, sum = 0;
+  for (size_t i = lo; i < hi; i++) {
+    uint32_t m = s->sets[i].n;
+    if (m >= 1 && m <= s->k) hist[m - 1]++;
+    sum += m;
+    n++;
+  }
+  return n ? (double)sum / (double)n : 0;
+}
+
+static json_t *sizes_json(const rt_succ *s, int32_t p) {
+  size_t *hist = rt_xcalloc(s->k ? s->k : 1, sizeof *hist);
+  double mean = set_sizes(s, p, hist);
+  json_t *o = json_object(), *h = json_array();
+  for (uint32_t k = 0; k < s->k; k++) json_array_append_new(h, json_integer((json_int_t)hist[k]));
+  free(hist);
+  json_object_set_new(o, "mean", json_real(mean));
+  json_object_set_new(o, "sets_of_size", h); /* [sets with 1 successor, 2, ..., k] */
+  return o;
+}
+
 /* JSON number, or null when no pair was in both periods (a mean of nothing). */
 static json_t *num_or_null(size_t pairs, double v) { return pairs ? json_real(v) : json_null(); }
 
@@ -82,8 +109,8 @@ static json_t *stat_json(const rt_drift_stat *s, const char *from, const char *t
   return o;
 }
 
-static void print_json(const drift_opts *o, const rt_periods *per, const rt_drift *d, int32_t first,
-                       int32_t last) {
+static void print_json(const drift_opts *o, const rt_periods *per, const rt_drift *d, const rt_succ *su,
+                       int32_t first, int32_t last) {
   char a[32], b[32];
   json_t *root = json_object();
   json_object_set_new(root, "counts", json_string(o->counts));
@@ -106,6 +133,7 @@ static void print_json(const drift_opts *o, const rt_periods *per, const rt_drif
     rt_day_format(e, b, sizeof b);
     json_object_set_new(x, "end", json_string(b)); /* exclusive */
     json_object_set_new(x, "pairs", json_integer((json_int_t)d->period_pairs[p]));
+    json_object_set_new(x, "set_sizes", sizes_json(su, p));
     json_array_append_new(ps, x);
     if (p + 1 < d->n_periods) {
       rt_period_name(per, p + 1, b, sizeof b);
@@ -122,6 +150,7 @@ static void print_json(const drift_opts *o, const rt_periods *per, const rt_drif
   json_object_set_new(root, "periods", ps);
   json_object_set_new(root, "steps", steps);
   json_object_set_new(root, "overall", stat_json(&d->overall, NULL, NULL));
+  json_object_set_new(root, "set_sizes", sizes_json(su, -1));
   json_object_set_new(root, "overlap_with_first", ov);
   char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
   if (s) puts(s);
@@ -134,22 +163,32 @@ static void print_stat(const char *label, const rt_drift_stat *s) {
   else printf("  %-24s %8zu  %8s  %8s\n", label, s->pairs, "-", "-");
 }
 
-static void print_text(const drift_opts *o, const rt_periods *per, const rt_drift *d, int32_t first,
-                       int32_t last) {
+static void print_text(const drift_opts *o, const rt_periods *per, const rt_drift *d, const rt_succ *su,
+                       int32_t first, int32_t last) {
   char a[32], b[32], c[32];
   rt_day_format(first, a, sizeof a);
   rt_day_format(last, b, sizeof b);
   printf("drift of the top-%u successors per pair, by %s (%s .. %s, min count %llu): %s\n\n", o->k, o->period, a,
          b, (unsigned long long)o->min_count, o->counts);
-  printf("  %-12s %-10s %-10s %8s\n", "period", "first day", "last day", "pairs");
-  for (int32_t p = 0; p < d->n_periods; p++) {
-    int32_t f, e;
-    rt_period_bounds(per, p, &f, &e);
-    rt_period_name(per, p, a, sizeof a);
-    rt_day_format(f, b, sizeof b);
-    rt_day_format(e - 1, c, sizeof c);
-    printf("  %-12s %-10s %-10s %8zu\n", a, b, c, d->period_pairs[p]);
+  size_t *hist = rt_xcalloc(su->k ? su->k : 1, sizeof *hist);
+  printf("  %-12s %-10s %-10s %8s  %9s  sets of 1..%u successors\n", "period", "first day", "last day", "pairs",
+         "mean size", o->k);
+  for (int32_t p = 0; p <= d->n_periods; p++) {
+    double mean = set_sizes(su, p < d->n_periods ? p : -1, hist);
+    if (p < d->n_periods) {
+      int32_t f, e;
+      rt_period_bounds(per, p, &f, &e);
+      rt_period_name(per, p, a, sizeof a);
+      rt_day_format(f, b, sizeof b);
+      rt_day_format(e - 1, c, sizeof c);
+      printf("  %-12s %-10s %-10s %8zu  %9.2f ", a, b, c, d->period_pairs[p], mean);
+    } else {
+      printf("  %-12s %-10s %-10s %8zu  %9.2f ", "all", "", "", su->n_sets, mean);
+    }
+    for (uint32_t k = 0; k < su->k; k++) printf(" %zu", hist[k]);
+    printf("\n");
   }
+  free(hist);
   printf("\nJaccard of consecutive top-%u sets (pairs with a set in both periods):\n", o->k);
   printf("  %-24s %8s  %8s  %8s\n", "step", "pairs", "mean", "variance");
   for (int32_t p = 0; p + 1 < d->n_periods; p++) {
@@ -240,8 +279,8 @@ int rt_cmd_drift(int argc, char **argv) {
   rt_succ_builder_finish(b, &s);
   rt_drift d;
   rt_drift_compute(&s, &d);
-  if (o.json) print_json(&o, &per, &d, first, last);
-  else print_text(&o, &per, &d, first, last);
+  if (o.json) print_json(&o, &per, &d, &s, first, last);
+  else print_text(&o, &per, &d, &s, first, last);
   rt_drift_free(&d);
   rt_succ_free(&s);
   if (fflush(stdout) != 0) {

@@ -15,6 +15,7 @@
 #include "format/publish.h"
 #include "llm/infer.h"
 #include "pipeline/collective.h"
+#include "pipeline/gates.h"
 #include "pipeline/gather.h"
 #include "pipeline/progress.h"
 #include "pipeline/promfile.h"
@@ -572,6 +573,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   rt_retrieval ret = {0};
   const char *status = "failed";
   int summary_due = 0; /* set once start-up succeeded; cleared when the summary is written */
+  rt_gates gates = {0};  /* recall and coverage gates (pipeline/gates.h) */
 
   /* Set-up every rank does; each may fail alone, so agree after each. */
   /* llm.api = retrieval asks no model: it needs no template. */
@@ -596,7 +598,10 @@ int rt_cmd_refresh(int argc, char **argv) {
   /* Stages 1–6: counts and retrieval (not needed for the base prompt). */
   if (!base_mode) {
     uint64_t nrec = 0;
-    rc = *cfg->counts ? rt_job_counts_from_file(&job, &counts, &err) : rt_job_aggregate(&job, &counts, &nrec, &err);
+    rc = rt_gates_begin(&job.cfg, &gates, &err); /* gates.holdout_days: the last days leave the window */
+    if (rc == RT_OK)
+      rc = *cfg->counts ? rt_job_counts_from_file(&job, &counts, &err) : rt_job_aggregate(&job, &counts, &nrec, &err);
+    if (rc == RT_OK && gates.holdout) rc = rt_job_holdout(&job, &gates, &err);
     if (rc) goto out;
     /* The owned records stream past retrieval in chunks of whole pairs:
      * only the retrieved successors stay. */
@@ -696,6 +701,8 @@ int rt_cmd_refresh(int argc, char **argv) {
     goto out;
   }
   if (r.journal) journal_end(&r), r.journal = 0;
+  if (rc == RT_OK) rc = rt_gates_eval(&gates, job.comm, &r.results, r.base, job.cat.n, &err);
+  rc = rt_agree(job.comm, rc, &err);
   if (rc) goto out;
 
   /* Stage 10: context fingerprints and counters to rank 0 (the results
@@ -747,6 +754,9 @@ int rt_cmd_refresh(int argc, char **argv) {
                       "constrain its output (llm.constrain)",
                       exact * 100, cfg->min_exact_match * 100, (unsigned long long)total[RT_M_match_exact],
                       (unsigned long long)total[RT_M_match_answers]);
+    } else if (rt_gates_check(&gates, cfg, &err)) { /* recall (exit 12), coverage (exit 13) */
+      status = "halted";
+      rc = err.code;
     } else if (!job.force && !base_mode && served_window_end(cfg->table) > cfg->window_end) {
       /* Never a step back: a late or re-run of an older window must not
        * replace a table built from newer logs. */
@@ -872,6 +882,7 @@ out:
     }
   }
   rt_runs_free(counts);
+  rt_gates_free(&gates);
   rt_retrieval_free(&ret);
   free(r.results.data);
   free(r.examples);

@@ -4,6 +4,7 @@
 #include "base/metrics.h"
 #include "base/util.h"
 #include "pipeline/collective.h"
+#include "pipeline/gates.h"
 #include "pipeline/progress.h"
 #include "pipeline/read.h"
 #include "pipeline/sequence.h"
@@ -162,6 +163,10 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     else if (!strcmp(a, "--dry-run") && refresh) job->dry_run = 1;
     else if (!strcmp(a, "--out") && aggregate && i + 1 < argc) job->out = argv[++i];
     else if (!strcmp(a, "--format") && aggregate && i + 1 < argc) job->out_format = argv[++i];
+    else if (!strcmp(cmd, "eval") && !strcmp(a, "--table") && i + 1 < argc) job->eval_table = argv[++i];
+    else if (!strcmp(cmd, "eval") && !strcmp(a, "--previous") && i + 1 < argc) job->eval_previous = argv[++i];
+    else if (!strcmp(cmd, "eval") && (!strcmp(a, "--from") || !strcmp(a, "--to")) && i + 1 < argc) i++;
+    else if (!strcmp(cmd, "eval") && !strcmp(a, "--json")) job->json = 1;
     else {
       /* Name the flag only: a value may be a secret (--set=llm.headers=...). */
       int n = (int)strcspn(a, "=");
@@ -174,6 +179,21 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   if (rc == RT_OK) {
     rt_config_free(&job->cfg);
     rc = rt_config_from_args(&job->cfg, config, argc, argv, err);
+  }
+  if (rc == RT_OK && !strcmp(cmd, "eval")) { /* the held-out window [--from, --to) replaces the config's */
+    const char *from = NULL, *to = NULL;
+    for (int i = 1; i + 1 < argc; i++) {
+      if (!strcmp(argv[i], "--from")) from = argv[i + 1];
+      if (!strcmp(argv[i], "--to")) to = argv[i + 1];
+    }
+    if (!job->eval_table || !from || !to)
+      rc = rt_err_set(err, RT_ERR_USAGE, "eval: --table T, --from D1 and --to D2 are required (see `ragtide help eval`)");
+    else if (rt_parse_utc(from, &job->cfg.window_start) || rt_parse_utc(to, &job->cfg.window_end))
+      rc = rt_err_set(err, RT_ERR_USAGE, "eval: --from \"%s\" / --to \"%s\": expected UTC dates YYYY-MM-DD[THH:MM:SSZ]",
+                      from, to);
+    else if (job->cfg.window_end <= job->cfg.window_start)
+      rc = rt_err_set(err, RT_ERR_USAGE, "eval: --to must be after --from");
+    job->cfg.window_days = 0;
   }
   if (rc == RT_OK && job->cfg.window_days > 0 && (job->cfg.window_start || job->cfg.window_end))
     rc = rt_err_set(err, RT_ERR_USAGE, "config: input.window_days replaces input.window_start/window_end: "
@@ -534,6 +554,81 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
   *counts = owned;
   *records = nrec;
   return RT_OK;
+}
+
+int rt_job_sequences(rt_job *job, rt_seq_fn fn, void **ctx, rt_err *err) {
+  rt_plan_free(&job->plan);
+  int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
+  if (rc) return rc;
+  mem_plan mp = plan_memory(job);
+  char dir[4096];
+  rt_job_run_dir(job, dir, sizeof dir);
+  rt_spill store;
+  rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
+  if (mp.reserve_events) rt_spill_reserve(&store, mp.reserve_events);
+  if ((rc = read_and_store(job, &mp, &store, err))) {
+    rt_spill_free(&store);
+    return rc;
+  }
+  const int T = job->threads;
+  rt_seq_opts o;
+  rt_seq_opts_from_config(&job->cfg, &o);
+  rt_ev_vec *ev = rt_xcalloc((size_t)T, sizeof *ev);
+  rt_seq_stats *st = rt_xcalloc((size_t)T, sizeof *st);
+  int *trc = rt_xcalloc((size_t)T, sizeof *trc);
+  rt_err *terr = rt_xcalloc((size_t)T, sizeof *terr);
+  double t0 = rt_stage_begin();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t b = 0; b < store.nbuckets; b++) {
+    int t = omp_get_thread_num();
+    if (trc[t]) continue;
+    trc[t] = rt_spill_take(&store, b, &ev[t], &terr[t]);
+    if (trc[t] == RT_OK) rt_sequence_all_each(ev[t].data, ev[t].len, &o, fn, ctx[t], &st[t]);
+  }
+  for (int t = 0; t < T; t++) {
+    free(ev[t].data);
+    if (trc[t] && !rc) rc = trc[t], *err = terr[t];
+    rt_metric_add(RT_M_sequence_users, st[t].users);
+    rt_metric_add(RT_M_sequence_sequences, st[t].sequences);
+    rt_metric_add(RT_M_sequence_short_sequences, st[t].short_sequences);
+  }
+  rt_stage_end(RT_M_sequence_us, t0);
+  rt_spill_free(&store);
+  free(ev);
+  free(st);
+  free(trc);
+  free(terr);
+  return rt_agree(job->comm, rc, err);
+}
+
+int rt_job_holdout(rt_job *job, rt_gates *g, rt_err *err) {
+  uint64_t *saved = rt_xmalloc(sizeof rt_metrics), *watch = rt_xmalloc(job->cat.n * sizeof *watch);
+  memcpy(saved, rt_metrics, sizeof rt_metrics);
+  memcpy(watch, job->watch, job->cat.n * sizeof *watch); /* the popular block must not see the held-out days */
+  int64_t ws = job->cfg.window_start, we = job->cfg.window_end;
+  char *mode = job->cfg.retrieval_mode;
+  job->cfg.retrieval_mode = (char *)"frequency"; /* one window: no previous window for trend */
+  job->cfg.window_start = g->hold_start;
+  job->cfg.window_end = g->hold_end;
+  rt_gates_ctx *ctxs = rt_xcalloc((size_t)job->threads, sizeof *ctxs);
+  void **pp = rt_xcalloc((size_t)job->threads, sizeof *pp);
+  rt_gates_threads(g, job->cat.n, job->threads, ctxs);
+  for (int t = 0; t < job->threads; t++) pp[t] = &ctxs[t];
+  int rc = rt_job_sequences(job, rt_gates_on_sequence, pp, err);
+  char dir[4096];
+  rt_job_run_dir(job, dir, sizeof dir);
+  if (rc == RT_OK) rc = rt_gates_route(g, &job->plan, job->comm, dir, job->rank, err);
+  rc = rt_agree(job->comm, rc, err);
+  job->cfg.retrieval_mode = mode;
+  job->cfg.window_start = ws;
+  job->cfg.window_end = we;
+  memcpy(rt_metrics, saved, sizeof rt_metrics);
+  memcpy(job->watch, watch, job->cat.n * sizeof *watch);
+  free(saved);
+  free(watch);
+  free(ctxs);
+  free(pp);
+  return rc;
 }
 
 int rt_job_counts_from_file(rt_job *job, rt_runs **out, rt_err *err) {

@@ -12,6 +12,7 @@
 #include "format/config.h"
 #include "pipeline/count.h"
 #include "pipeline/plan.h"
+#include "pipeline/sequence.h"
 
 typedef struct rt_job {
   MPI_Comm comm;
@@ -32,6 +33,9 @@ typedef struct rt_job {
   int64_t attempt;      /* refresh: 1, or N for the Nth attempt of an interrupted run (TABLE.resume) */
   int64_t first_started; /* refresh: when the first attempt started (unix seconds) */
   struct rt_lock *lock; /* refresh, rank 0: TABLE.lock, held until rt_job_end */
+  /* eval: --table, --previous, --json; --from/--to set the window */
+  const char *eval_table, *eval_previous;
+  int json;
 } rt_job;
 
 /* MPI_Init_thread (FUNNELED: only the main thread calls MPI; the stages'
@@ -55,6 +59,19 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
  * and keeps the records of the pairs it owns, re-windowed by day against
  * the configured window (and the previous one for trend). Collective. */
 int rt_job_counts_from_file(rt_job *job, rt_runs **counts, rt_err *err);
+
+/* Stages 1–4 without counting (offline evaluation): plan, read, shuffle,
+ * then every kept sequence of the users this rank owns goes to
+ * fn(ctx[thread], ...), thread in [0, job->threads); a user's sequences
+ * all go to one thread, one after another. Collective. */
+int rt_job_sequences(rt_job *job, rt_seq_fn fn, void **ctx, rt_err *err);
+
+/* The held-out pass of the recall gate (pipeline/gates.h), after stages
+ * 1–5: stages 1–4 over the held-out days, their (c1, c2, x) horizon counts
+ * sent to the pairs' owners. The run's counters, watch counts and window
+ * are left as they were. Collective. */
+struct rt_gates;
+int rt_job_holdout(rt_job *job, struct rt_gates *g, rt_err *err);
 
 /* The run directory: output.run_dir, or <output>.run beside the output. */
 void rt_job_run_dir(const rt_job *job, char *buf, size_t cap);

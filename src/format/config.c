@@ -48,7 +48,8 @@ static const keydef KEYS[] = {
   {"input.partitioned_by_user", K_BOOL, O(partitioned_by_user), "false", NULL,
    "shards are already split by user (each user in one shard): skip the user shuffle"},
   {"input.on_bad_event", K_ENUM, O(on_bad_event), "fail", "fail|skip",
-   "an event with an unknown cluster or bad value: fail the run, or skip and count it"},
+   "an event with an unknown cluster, a malformed timestamp (negative, or >= 1e11: milliseconds) or a NaN "
+   "engagement: fail the run, or skip and count it (events outside the window are always counted and skipped)"},
   {"retrieval.mode", K_ENUM, O(retrieval_mode), "frequency", "frequency|trend",
    "frequency: most frequent successors in the window; trend: largest increase vs the previous window"},
   {"retrieval.top_n", K_INT, O(top_n), "1", NULL, "retrieved successors per pair (the paper uses 1)"},
@@ -92,6 +93,19 @@ static const keydef KEYS[] = {
    "minimum keyword-set Jaccard similarity for a fuzzy match"},
   {"gates.min_exact_match", K_DBL, O(min_exact_match), "0.90", NULL,
    "halt before publishing when the exact-match rate is below this (paper: 0.90)"},
+  {"gates.min_recall", K_DBL, O(min_recall), "0.015", NULL,
+   "with gates.holdout_days > 0: halt (exit 12) when the new table's hit rate at eval.horizon on the held-out "
+   "days is below this (paper: 1.5%)"},
+  {"gates.holdout_days", K_INT, O(holdout_days), "0", NULL,
+   "the last N days of the window are left out of retrieval and score the new table for gates.min_recall; "
+   "0 = no recall gate"},
+  {"gates.min_coverage_ratio", K_DBL, O(min_coverage_ratio), "0.5", NULL,
+   "halt (exit 13) when the new table's rag+base pairs are fewer than this share of the served table's; 0 = off"},
+  {"eval.horizon", K_INT, O(eval_horizon), "5", NULL,
+   "ragtide eval: a hit at horizon H = the prediction is among the next H clusters of the sequence"},
+  {"eval.bootstrap", K_INT, O(eval_bootstrap), "1000", NULL,
+   "ragtide eval: bootstrap resamples over users for the 95% intervals; 0 = no intervals"},
+  {"eval.seed", K_INT, O(eval_seed), "1", NULL, "ragtide eval: the bootstrap's seed (fixed: reruns give equal intervals)"},
   {"output.table", K_STR, O(table), "", NULL, "where the transition table is published; required by refresh"},
   {"output.base_table", K_STR, O(base_table), "", NULL,
    "base table (monthly, fine-tuned) whose answers fill pairs without fresh data"},
@@ -353,6 +367,16 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
     return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_exact_match must be in [0, 1]");
   if (c->max_failed_fraction < 0 || c->max_failed_fraction > 1)
     return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_failed_fraction must be in [0, 1]");
+  if (c->min_recall < 0 || c->min_recall > 1)
+    return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_recall must be in [0, 1]");
+  if (c->holdout_days < 0 || c->holdout_days > 3650)
+    return rt_err_set(err, RT_ERR_USAGE, "config: gates.holdout_days must be in 0..3650");
+  if (c->min_coverage_ratio < 0 || c->min_coverage_ratio > 1)
+    return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_coverage_ratio must be in [0, 1]");
+  if (c->eval_horizon < 1 || c->eval_horizon > 1000)
+    return rt_err_set(err, RT_ERR_USAGE, "config: eval.horizon must be in 1..1000");
+  if (c->eval_bootstrap < 0 || c->eval_bootstrap > 100000)
+    return rt_err_set(err, RT_ERR_USAGE, "config: eval.bootstrap must be in 0..100000");
   if (c->max_gap_s < 0) return rt_err_set(err, RT_ERR_USAGE, "config: input.max_gap_s must be >= 0");
   if (c->popular_n < 0 || c->popular_n > 64)
     return rt_err_set(err, RT_ERR_USAGE, "config: retrieval.popular_n = %lld: must be in 0..64",
@@ -393,6 +417,7 @@ static int operational(const char *name) {
                                     "input.window_days", "input.window_lag_h"};
   /* (output.* keys, progress_s included, are skipped below) */
   if (!strncmp(name, "output.", 7)) return 1;
+  if (!strncmp(name, "eval.", 5)) return 1; /* read by `ragtide eval` only: never changes a table */
   for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
     if (!strcmp(name, OPS[i])) return 1;
   return 0;

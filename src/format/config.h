@@ -62,6 +62,13 @@ typedef struct rt_config {
   double fuzzy_threshold;
   /* [gates] */
   double min_exact_match;
+  double min_recall;        /* recall gate floor (hit rate at eval.horizon on the held-out days) */
+  int64_t holdout_days;     /* > 0: the last days of the window are held out for the recall gate */
+  double min_coverage_ratio; /* new rag+base pairs >= this share of the served table's */
+  /* [eval] */
+  int64_t eval_horizon;    /* hit rate at H: the prediction among the next H clusters */
+  int64_t eval_bootstrap;  /* bootstrap resamples over users for the 95% intervals; 0 = none */
+  int64_t eval_seed;       /* the bootstrap's seed */
   /* [output] */
   char *table;
   char *base_table;

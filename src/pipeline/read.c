@@ -8,7 +8,12 @@
 #include <string.h>
 
 #define READ_BATCH 65536
-#define FAR_FUTURE_S (366LL * 86400) /* later than window_end + a year: a clock bug */
+/* Unix seconds reach 1e11 in the year 5138, unix milliseconds passed it in
+ * 1973: a timestamp this large is milliseconds (or microseconds), not a
+ * valid date in seconds. Any other timestamp >= 0 outside every window the
+ * run reads is a valid event of another period (a backtest's later logs):
+ * counted in read.outside_window and skipped, never a bad event. */
+#define TS_UNIT_LIMIT 100000000000LL
 
 void rt_window_from_config(const rt_config *cfg, rt_window *w) {
   w->start = cfg->window_start;
@@ -24,6 +29,17 @@ static int bad_event(const rt_config *cfg, const char *path, uint64_t idx, const
                     "%s: event #%llu (user %llu, ts %lld, cluster %u): %s; fix the shard or set "
                     "input.on_bad_event = skip to count and skip such events",
                     path, (unsigned long long)idx, (unsigned long long)e->user, (long long)e->ts, e->cluster, why);
+}
+
+const char *rt_ts_problem(int64_t ts) {
+  if (ts < 0) return "timestamp is negative (ts must be unix seconds, UTC)";
+  if (ts >= TS_UNIT_LIMIT)
+    return ts >= TS_UNIT_LIMIT * 1000
+               ? "timestamp looks like microseconds or nanoseconds, not unix seconds (past the year 5138 in "
+                 "seconds); convert the logs to seconds"
+               : "timestamp looks like milliseconds, not unix seconds (past the year 5138 in seconds); divide "
+                 "it by 1000";
+  return NULL;
 }
 
 /* Per-chunk tallies, added to the metrics once per chunk: rt_metrics and the
@@ -47,7 +63,6 @@ static void tally_flush(tally *t) {
 static int keep_events(const rt_read_cursor *c, const rt_event *ev, size_t n, rt_ev_vec *out, uint64_t *watch,
                        size_t *used, rt_err *err) {
   const rt_window w = c->win;
-  const int64_t ts_max = w.end + FAR_FUTURE_S;
   const float min_eng = (float)c->cfg->min_engagement;
   /* a local copy: stores to out and watch cannot alias it, so its fields
    * stay in registers instead of being reloaded for every event */
@@ -60,14 +75,13 @@ static int keep_events(const rt_read_cursor *c, const rt_event *ev, size_t n, rt
     const rt_event *e = &ev[i];
     int32_t ci = rt_catalog_index(&cat, e->cluster);
     /* the three bad cases, rare, share one test so the loop stays short */
-    if (__builtin_expect(ci < 0 || e->ts < 0 || e->ts > ts_max || isnan(e->engagement), 0)) {
+    if (__builtin_expect(ci < 0 || (uint64_t)e->ts >= (uint64_t)TS_UNIT_LIMIT || isnan(e->engagement), 0)) {
       const char *why;
       if (ci < 0) {
         rt_metric_add(RT_M_read_bad_unknown_cluster, 1);
         why = "cluster id not in the catalog (input.catalog)";
-      } else if (e->ts < 0 || e->ts > ts_max) {
+      } else if ((why = rt_ts_problem(e->ts))) {
         rt_metric_add(RT_M_read_bad_timestamp, 1);
-        why = "timestamp is negative or more than a year past the window";
       } else {
         rt_metric_add(RT_M_read_bad_engagement, 1);
         why = "engagement is NaN";

@@ -1,8 +1,10 @@
 /* read.h — stage 2: stream this rank's shards and keep the useful events.
  *
- * Owns: validating every event (unknown cluster, bad timestamp, NaN
- * engagement: counted per reason; input.on_bad_event decides fail or skip)
- * and filtering (engagement >= input.min_engagement, ts inside the window).
+ * Owns: validating every event (unknown cluster, malformed timestamp —
+ * negative, or milliseconds —, NaN engagement: counted per reason;
+ * input.on_bad_event decides fail or skip) and filtering (engagement >=
+ * input.min_engagement, ts inside the window; a valid event outside every
+ * window read is counted in read.outside_window and skipped).
  * With retrieval.mode = trend the previous window of equal length is kept
  * too, marked, because trend retrieval compares the two. Cluster ids become
  * dense catalog indices here; nothing downstream sees external ids. */
@@ -48,6 +50,12 @@ typedef struct rt_window {
 } rt_window;
 
 void rt_window_from_config(const rt_config *cfg, rt_window *w);
+
+/* Why a timestamp is malformed (negative; >= 1e11, i.e. milliseconds or
+ * finer, which the message says), or NULL for a valid one. Valid
+ * timestamps outside every window the run reads are not bad: the read stage
+ * counts them (read.outside_window) and skips them. */
+const char *rt_ts_problem(int64_t ts);
 
 /* A position in this rank's shards, so reading can proceed in batches that
  * bound memory (see rt_read_batch). */

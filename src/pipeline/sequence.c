@@ -69,8 +69,10 @@ static size_t dedup(const rt_ev *seg, size_t n, int unique, rt_ev *out) {
   return m;
 }
 
-void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *scratch, rt_triple_fn fn,
-                      void *ctx, rt_seq_stats *st) {
+/* One user: split, dedup, then either emit triples (fn) or hand each kept
+ * sequence over (seq_fn). */
+static void sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *scratch, rt_triple_fn fn,
+                          rt_seq_fn seq_fn, void *ctx, rt_seq_stats *st) {
   st->users++;
   size_t start = 0;
   for (size_t i = 1; i <= n; i++) {
@@ -78,9 +80,25 @@ void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *sc
                 (o->max_gap > 0 && (int64_t)rt_ev_t(&ev[i]) - (int64_t)rt_ev_t(&ev[i - 1]) > o->max_gap);
     if (!split) continue;
     size_t m = dedup(ev + start, i - start, o->unique, scratch);
-    emit(scratch, m, o, fn, ctx, st);
+    if (fn) {
+      emit(scratch, m, o, fn, ctx, st);
+    } else {
+      st->sequences++;
+      if ((int64_t)m < o->min_len) st->short_sequences++;
+      else seq_fn(ctx, ev[0].user, scratch, m);
+    }
     start = i;
   }
+}
+
+void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *scratch, rt_triple_fn fn,
+                      void *ctx, rt_seq_stats *st) {
+  sequence_user(ev, n, o, scratch, fn, NULL, ctx, st);
+}
+
+void rt_sequence_user_each(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *scratch, rt_seq_fn fn,
+                           void *ctx, rt_seq_stats *st) {
+  sequence_user(ev, n, o, scratch, NULL, fn, ctx, st);
 }
 
 /* Sort a few events by rt_ev_order: insertion sort, linear on the nearly
@@ -127,7 +145,8 @@ static void sort_small(rt_ev *a, size_t len) {
  * is hot, is split again by the low bits into buckets of a few users, each
  * sorted by rt_ev_order, and sequenced at once. */
 
-void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st) {
+static void sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, rt_seq_fn seq_fn, void *ctx,
+                         rt_seq_stats *st) {
   if (n == 0) return;
   unsigned k1 = 0;
   while (k1 < 16 && ((size_t)8192 << k1) < n) k1++;
@@ -163,11 +182,19 @@ void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn,
     size_t s0 = 0;
     for (size_t i = 1; i <= m; i++) {
       if (i < m && g[i].user == g[s0].user) continue;
-      rt_sequence_user(g + s0, i - s0, o, in, fn, ctx, st);
+      sequence_user(g + s0, i - s0, o, in, fn, seq_fn, ctx, st);
       s0 = i;
     }
   }
   free(start2);
   free(start1);
   free(parts);
+}
+
+void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st) {
+  sequence_all(ev, n, o, fn, NULL, ctx, st);
+}
+
+void rt_sequence_all_each(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_seq_fn fn, void *ctx, rt_seq_stats *st) {
+  sequence_all(ev, n, o, NULL, fn, ctx, st);
 }

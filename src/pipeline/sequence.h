@@ -46,6 +46,18 @@ void rt_sequence_user(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *sc
  * are overwritten (used as scratch). */
 void rt_sequence_all(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_triple_fn fn, void *ctx, rt_seq_stats *st);
 
+/* Called once per kept sequence (deduplicated, at least min_len entries)
+ * of a user: s[0..m) in order, the clusters are rt_ev_c(&s[i]). The
+ * sequences of one user come one after another. Offline evaluation
+ * (pipeline/eval.h) scores predictions on them. */
+typedef void (*rt_seq_fn)(void *ctx, uint64_t user, const rt_ev *s, size_t m);
+
+/* rt_sequence_user and rt_sequence_all, handing over the sequences instead
+ * of their triples (same split, dedup and length rules). */
+void rt_sequence_user_each(const rt_ev *ev, size_t n, const rt_seq_opts *o, rt_ev *scratch, rt_seq_fn fn,
+                           void *ctx, rt_seq_stats *st);
+void rt_sequence_all_each(rt_ev *ev, size_t n, const rt_seq_opts *o, rt_seq_fn fn, void *ctx, rt_seq_stats *st);
+
 /* The order sequencing relies on: user, ts, cluster, window. */
 int rt_ev_order(const void *a, const void *b);
 

@@ -6,8 +6,8 @@ the C code: the job's counts, top-N and trend retrieval must equal this output.
 The semantics (this script is the spec, docs/formats.md section 2):
  1. Read the catalog and every shard (TSV: user<TAB>ts<TAB>cluster<TAB>engagement,
     blank lines ignored; .tsv.zst is piped through `zstd -dc`).
-    An event whose cluster is not in the catalog, or whose engagement is NaN,
-    is a bad event: exit 3 (--on-bad-event fail, the default) or drop it (skip).
+    An event whose cluster is not in the catalog, whose timestamp is negative
+    or >= 1e11 (milliseconds), or whose engagement is NaN, is a bad event: exit 3 (--on-bad-event fail, the default) or drop it (skip).
     Every event read is checked, inside the window or not.
  2. Keep events with engagement >= --min-engagement and
     window_start <= ts < window_end. For --out trend the previous window of
@@ -148,6 +148,8 @@ def triples(events, catalog, lo, hi, a):
         bad = None
         if cluster not in catalog:
             bad = "cluster %d is not in the catalog" % cluster
+        elif ts < 0 or ts >= 10**11:
+            bad = "timestamp is negative or milliseconds"
         elif math.isnan(eng):
             bad = "engagement is NaN"
         if bad:

@@ -85,6 +85,30 @@ import json; r=json.load(open('$T/skip/t.rtt.summary.json'))['stages']['read']
 assert r['bad_unknown_cluster'] == 1 and r['kept'] == 2 and r['events'] == 3, r"
 pass "input.on_bad_event=skip runs through the unknown cluster"
 
+# 5b. timestamps: valid events far outside the window (3 years later, 10 years earlier) are
+# counted in read.outside_window and skipped, never bad; milliseconds and negative ones are bad
+mkdir -p "$T/far" "$T/ms" "$T/neg" "$T/farout"
+far=$((ts + 3 * 366 * 86400)) early=$((ts - 10 * 365 * 86400))
+printf '7\t%s\t%s\t1.0\n7\t%s\t%s\t1.0\n7\t%s\t%s\t1.0\n7\t%s\t%s\t1.0\n' "$ts" "$cid" "$((ts + 60))" "$cid2" \
+  "$far" "$cid3" "$early" "$cid" >"$T/far/f.tsv"
+expect_exit 0 mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --set "input.logs=$T/far/*.tsv" \
+  --set llm.api=retrieval --set "output.table=$T/farout/t.rtt"
+python3 -c "
+import json; r=json.load(open('$T/farout/t.rtt.summary.json'))['stages']['read']
+assert r['outside_window'] == 2 and r['kept'] == 2 and r['bad_timestamp'] == 0 and r['events'] == 4, r"
+pass "events years outside the window -> counted in read.outside_window, exit 0"
+printf '7\t%s\t%s\t1.0\n7\t%s000\t%s\t1.0\n' "$ts" "$cid" "$((ts + 60))" "$cid2" >"$T/ms/m.tsv"
+refresh 3 --set "input.logs=$T/ms/*.tsv"
+expect_err "$T/ms/m.tsv: event #1 (user 7, ts $((ts + 60))000"
+expect_err "looks like milliseconds"
+expect_err "divide it by 1000"
+untouched "ms timestamp"; pass "millisecond timestamp -> exit 3 saying milliseconds"
+printf '7\t-5\t%s\t1.0\n' "$cid" >"$T/neg/n.tsv"
+refresh 3 --set "input.logs=$T/neg/*.tsv"
+expect_err "$T/neg/n.tsv: event #0 (user 7, ts -5"
+expect_err "timestamp is negative"
+untouched "negative timestamp"; pass "negative timestamp -> exit 3"
+
 # 6. a malformed catalog line
 { head -3 "$T/data/catalog.tsv"; echo "12345 no tab"; tail -n +4 "$T/data/catalog.tsv"; } >"$T/badcat.tsv"
 refresh 3 --set "input.catalog=$T/badcat.tsv"

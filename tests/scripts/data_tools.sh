@@ -38,9 +38,17 @@ assert all(len(x["k"]) == 5 for x in ov)
 assert all(0 <= v <= 1 for x in ov for v in x["k"])
 # weekly drift in the generator: a later month keeps well under all of its top-1
 assert ov[1]["k"][0] < 0.9 and ov[2]["k"][0] < 0.9, ov
+# set sizes: every period's sets, by size 1..k, add up to its pairs; "set_sizes" pools them
+for p in d["periods"]:
+    h = p["set_sizes"]["sets_of_size"]
+    assert len(h) == 5 and sum(h) == p["pairs"], p
+    assert abs(p["set_sizes"]["mean"] - sum((i + 1) * n for i, n in enumerate(h)) / p["pairs"]) < 1e-9, p
+allh = d["set_sizes"]["sets_of_size"]
+assert allh == [sum(p["set_sizes"]["sets_of_size"][i] for p in d["periods"]) for i in range(5)], allh
+assert allh[4] > 0 and 1 <= d["set_sizes"]["mean"] <= 5, d["set_sizes"]  # dense data fills top-5 sets
 print("drift: mean %.4f variance %.4f over %d pairs" % (o["mean"], o["variance"], o["pairs"]))
 PY
-pass "drift --json: 3 months, consistent pair counts, mean in (0, 1)"
+pass "drift --json: 3 months, consistent pair counts, mean in (0, 1), set sizes add up"
 
 "$RT" drift --counts "$T/counts.rtc" --period week --k 3 --min-count 2 --json >"$T/week.json" || fail "drift week"
 python3 - "$T/week.json" <<'PY' || fail "drift --period week values"
