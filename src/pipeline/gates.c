@@ -63,7 +63,7 @@ int rt_gates_route(rt_gates *g, const rt_plan *plan, MPI_Comm comm, const char *
   g->positions = pos;
   rt_runs *owned = rt_runs_new(run_dir, "gates-owned", rank, 0);
   rt_err xerr = {0};
-  owned = rt_counts_exchange(plan, comm, local, owned, 64u << 20, &xerr); /* collective: every rank takes part */
+  owned = rt_counts_exchange(plan, comm, local, owned, 64u << 20, NULL, &xerr); /* collective: every rank takes part */
   if (!owned && rc == RT_OK) rc = xerr.code ? xerr.code : RT_ERR_INTERNAL, *err = xerr;
   uint64_t nrec = 0, pairs = 0;
   if (owned && rc == RT_OK) rc = rt_runs_seal(owned, &nrec, &pairs, err);
