@@ -146,7 +146,11 @@ refresh 3 --set "prompt.template=$T/bad.tmpl"
 expect_err "$T/bad.tmpl:1: unknown placeholder {{c3}}"
 untouched "bad template"; pass "bad template -> exit 3 with file:line"
 
-# 11. an output directory that does not exist: exit 6, nothing half-written
-refresh 6 --set "output.table=$T/no/such/dir/t.rtt" --set "output.summary=$T/s.json"
+# 11. an output directory that cannot be created (a file stands where a
+#     directory should): exit 6 naming it, nothing half-written. (A missing
+#     directory is created: tests/scripts/usage.sh.)
+echo "not a directory" >"$T/blocker"
+refresh 6 --set "output.table=$T/blocker/dir/t.rtt" --set "output.summary=$T/s.json"
+expect_err "cannot create the directory of output.table $T/blocker/dir/t.rtt"
 untouched "bad output dir"; pass "unwritable output -> exit 6"
 echo "bad_input: all checks passed"
