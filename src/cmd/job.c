@@ -503,24 +503,33 @@ static int sequence_and_count(rt_job *job, const mem_plan *mp, rt_spill *store, 
   return rc;
 }
 
+/* Stages 1–3, shared by aggregate, refresh and eval: the plan, then every
+ * shard read, shuffled by user and held in user buckets (`store`, under the
+ * memory plan `mp`, spilling to the run directory `dir`). Collective; on
+ * failure the store is already freed. */
+static int plan_and_store(rt_job *job, mem_plan *mp, rt_spill *store, char *dir, size_t cap, rt_err *err) {
+  rt_plan_free(&job->plan);
+  int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
+  if (rc) return rc;
+  *mp = plan_memory(job);
+  if (job->rank == 0)
+    rt_info("run %s: %zu shards over %d ranks x %d threads%s", job->run_id, job->plan.nshards, job->size,
+            job->threads, mp->store_events ? " (memory-capped: batched reads, user buckets spill to the run directory)" : "");
+  rt_job_run_dir(job, dir, cap);
+  rt_spill_init(store, mp->nbuckets, mp->store_events, dir, job->rank);
+  if (mp->reserve_events) rt_spill_reserve(store, mp->reserve_events);
+  if ((rc = read_and_store(job, mp, store, err))) rt_spill_free(store);
+  return rc;
+}
+
 int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *err) {
   *counts = NULL;
   *records = 0;
-  int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
-  if (rc) return rc;
-  mem_plan mp = plan_memory(job);
-  if (job->rank == 0)
-    rt_info("run %s: %zu shards over %d ranks x %d threads%s", job->run_id, job->plan.nshards, job->size,
-            job->threads, mp.store_events ? " (memory-capped: batched reads, user buckets spill to the run directory)" : "");
+  mem_plan mp;
   char dir[4096];
-  rt_job_run_dir(job, dir, sizeof dir);
   rt_spill store;
-  rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
-  if (mp.reserve_events) rt_spill_reserve(&store, mp.reserve_events);
-  if ((rc = read_and_store(job, &mp, &store, err))) {
-    rt_spill_free(&store);
-    return rc;
-  }
+  int rc = plan_and_store(job, &mp, &store, dir, sizeof dir, err);
+  if (rc) return rc;
   rt_runs *local = rt_runs_new(dir, "local", job->rank, mp.store_events ? mp.counter_records : 0);
   if (job->rank == 0) rt_test_pause("aggregate");
   rc = sequence_and_count(job, &mp, &store, local, err);
@@ -557,19 +566,11 @@ int rt_job_aggregate(rt_job *job, rt_runs **counts, uint64_t *records, rt_err *e
 }
 
 int rt_job_sequences(rt_job *job, rt_seq_fn fn, void **ctx, rt_err *err) {
-  rt_plan_free(&job->plan);
-  int rc = rt_plan_build(job->cfg.logs, job->comm, &job->plan, err);
-  if (rc) return rc;
-  mem_plan mp = plan_memory(job);
+  mem_plan mp;
   char dir[4096];
-  rt_job_run_dir(job, dir, sizeof dir);
   rt_spill store;
-  rt_spill_init(&store, mp.nbuckets, mp.store_events, dir, job->rank);
-  if (mp.reserve_events) rt_spill_reserve(&store, mp.reserve_events);
-  if ((rc = read_and_store(job, &mp, &store, err))) {
-    rt_spill_free(&store);
-    return rc;
-  }
+  int rc = plan_and_store(job, &mp, &store, dir, sizeof dir, err);
+  if (rc) return rc;
   const int T = job->threads;
   rt_seq_opts o;
   rt_seq_opts_from_config(&job->cfg, &o);
