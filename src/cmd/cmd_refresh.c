@@ -259,16 +259,23 @@ static int parts_glob(const char *cache_path, glob_t *g) {
 
 /* at_start: the parts are a killed or interrupted run's (said so); else
  * this run's own, at its end. */
+/* Every part's records into dst; *total counts those added. */
+static int absorb_all(rt_answers *dst, glob_t *g, uint64_t *total, rt_err *err) {
+  int rc = RT_OK;
+  *total = 0;
+  for (size_t i = 0; i < g->gl_pathc && rc == RT_OK; i++) {
+    uint64_t added = 0;
+    rc = rt_answers_absorb(dst, g->gl_pathv[i], &added, err);
+    *total += added;
+  }
+  return rc;
+}
+
 static int absorb_parts(refresh *r, int at_start, rt_err *err) {
   glob_t g;
   if (!parts_glob(r->cache_path, &g)) return RT_OK;
-  uint64_t total = 0;
-  int rc = RT_OK;
-  for (size_t i = 0; i < g.gl_pathc && rc == RT_OK; i++) {
-    uint64_t added = 0;
-    rc = rt_answers_absorb(r->cache, g.gl_pathv[i], &added, err);
-    total += added;
-  }
+  uint64_t total;
+  int rc = absorb_all(r->cache, &g, &total, err);
   if (rc == RT_OK) rc = rt_answers_flush(r->cache, err);
   /* Only once their records are durable in the journal do the parts go. */
   for (size_t i = 0; i < g.gl_pathc && rc == RT_OK; i++) unlink(g.gl_pathv[i]);
@@ -307,8 +314,9 @@ static int journal_peek(refresh *r, rt_err *err) {
   r->cache = rt_answers_new_memory();
   int rc = rt_answers_absorb(r->cache, r->cache_path, NULL, err);
   glob_t g;
+  uint64_t total;
   if (rc == RT_OK && parts_glob(r->cache_path, &g)) {
-    for (size_t i = 0; i < g.gl_pathc && rc == RT_OK; i++) rc = rt_answers_absorb(r->cache, g.gl_pathv[i], NULL, err);
+    rc = absorb_all(r->cache, &g, &total, err);
     globfree(&g);
   }
   return rt_agree(r->job->comm, rc, err);

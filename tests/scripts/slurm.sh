@@ -207,10 +207,12 @@ mkdir -p "$T/out1"
 wait_state "$j" "$TERMINAL" 90
 [ "$(job_field "$j" JobState)" = COMPLETED ] || die "plain job $j: $(job_field "$j" JobState)" "$T/job-$j.out"
 "$RT" validate "$T/out1/table.rtt" >/dev/null || die "plain job: table invalid" "$T/job-$j.out"
-python3 - "$T/out1/table.rtt.summary.json" <<'PY'
+python3 - "$T/out1/table.rtt.summary.json" "$j" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["status"] == "published" and s["exit_code"] == 0, s["status"]
+# the summary records the Slurm job it ran in
+assert s["slurm"] and s["slurm"]["job_id"] == sys.argv[2] and s["slurm"]["job_name"] == "rt-plain", s["slurm"]
 assert s["stages"]["infer"]["requests"] == s["stages"]["count"]["pairs_with_data"], s["stages"]["infer"]
 PY
 grep -q "ragtide-job\[$j\]: exit 0: table published" "$T/job-$j.out" || die "plain job: no decision line" "$T/job-$j.out"
