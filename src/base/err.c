@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #define RT_MAX_SECRETS 8
 static char *g_secrets[RT_MAX_SECRETS];
@@ -18,6 +19,13 @@ void rt_secret_add(const char *secret) {
     if (strcmp(g_secrets[i], secret) == 0) return;
   g_secrets[g_nsecrets] = strdup(secret);
   if (g_secrets[g_nsecrets]) g_nsecrets++;
+  rt_secret_guard();
+}
+
+void rt_secret_guard(void) {
+  /* Non-dumpable also blocks ptrace by other users and makes /proc/PID
+   * root-owned: both wanted for a process holding a key. */
+  if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 void rt_redact(char *buf, size_t cap) {

@@ -44,8 +44,15 @@ int rt_err_set(rt_err *err, int code, const char *fmt, ...)
 int rt_err_wrap(rt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Register a secret (an API key): it is replaced by "[REDACTED]" in every
- * rt_err message and log line from now on. Copies the string. */
+ * rt_err message and log line from now on. Copies the string, and calls
+ * rt_secret_guard(). */
 void rt_secret_add(const char *secret);
+/* Keep secrets out of core dumps: make the process non-dumpable
+ * (prctl(PR_SET_DUMPABLE, 0)) for the rest of its life. A key has copies we
+ * cannot mark MADV_DONTDUMP (the environment, argv, libcurl's request
+ * buffers), so the whole process goes: a crash of a process that holds a key
+ * leaves no core. Idempotent; logs once at debug level. */
+void rt_secret_guard(void);
 /* Replace every registered secret in buf (NUL-terminated, cap bytes of
  * storage) in place, truncating the tail if the result would not fit. */
 void rt_redact(char *buf, size_t cap);

@@ -160,7 +160,10 @@ void rt_test_pause(const char *point) {
   const char *f = getenv("RAGTIDE_TEST_PAUSE_FILE");
   if (f && *f) {
     FILE *fp = fopen(f, "w");
-    if (fp) fclose(fp);
+    if (fp) {
+      fprintf(fp, "%ld\n", (long)getpid());
+      fclose(fp);
+    }
   }
   for (int i = 0; i < 1200; i++) { /* 120 s; the test kills us long before */
     struct timespec ts = {0, 100000000L};

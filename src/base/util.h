@@ -87,7 +87,7 @@ int rt_find_shipped(const char *path, char *out, size_t cap);
 
 /* Crash tests only: when the environment variable RAGTIDE_TEST_PAUSE names
  * `point`, say "paused at POINT" on stderr (and create the file named by
- * RAGTIDE_TEST_PAUSE_FILE, if set), then sleep up to 120 s so the test can
+ * RAGTIDE_TEST_PAUSE_FILE, if set, holding the pid), then sleep up to 120 s so the test can
  * kill the process at exactly that moment (tests/scripts/resume.sh). A
  * no-op otherwise. Points: "aggregate" (events read, before counting),
  * "publish" (new table on disk, backups rotated, not yet renamed). */

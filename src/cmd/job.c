@@ -14,6 +14,7 @@
 #include "format/lock.h"
 #include "format/publish.h"
 #include "format/resume.h"
+#include "llm/keys.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -179,6 +180,7 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   if (rc == RT_OK) {
     rt_config_free(&job->cfg);
     rc = rt_config_from_args(&job->cfg, config, argc, argv, err);
+    if (rc == RT_OK) rt_llm_guard_secrets(&job->cfg); /* before any work: no core may hold the key */
   }
   if (rc == RT_OK && !strcmp(cmd, "eval")) { /* the held-out window [--from, --to) replaces the config's */
     const char *from = NULL, *to = NULL;

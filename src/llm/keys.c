@@ -67,6 +67,13 @@ static int read_key_file(const char *path, char **key, rt_err *err) {
   return RT_OK;
 }
 
+void rt_llm_guard_secrets(const rt_config *cfg) {
+  const char *env = cfg->api_key_env;
+  const char *v = env && *env ? getenv(env) : NULL;
+  if ((v && *v) || (cfg->api_key_file && *cfg->api_key_file) || (cfg->headers && *cfg->headers))
+    rt_secret_guard();
+}
+
 int rt_llm_read_key(const rt_config *cfg, char **key, rt_err *err) {
   *key = NULL;
   const char *env = cfg->api_key_env, *file = cfg->api_key_file;

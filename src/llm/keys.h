@@ -19,6 +19,12 @@
  * control character, or is readable by group or others. */
 int rt_llm_read_key(const rt_config *cfg, char **key, rt_err *err);
 
+/* Call right after the config is loaded: when it names a key (llm.api_key_env
+ * set in the environment, llm.api_key_file) or carries llm.headers, the
+ * process becomes non-dumpable (rt_secret_guard) before any work, because
+ * the environment and argv already hold the secret. */
+void rt_llm_guard_secrets(const rt_config *cfg);
+
 /* Build the request headers: Content-Type, an empty Expect (no 100-continue
  * round trip), the key ("Authorization: Bearer KEY" for openai,
  * "x-goog-api-key: KEY" for gemini; none when key is NULL) and the extra
