@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define RAGTIDE_FORMAT_MAJOR 1 /* readers refuse files of another major version */
-#define RAGTIDE_FORMAT_MINOR 0 /* minor version this library writes; it reads any 1.x */
+#define RAGTIDE_FORMAT_MINOR 1 /* minor version this library writes; it reads any 1.x */
 
 typedef enum ragtide_status {
   RAGTIDE_OK = 0,
@@ -50,7 +50,22 @@ typedef enum ragtide_provenance {
   RAGTIDE_PROV_BASE = 1,     /* from the base (fine-tuned, monthly) table */
   RAGTIDE_PROV_RAG = 2,      /* from a RAG refresh answer */
   RAGTIDE_PROV_FALLBACK = 3, /* endpoint failed: base answer or top retrieved successor */
+  RAGTIDE_PROV_RETRIEVAL = 4, /* the pair's top retrieved successor, no model asked (llm.api = retrieval);
+                                 format 1.1 (a 1.0 reader sees it as RAGTIDE_PROV_RAG) */
 } ragtide_provenance;
+#define RAGTIDE_PROV_COUNT 5
+
+/* The provenance's name as the tools print it: "none", "base", "rag",
+ * "fallback", "retrieval"; "?" for a value out of range. */
+const char *ragtide_provenance_name(ragtide_provenance p);
+
+/* The overlay rule, shared by `ragtide refresh` and ragtide_table_merge: a
+ * pair whose refreshed entry has one of these provenances (rag, retrieval,
+ * fallback: the refresh produced it) takes the refresh's whole candidate
+ * list; any other pair keeps the base table's. */
+static inline int ragtide_provenance_is_refresh(ragtide_provenance p) {
+  return p == RAGTIDE_PROV_RAG || p == RAGTIDE_PROV_FALLBACK || p == RAGTIDE_PROV_RETRIEVAL;
+}
 
 /* Header fields. Strings are NUL-terminated, never NULL (may be ""). */
 typedef struct ragtide_table_info {
@@ -67,7 +82,7 @@ typedef struct ragtide_table_info {
   const char *model;        /* model id */
   const char *run_id;       /* the run that produced the table */
   const char *base_run_id;  /* run id of the base table overlaid, "" if none */
-  uint64_t count_by_prov[4]; /* pairs whose first candidate has provenance i */
+  uint64_t count_by_prov[RAGTIDE_PROV_COUNT]; /* pairs whose first candidate has provenance i */
 } ragtide_table_info;
 
 typedef struct ragtide_candidate {

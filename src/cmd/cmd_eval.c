@@ -96,7 +96,6 @@ static int baselines(rt_runs *counts, uint32_t n, int32_t pair_end_day, uint64_t
 }
 
 static const char *PRED_NAME[RT_EVAL_NPRED] = {"table", "popular", "history", "previous"};
-static const char *PROV_NAME[4] = {"none", "base", "rag", "fallback"};
 
 static json_t *ci_json(const rt_eval_ci *c) {
   if (!c->defined) return json_null();
@@ -158,13 +157,13 @@ static void report(const rt_job *job, const rt_eval_opts *o, const rt_eval_repor
     }
     json_object_set_new(j, "predictors", preds);
     json_t *pv = json_object();
-    for (int v = 0; v < 4; v++) {
+    for (int v = 0; v < RAGTIDE_PROV_COUNT; v++) {
       json_t *x = json_object();
       json_object_set_new(x, "positions", json_integer(r->tally[RT_EF_PROV(v, RT_EP_POS)]));
       json_object_set_new(x, "share", ci_json(&r->prov_share[v]));
       json_object_set_new(x, "next1", ci_json(&r->prov_next1[v]));
       json_object_set_new(x, "hit_rate", ci_json(&r->prov_hit[v]));
-      json_object_set_new(pv, PROV_NAME[v], x);
+      json_object_set_new(pv, ragtide_provenance_name((ragtide_provenance)v), x);
     }
     json_object_set_new(j, "table_by_provenance", pv);
     char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
@@ -199,12 +198,12 @@ static void report(const rt_job *job, const rt_eval_opts *o, const rt_eval_repor
     printf("%-9s %-26s %-26s %-26s\n", PRED_NAME[p], a, b, c);
   }
   printf("\n%-9s %-10s %-26s %-26s %-26s\n", "table by", "positions", "share", "next-1", "hit@H");
-  for (int v = 0; v < 4; v++) {
+  for (int v = 0; v < RAGTIDE_PROV_COUNT; v++) {
     char a[64], b[64], c[64];
     ci_text(a, sizeof a, &r->prov_share[v], 0);
     ci_text(b, sizeof b, &r->prov_next1[v], 0);
     ci_text(c, sizeof c, &r->prov_hit[v], 0);
-    printf("%-9s %-10llu %-26s %-26s %-26s\n", PROV_NAME[v], (unsigned long long)r->tally[RT_EF_PROV(v, RT_EP_POS)],
+    printf("%-9s %-10llu %-26s %-26s %-26s\n", ragtide_provenance_name((ragtide_provenance)v), (unsigned long long)r->tally[RT_EF_PROV(v, RT_EP_POS)],
            a, b, c);
   }
 }

@@ -9,6 +9,7 @@
 #include "base/err.h"
 #include "base/util.h"
 #include "format/answers.h"
+#include "format/catalog.h"
 #include "format/lock.h"
 #include "format/publish.h"
 
@@ -22,9 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *PROV[] = {"none", "base", "rag", "fallback"};
-
-static const char *prov_name(ragtide_provenance p) { return (unsigned)p < 4 ? PROV[p] : "?"; }
+#define PROV(i) ragtide_provenance_name((ragtide_provenance)(i))
+#define prov_name ragtide_provenance_name
 
 /* Positional arguments after removing the flags we know; `--json` sets *json,
  * `--format X` / `--format=X` sets *format (if format != NULL). Returns the
@@ -100,12 +100,51 @@ static json_t *hex64(uint64_t v) {
 
 /* ---- lookup ---- */
 
+/* Remove "--catalog FILE" / "--catalog=FILE" from argv; its value or NULL. */
+static const char *take_catalog(int *argc, char **argv) {
+  const char *v = NULL;
+  int k = 1;
+  for (int i = 1; i < *argc; i++) {
+    if (!strcmp(argv[i], "--catalog") && i + 1 < *argc) v = argv[++i];
+    else if (!strncmp(argv[i], "--catalog=", 10)) v = argv[i] + 10;
+    else argv[k++] = argv[i];
+  }
+  *argc = k;
+  return v;
+}
+
+/* --catalog: the catalog the table was built with (same ids and hash), for
+ * the clusters' keywords. RT_OK with cat->n = 0 when none was given. */
+static int open_catalog(const char *cmd, const char *path, const ragtide_table *t, rt_catalog *cat) {
+  memset(cat, 0, sizeof *cat);
+  if (!path) return RT_OK;
+  rt_err err = {0};
+  int rc = rt_catalog_load(path, cat, &err);
+  if (rc) {
+    fprintf(stderr, "ragtide %s: %s\n", cmd, err.msg);
+    return rc;
+  }
+  if (cat->hash != ragtide_table_get_info(t)->catalog_hash) {
+    fprintf(stderr, "ragtide %s: catalog %s (hash %016" PRIx64 ") is not the one %s was built with (hash %016" PRIx64
+            "): pass the table's catalog\n", cmd, path, cat->hash, "the table", ragtide_table_get_info(t)->catalog_hash);
+    rt_catalog_free(cat);
+    return RT_ERR_INPUT;
+  }
+  return RT_OK;
+}
+
+static const char *keywords(const rt_catalog *cat, uint32_t id) {
+  int32_t i = cat->n ? rt_catalog_index(cat, id) : -1;
+  return i >= 0 ? cat->desc[i] : NULL;
+}
+
 int rt_cmd_lookup(int argc, char **argv) {
   int json = 0;
   char *pos[3];
+  const char *catalog = take_catalog(&argc, argv);
   int np = parse_args("lookup", argc, argv, &json, NULL, pos, 3);
   if (np != 3) {
-    if (np >= 0) fprintf(stderr, "usage: ragtide lookup [--json] TABLE C1 C2\n");
+    if (np >= 0) fprintf(stderr, "usage: ragtide lookup [--json] [--catalog CATALOG] TABLE C1 C2\n");
     return RT_ERR_USAGE;
   }
   uint32_t c1, c2;
@@ -117,29 +156,56 @@ int rt_cmd_lookup(int argc, char **argv) {
   ragtide_table *t;
   int rc = open_table("lookup", pos[0], &t);
   if (rc) return rc;
-  uint32_t next = 0;
-  ragtide_provenance prov = RAGTIDE_PROV_NONE;
-  rc = ragtide_table_lookup(t, c1, c2, &next, &prov);
-  if (rc == RAGTIDE_E_NOTFOUND) {
+  rt_catalog cat;
+  if ((rc = open_catalog("lookup", catalog, t, &cat))) {
+    ragtide_table_close(t);
+    return rc;
+  }
+  ragtide_candidate cand[16];
+  int nc = ragtide_table_candidates(t, c1, c2, cand, 16);
+  if (nc == RAGTIDE_E_NOTFOUND) {
     uint32_t bad = ragtide_table_index_of(t, c1) < 0 ? c1 : c2;
     fprintf(stderr, "ragtide lookup: cluster id %u is not in the catalog of %s (%u clusters; `ragtide export` "
             "lists the pairs)\n", bad, pos[0], ragtide_table_get_info(t)->n_clusters);
     ragtide_table_close(t);
+    rt_catalog_free(&cat);
     return RT_ERR_USAGE;
   }
+  if (nc < 0) nc = 0;
   if (json) {
-    json_t *o = json_object();
+    json_t *o = json_object(), *a = json_array();
     json_object_set_new(o, "c1", json_integer(c1));
     json_object_set_new(o, "c2", json_integer(c2));
-    json_object_set_new(o, "next", prov == RAGTIDE_PROV_NONE ? json_null() : json_integer(next));
-    json_object_set_new(o, "provenance", json_string(prov_name(prov)));
+    if (cat.n) {
+      json_object_set_new(o, "c1_keywords", json_string(keywords(&cat, c1)));
+      json_object_set_new(o, "c2_keywords", json_string(keywords(&cat, c2)));
+    }
+    json_object_set_new(o, "next", nc ? json_integer(cand[0].next) : json_null());
+    json_object_set_new(o, "provenance", json_string(prov_name(nc ? cand[0].prov : RAGTIDE_PROV_NONE)));
+    for (int k = 0; k < nc; k++) {
+      char ds[16];
+      day_str(cand[k].day, ds, sizeof ds);
+      json_t *c = json_pack("{s:I,s:s,s:s}", "next", (json_int_t)cand[k].next, "provenance", prov_name(cand[k].prov),
+                            "day", ds);
+      if (cat.n) json_object_set_new(c, "keywords", json_string(keywords(&cat, cand[k].next)));
+      json_array_append_new(a, c);
+    }
+    json_object_set_new(o, "candidates", a);
     print_json(o);
-  } else if (prov == RAGTIDE_PROV_NONE) {
-    printf("%u %u -> none\n", c1, c2);
   } else {
-    printf("%u %u -> %u (%s)\n", c1, c2, next, prov_name(prov));
+    if (cat.n) printf("%u (%s) then %u (%s)\n", c1, keywords(&cat, c1), c2, keywords(&cat, c2));
+    if (!nc) printf("%u %u -> none\n", c1, c2);
+    for (int k = 0; k < nc; k++) {
+      char ds[16];
+      day_str(cand[k].day, ds, sizeof ds);
+      if (k == 0) printf("%u %u -> %u (%s)", c1, c2, cand[k].next, prov_name(cand[k].prov));
+      else printf("  #%d -> %u (%s)", k + 1, cand[k].next, prov_name(cand[k].prov));
+      if (cat.n) printf("  %s, %s", keywords(&cat, cand[k].next), ds);
+      putchar('\n');
+    }
   }
   ragtide_table_close(t);
+  rt_catalog_free(&cat);
   return RT_OK;
 }
 
@@ -181,7 +247,7 @@ int rt_cmd_inspect(int argc, char **argv) {
     json_object_set_new(o, "template_hash", hex64(in->template_hash));
     json_object_set_new(o, "config_hash", hex64(in->config_hash));
     json_object_set_new(o, "pairs", json_integer((json_int_t)pairs));
-    for (int i = 0; i < 4; i++) json_object_set_new(c, PROV[i], json_integer((json_int_t)in->count_by_prov[i]));
+    for (int i = 0; i < RAGTIDE_PROV_COUNT; i++) json_object_set_new(c, PROV(i), json_integer((json_int_t)in->count_by_prov[i]));
     json_object_set_new(o, "pairs_by_provenance", c);
     print_json(o);
   } else {
@@ -199,7 +265,7 @@ int rt_cmd_inspect(int argc, char **argv) {
     printf("template_hash  %016" PRIx64 "\n", in->template_hash);
     printf("config_hash    %016" PRIx64 "\n", in->config_hash);
     printf("pairs          %" PRIu64 "\n", pairs);
-    for (int i = 0; i < 4; i++) printf("  %-12s %" PRIu64 "\n", PROV[i], in->count_by_prov[i]);
+    for (int i = 0; i < RAGTIDE_PROV_COUNT; i++) printf("  %-12s %" PRIu64 "\n", PROV(i), in->count_by_prov[i]);
   }
   ragtide_table_close(t);
   return RT_OK;
@@ -233,7 +299,7 @@ int rt_cmd_validate(int argc, char **argv) {
       json_object_set_new(o, "n_clusters", json_integer(in->n_clusters));
       json_object_set_new(o, "pairs_predicted",
                           json_integer((json_int_t)(in->count_by_prov[1] + in->count_by_prov[2] +
-                                                    in->count_by_prov[3])));
+                                                    in->count_by_prov[3] + in->count_by_prov[4])));
     }
     print_json(o);
   } else if (rc) {
@@ -241,7 +307,8 @@ int rt_cmd_validate(int argc, char **argv) {
   } else {
     const ragtide_table_info *in = ragtide_table_get_info(t);
     printf("%s: valid (format %u.%u, %u clusters, %" PRIu64 " pairs predicted)\n", pos[0], in->version_major,
-           in->version_minor, in->n_clusters, in->count_by_prov[1] + in->count_by_prov[2] + in->count_by_prov[3]);
+           in->version_minor, in->n_clusters, in->count_by_prov[1] + in->count_by_prov[2] + in->count_by_prov[3] +
+               in->count_by_prov[4]);
   }
   ragtide_table_close(t);
   if (rc == RAGTIDE_E_NOMEM) return RT_ERR_NOMEM;
@@ -282,7 +349,7 @@ int rt_cmd_diff(int argc, char **argv) {
     return RT_ERR_INPUT;
   }
   uint32_t n = ragtide_table_get_info(a)->n_clusters;
-  uint64_t in_a = 0, in_b = 0, either = 0, same = 0, changed[4][4] = {{0}};
+  uint64_t in_a = 0, in_b = 0, either = 0, same = 0, changed[RAGTIDE_PROV_COUNT][RAGTIDE_PROV_COUNT] = {{0}};
   for (uint32_t i1 = 0; i1 < n; i1++)
     for (uint32_t i2 = 0; i2 < n; i2++) {
       uint32_t na, nb;
@@ -307,11 +374,11 @@ int rt_cmd_diff(int argc, char **argv) {
     json_object_set_new(o, "identical", json_integer((json_int_t)same));
     json_object_set_new(o, "identical_share", json_real(share));
     json_object_set_new(o, "changed", json_integer((json_int_t)(either - same)));
-    for (int x = 0; x < 4; x++)
-      for (int y = 0; y < 4; y++)
+    for (int x = 0; x < RAGTIDE_PROV_COUNT; x++)
+      for (int y = 0; y < RAGTIDE_PROV_COUNT; y++)
         if (changed[x][y]) {
           char k[32];
-          snprintf(k, sizeof k, "%s->%s", PROV[x], PROV[y]);
+          snprintf(k, sizeof k, "%s->%s", PROV(x), PROV(y));
           json_object_set_new(c, k, json_integer((json_int_t)changed[x][y]));
         }
     json_object_set_new(o, "changed_by_provenance", c);
@@ -320,9 +387,9 @@ int rt_cmd_diff(int argc, char **argv) {
     printf("pairs predicted: A %" PRIu64 ", B %" PRIu64 ", either %" PRIu64 "\n", in_a, in_b, either);
     printf("identical top prediction: %" PRIu64 " (%.4f of pairs in either)\n", same, share);
     printf("changed: %" PRIu64 "\n", either - same);
-    for (int x = 0; x < 4; x++)
-      for (int y = 0; y < 4; y++)
-        if (changed[x][y]) printf("  %s -> %s: %" PRIu64 "\n", PROV[x], PROV[y], changed[x][y]);
+    for (int x = 0; x < RAGTIDE_PROV_COUNT; x++)
+      for (int y = 0; y < RAGTIDE_PROV_COUNT; y++)
+        if (changed[x][y]) printf("  %s -> %s: %" PRIu64 "\n", PROV(x), PROV(y), changed[x][y]);
   }
   ragtide_table_close(a);
   ragtide_table_close(b);
@@ -334,9 +401,10 @@ int rt_cmd_diff(int argc, char **argv) {
 int rt_cmd_export(int argc, char **argv) {
   const char *format = "tsv";
   char *pos[2];
+  const char *catalog = take_catalog(&argc, argv);
   int np = parse_args("export", argc, argv, NULL, &format, pos, 2);
   if (np < 1) {
-    if (np >= 0) fprintf(stderr, "usage: ragtide export [--format tsv|jsonl] TABLE [OUT]\n");
+    if (np >= 0) fprintf(stderr, "usage: ragtide export [--format tsv|jsonl] [--catalog CATALOG] TABLE [OUT]\n");
     return RT_ERR_USAGE;
   }
   int jsonl = !strcmp(format, "jsonl");
@@ -347,6 +415,11 @@ int rt_cmd_export(int argc, char **argv) {
   ragtide_table *t;
   int rc = open_table("export", pos[0], &t);
   if (rc) return rc;
+  rt_catalog cat;
+  if ((rc = open_catalog("export", catalog, t, &cat))) {
+    ragtide_table_close(t);
+    return rc;
+  }
   char tmp[4096] = "";
   FILE *f = stdout;
   if (np == 2 && strcmp(pos[1], "-")) {
@@ -360,7 +433,8 @@ int rt_cmd_export(int argc, char **argv) {
   const ragtide_table_info *in = ragtide_table_get_info(t);
   uint32_t n;
   const uint32_t *ids = ragtide_table_cluster_ids(t, &n);
-  if (!jsonl) fputs("c1\tc2\trank\tnext\tprovenance\tday\n", f);
+  if (!jsonl) fputs(cat.n ? "c1\tc2\trank\tnext\tprovenance\tday\tc1_keywords\tc2_keywords\tnext_keywords\n"
+                          : "c1\tc2\trank\tnext\tprovenance\tday\n", f);
   for (uint32_t i1 = 0; i1 < n; i1++)
     for (uint32_t i2 = 0; i2 < n; i2++)
       for (uint32_t j = 0, rank = 0; j < in->candidates; j++) {
@@ -374,14 +448,24 @@ int rt_cmd_export(int argc, char **argv) {
           json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:s,s:s}", "c1", (json_int_t)ids[i1], "c2",
                                 (json_int_t)ids[i2], "rank", (json_int_t)rank, "next", (json_int_t)ids[nx],
                                 "provenance", prov_name(p), "day", ds);
+          if (o && cat.n) {
+            json_object_set_new(o, "c1_keywords", json_string(cat.desc[rt_catalog_index(&cat, ids[i1])]));
+            json_object_set_new(o, "c2_keywords", json_string(cat.desc[rt_catalog_index(&cat, ids[i2])]));
+            json_object_set_new(o, "next_keywords", json_string(cat.desc[rt_catalog_index(&cat, ids[nx])]));
+          }
           if (o) json_dumpf(o, f, JSON_COMPACT | JSON_PRESERVE_ORDER);
           fputc('\n', f);
           json_decref(o);
+        } else if (cat.n) {
+          fprintf(f, "%u\t%u\t%u\t%u\t%s\t%s\t%s\t%s\t%s\n", ids[i1], ids[i2], rank, ids[nx], prov_name(p), ds,
+                  cat.desc[rt_catalog_index(&cat, ids[i1])], cat.desc[rt_catalog_index(&cat, ids[i2])],
+                  cat.desc[rt_catalog_index(&cat, ids[nx])]);
         } else
           fprintf(f, "%u\t%u\t%u\t%u\t%s\t%s\n", ids[i1], ids[i2], rank, ids[nx], prov_name(p), ds);
         rank++;
       }
   ragtide_table_close(t);
+  rt_catalog_free(&cat);
   if (f == stdout) return fflush(f) == 0 ? RT_OK : RT_ERR_OUTPUT;
   int bad = ferror(f) | (fflush(f) != 0) | (fsync(fileno(f)) != 0);
   bad |= fclose(f) != 0;
@@ -433,19 +517,80 @@ int rt_cmd_merge(int argc, char **argv) {
 
 /* ---- rollback ---- */
 
+/* The side files that move with a table (refresh's defaults). */
+static void side_names(const char *table, char *summary, char *contexts, size_t cap) {
+  snprintf(summary, cap, "%s.summary.json", table);
+  snprintf(contexts, cap, "%s.contexts", table);
+}
+
+/* `rollback --list`: every kept generation, newest first. */
+static int list_generations(const char *path) {
+  printf("%-4s %-28s %-22s %-22s %s\n", "gen", "run", "created", "window end", "pairs predicted");
+  for (int i = 0; i <= 99; i++) {
+    char f[4200];
+    if (i) snprintf(f, sizeof f, "%s.%d", path, i);
+    else snprintf(f, sizeof f, "%s", path);
+    if (access(f, F_OK) != 0) {
+      if (i) break;
+      continue;
+    }
+    ragtide_table *t;
+    char eb[512];
+    if (ragtide_table_open(f, &t, eb, sizeof eb) != RAGTIDE_OK) {
+      printf("%-4d (invalid: %s)\n", i, eb);
+      continue;
+    }
+    const ragtide_table_info *in = ragtide_table_get_info(t);
+    char c[32], w[32];
+    rt_format_utc(in->created_at, c, sizeof c);
+    if (in->window_end) rt_format_utc(in->window_end, w, sizeof w);
+    else snprintf(w, sizeof w, "- (base)");
+    uint64_t pred = 0;
+    for (int p = 1; p < RAGTIDE_PROV_COUNT; p++) pred += in->count_by_prov[p];
+    char gen[8];
+    snprintf(gen, sizeof gen, i ? "%d" : "0*", i);
+    printf("%-4s %-28s %-22s %-22s %" PRIu64 "\n", gen, in->run_id, c, w, pred);
+    ragtide_table_close(t);
+  }
+  printf("(0* = served; `ragtide rollback %s --to N` serves generation N)\n", path);
+  return RT_OK;
+}
+
 int rt_cmd_rollback(int argc, char **argv) {
-  char *pos[1];
-  int np = parse_args("rollback", argc, argv, NULL, NULL, pos, 1);
+  char *pos[1] = {NULL};
+  int to = 1, list = 0, np = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--list")) list = 1;
+    else if (!strncmp(a, "--to", 4) && (a[4] == '\0' || a[4] == '=')) {
+      const char *v = a[4] == '=' ? a + 5 : (i + 1 < argc ? argv[++i] : "");
+      char *end;
+      long n = strtol(v, &end, 10);
+      if (!*v || *end || n < 1 || n > 99) {
+        fprintf(stderr, "ragtide rollback: --to \"%s\": expected a generation 1..99 (see `ragtide rollback "
+                "--list TABLE`)\n", v);
+        return RT_ERR_USAGE;
+      }
+      to = (int)n;
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "ragtide rollback: unknown option %s (see ragtide help rollback)\n", a);
+      return RT_ERR_USAGE;
+    } else if (np++ == 0) pos[0] = argv[i];
+  }
   if (np != 1) {
-    if (np >= 0) fprintf(stderr, "usage: ragtide rollback TABLE\n");
+    fprintf(stderr, "usage: ragtide rollback TABLE [--to N] | ragtide rollback --list TABLE\n");
     return RT_ERR_USAGE;
   }
+  if (list) return list_generations(pos[0]);
   rt_err err = {0};
+  char summary[4200], contexts[4200];
+  side_names(pos[0], summary, contexts, sizeof summary);
+  const char *side[2] = {summary, contexts};
   /* Not while a refresh runs on the table: it would publish over the
    * rollback, or rotate the backups under it. */
   rt_lock *lock = NULL;
   int rc = rt_lock_acquire(pos[0], "rollback", 600, &lock, &err);
-  if (rc == RT_OK) rc = rt_table_rollback(pos[0], &err);
+  if (rc == RT_OK) rc = rt_table_rollback(pos[0], to, side, 2, &err);
   rt_lock_release(lock);
   if (rc) {
     fprintf(stderr, "ragtide rollback: %s\n", err.msg);
@@ -454,8 +599,9 @@ int rt_cmd_rollback(int argc, char **argv) {
   ragtide_table *t;
   char eb[1024];
   if (ragtide_table_open(pos[0], &t, eb, sizeof eb) == RAGTIDE_OK) {
-    printf("%s: rolled back to run \"%s\" (previous table kept as %s.rolledback)\n", pos[0],
-           ragtide_table_get_info(t)->run_id, pos[0]);
+    printf("%s: now serving run \"%s\" (was generation %d, with its summary and contexts); the table it "
+           "replaced is %s.1 — `ragtide rollback %s%s` undoes this\n", pos[0], ragtide_table_get_info(t)->run_id,
+           to, pos[0], pos[0], to == 1 ? "" : " --to 1");
     ragtide_table_close(t);
   }
   return RT_OK;

@@ -16,6 +16,8 @@ typedef struct rt_command {
 } rt_command;
 
 int rt_cmd_refresh(int argc, char **argv);
+/* `ragtide explain --config F [TABLE] C1 C2`: stages 1–9 replayed for one pair (cmd_explain.c). */
+int rt_cmd_explain(int argc, char **argv);
 int rt_cmd_aggregate(int argc, char **argv);
 int rt_cmd_lookup(int argc, char **argv);
 int rt_cmd_inspect(int argc, char **argv);

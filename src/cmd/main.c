@@ -31,18 +31,38 @@ static const rt_command COMMANDS[] = {
      "usage: ragtide journal dump JOURNAL\n"
      "One line per request answered: {\"key\": request hash, \"day\": when, \"answer\": text or null if\n"
      "forgotten (it named no cluster)}. Reads a copy: safe while a refresh runs.\n"},
-    {"lookup", rt_cmd_lookup, "print the prediction for a pair of cluster ids",
-     "usage: ragtide lookup [--json] TABLE C1 C2\n"},
+    {"lookup", rt_cmd_lookup, "print the predictions for a pair of cluster ids",
+     "usage: ragtide lookup [--json] [--catalog CATALOG] TABLE C1 C2\n"
+     "\n"
+     "Every candidate of the pair in rank order, with its provenance; with --catalog (the table's\n"
+     "own catalog) also the clusters' keywords and the candidates' days.\n"},
     {"inspect", rt_cmd_inspect, "print a table's header and pairs per provenance",
      "usage: ragtide inspect [--json] TABLE\n"},
     {"validate", rt_cmd_validate, "check a table's checksum and structure",
      "usage: ragtide validate [--json] TABLE\n"},
     {"diff", rt_cmd_diff, "compare two tables pair by pair", "usage: ragtide diff [--json] A B\n"},
     {"export", rt_cmd_export, "write every pair of a table as TSV or JSONL",
-     "usage: ragtide export [--format tsv|jsonl] TABLE [OUT]\n"},
+     "usage: ragtide export [--format tsv|jsonl] [--catalog CATALOG] TABLE [OUT]\n"
+     "\n"
+     "Every candidate of every pair: c1, c2, rank, next, provenance, day; with --catalog (the\n"
+     "table's own catalog) also the three clusters' keywords.\n"},
     {"merge", rt_cmd_merge, "overlay a RAG table on a base table", "usage: ragtide merge BASE OVERLAY OUT\n"},
-    {"rollback", rt_cmd_rollback, "restore the previously published table",
-     "usage: ragtide rollback TABLE\n"},
+    {"rollback", rt_cmd_rollback, "serve a kept table again, with its summary and contexts",
+     "usage: ragtide rollback TABLE [--to N]\n"
+     "       ragtide rollback --list TABLE\n"
+     "\n"
+     "Brings generation N (default 1: the previous table) back to the front, with its summary and\n"
+     "contexts; the generations in front of it move down by one, so nothing is lost and a second\n"
+     "`rollback` undoes the first. Refused (exit 10) while a refresh holds the table's lock.\n"
+     "  --list    the kept generations: run id, created, window end, pairs predicted\n"},
+    {"explain", rt_cmd_explain, "why a pair holds what it holds: context, prompt, answer, match",
+     "usage: [mpirun -n N] ragtide explain --config F [TABLE] C1 C2 [--set section.key=value ...]\n"
+     "\n"
+     "Replays the refresh for one pair as a dry run (no lock, no endpoint call, nothing written),\n"
+     "over the table's own window: the context retrieved (checked against TABLE.contexts), the\n"
+     "prompt rendered, the answer the journal holds for that exact request, how it matches the\n"
+     "catalog and the provenance that follows, beside the table's candidates. TABLE defaults to\n"
+     "output.table. Reads the logs of the window (input.counts makes it quick).\n"},
     {"drift", rt_cmd_drift, "month-over-month stability of top-5 successors (Jaccard)",
      "usage: ragtide drift --counts COUNTS [--period month|week|Nd] [--k 5] [--min-count 1] [--json]\n"
      "\n"

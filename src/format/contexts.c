@@ -33,7 +33,7 @@ void rt_contexts_load(const char *path, uint64_t catalog_hash, rt_ctx_fp **out, 
   free(buf);
 }
 
-int rt_contexts_save(const char *path, uint64_t catalog_hash, const rt_ctx_fp *fp, size_t n, rt_err *err) {
+char *rt_contexts_encode(uint64_t catalog_hash, const rt_ctx_fp *fp, size_t n, size_t *out_len) {
   size_t len = 32 + n * sizeof *fp;
   char *buf = rt_xmalloc(len);
   uint64_t cnt = n, sum = rt_hash_bytes(fp, n * sizeof *fp);
@@ -42,10 +42,18 @@ int rt_contexts_save(const char *path, uint64_t catalog_hash, const rt_ctx_fp *f
   memcpy(buf + 16, &cnt, 8);
   memcpy(buf + 24, &sum, 8);
   if (n) memcpy(buf + 32, fp, n * sizeof *fp);
+  *out_len = len;
+  return buf;
+}
+
+int rt_contexts_save(const char *path, uint64_t catalog_hash, const rt_ctx_fp *fp, size_t n, rt_err *err) {
+  size_t len;
+  char *buf = rt_contexts_encode(catalog_hash, fp, n, &len);
   int rc = rt_write_file_atomic(path, buf, len, err);
   free(buf);
   return rc;
 }
+
 
 size_t rt_contexts_changed(const rt_ctx_fp *prev, size_t np, const rt_ctx_fp *cur, size_t nc) {
   size_t changed = 0, j = 0;

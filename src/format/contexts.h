@@ -25,6 +25,8 @@ uint64_t rt_ctx_hash(const uint32_t *next, size_t n);
 void rt_contexts_load(const char *path, uint64_t catalog_hash, rt_ctx_fp **out, size_t *n);
 
 /* Save fingerprints (sorted by pair) atomically. */
+/* The file image rt_contexts_save writes (malloc'ed, *len bytes). */
+char *rt_contexts_encode(uint64_t catalog_hash, const rt_ctx_fp *fp, size_t n, size_t *len);
 int rt_contexts_save(const char *path, uint64_t catalog_hash, const rt_ctx_fp *fp, size_t n, rt_err *err);
 
 /* How many of cur (sorted by pair) are new or differ from prev (sorted). */

@@ -27,7 +27,9 @@ static int exists(const char *p) {
 static void backup_name(char *buf, size_t cap, const char *path, int i) { snprintf(buf, cap, "%s.%d", path, i); }
 
 /* Shift PATH.1..PATH.keep-1 up by one (dropping PATH.keep and older), then
- * hard-link PATH as PATH.1. PATH itself is never touched. */
+ * hard-link PATH as PATH.1. PATH itself is never touched. Backups are
+ * shifted even when PATH is missing (a table's summary or contexts may be),
+ * so index i always names the files of the same generation. */
 static int rotate(const char *path, int keep, rt_err *err) {
   /* A publish killed between its backup link and its rename left PATH.1 as
    * PATH itself: that backup exists already, rotating again would keep it
@@ -40,7 +42,7 @@ static int rotate(const char *path, int keep, rt_err *err) {
       return RT_OK;
   }
   char a[4096], b[4096];
-  if (keep <= 0 || !exists(path)) return RT_OK;
+  if (keep <= 0) return RT_OK;
   /* Drop the oldest kept one and anything beyond (left by a larger keep). */
   for (int i = keep;; i++) {
     backup_name(a, sizeof a, path, i);
@@ -57,34 +59,96 @@ static int rotate(const char *path, int keep, rt_err *err) {
     if (exists(a) && rename(a, b) != 0)
       return rt_err_set(err, RT_ERR_OUTPUT, "cannot rotate %s to %s: %s", a, b, strerror(errno));
   }
+  if (!exists(path)) return RT_OK;
   backup_name(a, sizeof a, path, 1);
   if (link(path, a) != 0)
     return rt_err_set(err, RT_ERR_OUTPUT, "cannot keep %s as %s (hard link): %s", path, a, strerror(errno));
   return RT_OK;
 }
 
-int rt_table_publish_bytes(const void *data, size_t len, const char *path, int keep, rt_err *err) {
-  if (!data || !path || keep < 0 || keep > PUB_MAX_KEEP)
-    return rt_err_set(err, RT_ERR_INTERNAL, "rt_table_publish: bad arguments (keep=%d, must be 0..%d)", keep,
+static void staged_name(char *buf, size_t cap, const char *path) {
+  snprintf(buf, cap, "%s.new.%ld", path, (long)getpid());
+}
+
+int rt_table_commit(const char *staged, const char *path, int keep, const rt_pub_side *side, size_t nside,
+                    rt_err *err) {
+  if (!staged || !path || keep < 0 || keep > PUB_MAX_KEEP || (nside && !side))
+    return rt_err_set(err, RT_ERR_INTERNAL, "rt_table_commit: bad arguments (keep=%d, must be 0..%d)", keep,
                       PUB_MAX_KEEP);
+  char(*tmp)[4096] = rt_xcalloc(nside ? nside : 1, sizeof *tmp);
+  int rc = RT_OK;
+  size_t written = 0;
+  /* Every file of the generation is durable under a side name before
+   * anything served moves. */
+  for (; written < nside && rc == RT_OK; written++) {
+    staged_name(tmp[written], sizeof tmp[written], side[written].path);
+    if (side[written].data) rc = rt_write_file_atomic(tmp[written], side[written].data, side[written].len, err);
+  }
+  if (rc == RT_OK && (rc = rotate(path, keep, err)) != RT_OK) rt_err_wrap(err, "publishing %s: ", path);
+  for (size_t i = 0; i < nside && rc == RT_OK; i++)
+    if ((rc = rotate(side[i].path, keep, err)) != RT_OK) rt_err_wrap(err, "publishing %s: ", path);
+  if (rc == RT_OK) rt_test_pause("publish");
+  /* The table first: it is what serving reads. A crash before the side
+   * files follow leaves them one generation behind (their run_id says so),
+   * never a summary that claims a table not yet served. */
+  if (rc == RT_OK && rename(staged, path) != 0)
+    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", staged, path, strerror(errno));
+  if (rc) {
+    unlink(staged);
+    for (size_t i = 0; i < written; i++) unlink(tmp[i]);
+    free(tmp);
+    return rc;
+  }
+  for (size_t i = 0; i < nside; i++)
+    if (!side[i].data) {
+      unlink(side[i].path); /* this generation has none; the old one is kept as backup 1 */
+    } else if (rename(tmp[i], side[i].path) != 0) {
+      int e = errno;
+      rc = rt_err_set(err, RT_ERR_OUTPUT, "published %s, but cannot rename %s over %s: %s", path, tmp[i],
+                      side[i].path, strerror(e));
+      for (size_t j = i; j < nside; j++) unlink(tmp[j]);
+      free(tmp);
+      return rc;
+    }
+  free(tmp);
+  return rt_fsync_dir_of(path, err);
+}
+
+int rt_table_stage_bytes(const void *data, size_t len, const char *path, char **staged, rt_err *err) {
+  *staged = NULL;
+  if (!data || !path) return rt_err_set(err, RT_ERR_INTERNAL, "rt_table_stage: bad arguments");
   char tmp[4096];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.new.%ld", path, (long)getpid()) >= sizeof tmp - 32)
-    return rt_err_set(err, RT_ERR_OUTPUT, "table path too long: %s", path);
-  /* The new table goes durably to a side name first; only then are the old
-   * ones rotated and the new one renamed over the served path. */
+  staged_name(tmp, sizeof tmp, path);
+  if (strlen(tmp) >= sizeof tmp - 32) return rt_err_set(err, RT_ERR_OUTPUT, "table path too long: %s", path);
   int rc = rt_write_file_atomic(tmp, data, len, err);
   if (rc) return rc;
-  if ((rc = rotate(path, keep, err)) != RT_OK) {
-    unlink(tmp);
-    return rt_err_wrap(err, "publishing %s: ", path);
-  }
-  rt_test_pause("publish");
-  if (rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", tmp, path, strerror(e));
-  }
-  return rt_fsync_dir_of(path, err);
+  *staged = rt_xstrdup(tmp);
+  return RT_OK;
+}
+
+int rt_table_stage(ragtide_table_builder *b, const char *path, char **staged, rt_err *err) {
+  uint8_t *data = NULL;
+  size_t len = 0;
+  char eb[RT_ERR_MSG_MAX];
+  *staged = NULL;
+  int rc = ragtide_builder_serialize(b, &data, &len, eb, sizeof eb);
+  if (rc)
+    return rt_err_set(err, rc == RAGTIDE_E_NOMEM ? RT_ERR_NOMEM : RT_ERR_INTERNAL, "serializing table for %s: %s",
+                      path, eb);
+  rc = rt_table_stage_bytes(data, len, path, staged, err);
+  free(data);
+  return rc;
+}
+
+int rt_table_publish_bytes(const void *data, size_t len, const char *path, int keep, rt_err *err) {
+  if (keep < 0 || keep > PUB_MAX_KEEP)
+    return rt_err_set(err, RT_ERR_INTERNAL, "rt_table_publish: bad arguments (keep=%d, must be 0..%d)", keep,
+                      PUB_MAX_KEEP);
+  char *staged;
+  int rc = rt_table_stage_bytes(data, len, path, &staged, err);
+  if (rc == RT_OK) rc = rt_table_commit(staged, path, keep, NULL, 0, err);
+  free(staged);
+  return rc;
 }
 
 /* The pids in a name's ".new.PID" / ".tmp.PID" parts: 1 when there is at
@@ -136,44 +200,55 @@ int rt_table_sweep(const char *path, int *removed) {
 }
 
 int rt_table_publish(ragtide_table_builder *b, const char *path, int keep, rt_err *err) {
-  uint8_t *data = NULL;
-  size_t len = 0;
-  char eb[RT_ERR_MSG_MAX];
-  int rc = ragtide_builder_serialize(b, &data, &len, eb, sizeof eb);
-  if (rc)
-    return rt_err_set(err, rc == RAGTIDE_E_NOMEM ? RT_ERR_NOMEM : RT_ERR_INTERNAL, "serializing table for %s: %s",
-                      path, eb);
-  rc = rt_table_publish_bytes(data, len, path, keep, err);
-  free(data);
+  if (keep < 0 || keep > PUB_MAX_KEEP)
+    return rt_err_set(err, RT_ERR_INTERNAL, "rt_table_publish: bad arguments (keep=%d, must be 0..%d)", keep,
+                      PUB_MAX_KEEP);
+  char *staged;
+  int rc = rt_table_stage(b, path, &staged, err);
+  if (rc == RT_OK) rc = rt_table_commit(staged, path, keep, NULL, 0, err);
+  free(staged);
   return rc;
 }
 
-int rt_table_rollback(const char *path, rt_err *err) {
-  char prev[4096], a[4096], b[4096], keepname[4096];
-  backup_name(prev, sizeof prev, path, 1);
+/* Move generation n of one file F to the front: F.n becomes F, F..F.n-1
+ * become F.1..F.n. F is replaced by rename, never missing while both exist. */
+static int to_front(const char *f, int n, rt_err *err) {
+  char a[4096], b[4096], tmp[4096];
+  backup_name(a, sizeof a, f, n);
+  snprintf(tmp, sizeof tmp, "%s.rollback.tmp.%ld", f, (long)getpid());
+  int have = exists(a);
+  if (have && rename(a, tmp) != 0)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot move %s aside: %s", a, strerror(errno));
+  for (int i = n - 1; i >= 1; i--) {
+    backup_name(a, sizeof a, f, i);
+    backup_name(b, sizeof b, f, i + 1);
+    if (exists(a) && rename(a, b) != 0)
+      return rt_err_set(err, RT_ERR_OUTPUT, "cannot shift %s to %s: %s", a, b, strerror(errno));
+  }
+  backup_name(a, sizeof a, f, 1);
+  /* With a file to bring back, F stays in place until the rename over it;
+   * without one (that generation had none), F moves down alone. */
+  if (exists(f) && (have ? link(f, a) : rename(f, a)) != 0)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot keep %s as %s: %s", f, a, strerror(errno));
+  if (have && rename(tmp, f) != 0)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", tmp, f, strerror(errno));
+  return RT_OK;
+}
+
+int rt_table_rollback(const char *path, int n, const char *const *side, size_t nside, rt_err *err) {
+  char prev[4096];
+  if (n < 1 || n > PUB_MAX_KEEP)
+    return rt_err_set(err, RT_ERR_USAGE, "rollback --to %d: must be in 1..%d", n, PUB_MAX_KEEP);
+  backup_name(prev, sizeof prev, path, n);
   if (!exists(prev))
     return rt_err_set(err, RT_ERR_TABLE, "cannot roll back %s: no previous table %s (publish keeps them only "
-                      "when output.keep > 0)", path, prev);
+                      "when output.keep > 0; `ragtide rollback --list %s` shows what is kept)", path, prev, path);
   char eb[RT_ERR_MSG_MAX];
   int rc = ragtide_table_verify_file(prev, eb, sizeof eb);
   if (rc)
     return rt_err_set(err, RT_ERR_TABLE, "refusing to roll back %s: the previous table is invalid: %s", path, eb);
-  snprintf(keepname, sizeof keepname, "%s.rolledback", path);
-  if (exists(path)) {
-    unlink(keepname);
-    if (link(path, keepname) != 0)
-      return rt_err_set(err, RT_ERR_OUTPUT, "cannot keep %s as %s before rolling back: %s", path, keepname,
-                        strerror(errno));
-  }
-  if (rename(prev, path) != 0)
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", prev, path, strerror(errno));
-  for (int i = 2; i <= PUB_MAX_KEEP + 1; i++) {
-    backup_name(a, sizeof a, path, i);
-    if (!exists(a)) break;
-    backup_name(b, sizeof b, path, i - 1);
-    if (rename(a, b) != 0)
-      return rt_err_set(err, RT_ERR_OUTPUT, "rolled back %s, but cannot shift %s to %s: %s", path, a, b,
-                        strerror(errno));
-  }
+  if ((rc = to_front(path, n, err))) return rc;
+  for (size_t i = 0; i < nside; i++)
+    if ((rc = to_front(side[i], n, err))) return rt_err_wrap(err, "rolled back %s, but its %s: ", path, side[i]);
   return rt_fsync_dir_of(path, err);
 }

@@ -2,7 +2,8 @@
  *
  * Owns: the on-disk rotation of published tables. The served path always
  * names a complete, verified table; the K previous ones are kept beside it as
- * PATH.1 (newest) .. PATH.K (oldest). Nothing is ever rewritten in place, so a
+ * PATH.1 (newest) .. PATH.K (oldest), each with its side files (summary,
+ * contexts) under the same index. Nothing is ever rewritten in place, so a
  * process that has a table open keeps reading its (old) inode undisturbed.
  * Layer 0: no MPI, no curl. */
 #ifndef RT_FORMAT_PUBLISH_H
@@ -12,17 +13,36 @@
 
 #include "base/err.h"
 
-/* Serialize b and publish it at path:
- *   1. write PATH.tmp.PID, fsync (a failure here leaves PATH and its
- *      backups byte-identical and removes the temp file);
- *   2. rotate backups: delete PATH.K, PATH.i -> PATH.i+1, then hard-link PATH
- *      as PATH.1 (link, not rename, so PATH is never missing);
- *   3. rename the temp file over PATH; fsync the directory.
- * keep = number of previous tables kept (0 keeps none, max 99). Returns
- * RT_OK, RT_ERR_OUTPUT (with the file and errno) or RT_ERR_NOMEM. */
-int rt_table_publish(ragtide_table_builder *b, const char *path, int keep, rt_err *err);
+/* A file published with the table as one generation: its summary, its
+ * contexts. It is rotated exactly like the table (FILE.1 .. FILE.K), so
+ * backup i of the table and backup i of each side file describe the same
+ * run, and rollback moves them together. */
+typedef struct rt_pub_side {
+  const char *path; /* served name, e.g. TABLE.summary.json */
+  const void *data; /* NULL: this generation has no such file (the served one only moves to backup 1) */
+  size_t len;
+} rt_pub_side;
 
-/* Same, for an already serialized file image (used by tests and tools). */
+/* Publishing in two steps, so the caller can verify the staged table (and
+ * describe it in the side files) before anything served changes:
+ *   rt_table_stage: serialize b to PATH.new.PID, fsynced; *staged = that
+ *     name (malloc'ed). Nothing served changes.
+ *   rt_table_commit: write each side file to SIDE.new.PID (fsynced); rotate
+ *     the backups of the table and of every side file (delete FILE.K,
+ *     FILE.i -> FILE.i+1, hard-link FILE as FILE.1: link, not rename, so
+ *     FILE is never missing); rename the staged table over PATH, then each
+ *     side file over its name; fsync the directory. A failure before the
+ *     table's rename removes the staged files and leaves everything served
+ *     as it was.
+ * keep = number of previous generations kept (0..99). RT_OK, RT_ERR_OUTPUT
+ * (with the file and errno) or RT_ERR_NOMEM. */
+int rt_table_stage(ragtide_table_builder *b, const char *path, char **staged, rt_err *err);
+int rt_table_stage_bytes(const void *data, size_t len, const char *path, char **staged, rt_err *err);
+int rt_table_commit(const char *staged, const char *path, int keep, const rt_pub_side *side, size_t nside,
+                    rt_err *err);
+
+/* Stage and commit with no side files. */
+int rt_table_publish(ragtide_table_builder *b, const char *path, int keep, rt_err *err);
 int rt_table_publish_bytes(const void *data, size_t len, const char *path, int keep, rt_err *err);
 
 /* Remove what runs that died left beside PATH: files named PATH.<...> with
@@ -32,11 +52,13 @@ int rt_table_publish_bytes(const void *data, size_t len, const char *path, int k
  * them. Returns -1 when the directory cannot be read. */
 int rt_table_sweep(const char *path, int *removed);
 
-/* Restore PATH.1 as PATH and shift PATH.2.. down by one. PATH.1 is verified
- * first (ragtide_table_open); an invalid or missing PATH.1 is refused with
- * RT_ERR_TABLE and nothing changes. The table being replaced is kept as
- * PATH.rolledback (one level, overwritten by the next rollback) so a mistaken
- * rollback can be undone by hand. */
-int rt_table_rollback(const char *path, rt_err *err);
+/* Serve generation n again: PATH.n becomes PATH and PATH..PATH.n-1 move
+ * down to PATH.1..PATH.n, and the same for each side file (those a
+ * generation lacks stay absent). Nothing is lost, so a rollback undoes
+ * itself: n = 1 swaps the served generation with the previous one, and a
+ * second rollback swaps them back (a roll-forward). PATH.n is verified
+ * first (ragtide_table_verify_file); a missing or invalid one is refused
+ * with RT_ERR_TABLE and nothing changes. n out of 1..99: RT_ERR_USAGE. */
+int rt_table_rollback(const char *path, int n, const char *const *side, size_t nside, rt_err *err);
 
 #endif

@@ -24,7 +24,7 @@ void rt_eval_sequence(const rt_eval_opts *o, const uint32_t *s, size_t m, uint32
       f[RT_EF(p, RT_EK_HIT)] += (uint32_t)hit;
       f[RT_EF(p, RT_EK_NOVEL)] += (uint32_t)novel;
       if (p == RT_EVAL_TABLE) {
-        int v = covered ? prov & 3 : RAGTIDE_PROV_NONE;
+        int v = covered && (unsigned)prov < RAGTIDE_PROV_COUNT ? prov : RAGTIDE_PROV_NONE;
         f[RT_EF_PROV(v, RT_EP_POS)]++;
         f[RT_EF_PROV(v, RT_EP_NEXT1)] += (uint32_t)n1;
         f[RT_EF_PROV(v, RT_EP_HIT)] += (uint32_t)hit;
@@ -124,7 +124,7 @@ static size_t figures(rt_eval_report *r, figure *fg) {
     fg[k++] = (figure){&r->d_coverage[p], RT_EF(p, RT_EK_COVERED), RT_EF_POS, RT_EF(RT_EVAL_TABLE, RT_EK_COVERED),
                        RT_EF_POS};
   }
-  for (int v = 0; v < 4; v++) {
+  for (int v = 0; v < RAGTIDE_PROV_COUNT; v++) {
     fg[k++] = (figure){&r->prov_share[v], RT_EF_PROV(v, RT_EP_POS), RT_EF_POS, -1, -1};
     fg[k++] = (figure){&r->prov_next1[v], RT_EF_PROV(v, RT_EP_NEXT1), RT_EF_PROV(v, RT_EP_POS), -1, -1};
     fg[k++] = (figure){&r->prov_hit[v], RT_EF_PROV(v, RT_EP_HIT), RT_EF_PROV(v, RT_EP_POS), -1, -1};

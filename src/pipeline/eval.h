@@ -16,7 +16,7 @@
  *            sequence before the position).
  * Rates are over all positions (an uncovered position is a miss), novelty
  * over covered positions. The table's positions are also split by the
- * provenance of its prediction (none, base, rag, fallback). */
+ * provenance of its prediction (none, base, rag, fallback, retrieval). */
 #ifndef RT_PIPELINE_EVAL_H
 #define RT_PIPELINE_EVAL_H
 
@@ -34,7 +34,7 @@ enum { RT_EP_POS, RT_EP_NEXT1, RT_EP_HIT, RT_EP_N };
 #define RT_EF_POS 0
 #define RT_EF(pred, k) (1 + RT_EK_N * (pred) + (k))
 #define RT_EF_PROV(prov, k) (1 + RT_EK_N * RT_EVAL_NPRED + RT_EP_N * (prov) + (k))
-#define RT_EVAL_NF (1 + RT_EK_N * RT_EVAL_NPRED + RT_EP_N * 4)
+#define RT_EVAL_NF (1 + RT_EK_N * RT_EVAL_NPRED + RT_EP_N * RAGTIDE_PROV_COUNT)
 
 typedef struct rt_eval_user {
   uint64_t user;
@@ -97,7 +97,7 @@ typedef struct rt_eval_report {
   /* predictor − table, same resamples (index RT_EVAL_TABLE unused) */
   rt_eval_ci d_next1[RT_EVAL_NPRED], d_hit[RT_EVAL_NPRED], d_coverage[RT_EVAL_NPRED];
   /* the table by provenance: share of positions, next-1 and hit@H within */
-  rt_eval_ci prov_share[4], prov_next1[4], prov_hit[4];
+  rt_eval_ci prov_share[RAGTIDE_PROV_COUNT], prov_next1[RAGTIDE_PROV_COUNT], prov_hit[RAGTIDE_PROV_COUNT];
 } rt_eval_report;
 
 /* Sort u by user and merge entries of the same user in place; returns the

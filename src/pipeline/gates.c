@@ -92,7 +92,7 @@ int rt_gates_eval(rt_gates *g, MPI_Comm comm, const rt_result_buf *results, cons
   while ((got = rt_result_next(results->data, results->len, &off, &r)) == 1) {
     if (!r.n) continue;
     rt_vec_push(&p, ((pred){r.pair, r.next[0], r.prov}));
-    v[2] += r.prov == RAGTIDE_PROV_RAG || r.prov == RAGTIDE_PROV_BASE;
+    v[2] += r.prov == RAGTIDE_PROV_RAG || r.prov == RAGTIDE_PROV_BASE || r.prov == RAGTIDE_PROV_RETRIEVAL;
     v[3] += rt_base_next(base, rt_pair_c1(r.pair), rt_pair_c2(r.pair)) >= 0;
   }
   if (got < 0) rc = rt_err_set(err, RT_ERR_INTERNAL, "gates: malformed result buffer");
@@ -119,7 +119,7 @@ int rt_gates_eval(rt_gates *g, MPI_Comm comm, const rt_result_buf *results, cons
   uint64_t base_total = 0;
   if (base) {
     const ragtide_table_info *bi = ragtide_table_get_info(base);
-    base_total = bi->count_by_prov[1] + bi->count_by_prov[2] + bi->count_by_prov[3];
+    base_total = bi->count_by_prov[1] + bi->count_by_prov[2] + bi->count_by_prov[3] + bi->count_by_prov[4];
   }
   g->covered_new = v[2] + base_total - v[3];
   return rc;
@@ -151,7 +151,8 @@ int rt_gates_check(const rt_gates *g, const rt_config *cfg, rt_err *err) {
   char msg[256];
   if (ragtide_table_open(cfg->table, &served, msg, sizeof msg) != RAGTIDE_OK) return RT_OK; /* nothing served yet */
   const ragtide_table_info *si = ragtide_table_get_info(served);
-  uint64_t old = si->count_by_prov[RAGTIDE_PROV_RAG] + si->count_by_prov[RAGTIDE_PROV_BASE];
+  uint64_t old = si->count_by_prov[RAGTIDE_PROV_RAG] + si->count_by_prov[RAGTIDE_PROV_BASE] +
+                 si->count_by_prov[RAGTIDE_PROV_RETRIEVAL];
   ragtide_table_close(served);
   if (old && (double)g->covered_new < cfg->min_coverage_ratio * (double)old)
     return rt_err_set(err, RT_ERR_COVERAGE, "coverage gate: the new table predicts (rag or base) %llu pairs, %.1f%% "
@@ -160,6 +161,55 @@ int rt_gates_check(const rt_gates *g, const rt_config *cfg, rt_err *err) {
                       "outside_window); to publish anyway set gates.min_coverage_ratio = 0",
                       (unsigned long long)g->covered_new, 100.0 * (double)g->covered_new / (double)old,
                       (unsigned long long)old, cfg->table, 100 * cfg->min_coverage_ratio);
+  return RT_OK;
+}
+
+int64_t rt_served_window_end(const char *path) {
+  ragtide_table *t;
+  char msg[256];
+  if (ragtide_table_open(path, &t, msg, sizeof msg) != RAGTIDE_OK) return 0;
+  int64_t we = ragtide_table_get_info(t)->window_end;
+  ragtide_table_close(t);
+  return we;
+}
+
+int rt_gates_decide(const rt_gates *g, const rt_config *cfg, const rt_gate_input *in, const char **status,
+                    double *exact_rate, double *failed_frac, rt_err *err) {
+  double exact = in->answers ? (double)in->exact / (double)in->answers : -1;
+  double failed = in->calls ? (double)in->failed / (double)in->calls : -1;
+  *exact_rate = exact;
+  *failed_frac = failed;
+  *status = "halted";
+  if (failed > cfg->max_failed_fraction)
+    return rt_err_set(err, RT_ERR_ENDPOINT,
+                      "%llu of %llu endpoint calls failed (%.1f%% > llm.max_failed_fraction %.1f%%) against %s; "
+                      "nothing published — check the endpoint, then rerun",
+                      (unsigned long long)in->failed, (unsigned long long)in->calls, failed * 100,
+                      cfg->max_failed_fraction * 100, cfg->base_url);
+  if (exact >= 0 && exact < cfg->min_exact_match)
+    return rt_err_set(err, RT_ERR_GATE,
+                      "quality gate: exact-match rate %.2f%% is below gates.min_exact_match %.2f%% (%llu of %llu "
+                      "answers name a catalog cluster); nothing published — review the model and prompt, or "
+                      "constrain its output (llm.constrain); answers that named no cluster are not reused, so a "
+                      "rerun asks again",
+                      exact * 100, cfg->min_exact_match * 100, (unsigned long long)in->exact,
+                      (unsigned long long)in->answers);
+  int rc = rt_gates_check(g, cfg, err); /* recall (exit 12), coverage (exit 13) */
+  if (rc) return rc;
+  int64_t served = in->base_mode || in->force ? 0 : rt_served_window_end(cfg->table);
+  if (served > cfg->window_end) {
+    /* Never a step back: a late or re-run of an older window must not
+     * replace a table built from newer logs. */
+    *status = "stale";
+    char a[32], b[32];
+    rt_format_utc(served, a, sizeof a);
+    rt_format_utc(cfg->window_end, b, sizeof b);
+    return rt_err_set(err, RT_ERR_STALE,
+                      "not published: the served table %s was built from a window ending %s, later than this "
+                      "run's %s; nothing replaced — rerun with --force to publish the older window anyway",
+                      cfg->table, a, b);
+  }
+  *status = NULL;
   return RT_OK;
 }
 

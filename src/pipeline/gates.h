@@ -76,6 +76,30 @@ int rt_gates_eval(rt_gates *g, MPI_Comm comm, const rt_result_buf *results, cons
  * coverage gate when there is none). */
 int rt_gates_check(const rt_gates *g, const rt_config *cfg, rt_err *err);
 
+/* What the gates read of the run (rank 0, summed over ranks). */
+typedef struct rt_gate_input {
+  uint64_t calls;    /* endpoint calls made (journal answers excluded) */
+  uint64_t failed;   /* of them, calls with no answer after every attempt */
+  uint64_t answers;  /* answers matched against the catalog */
+  uint64_t exact;    /* of them, naming a catalog cluster exactly (the exact-match gate) */
+  int force;         /* --force: publish over a table whose window ends later */
+  int base_mode;     /* prompt.mode = base: no window, no staleness */
+} rt_gate_input;
+
+/* Rank 0, after the LLM stage: every gate in order, the first failure
+ * decides, else RT_OK (publish). In order: the error budget
+ * (llm.max_failed_fraction, RT_ERR_ENDPOINT), the exact-match rate
+ * (gates.min_exact_match, RT_ERR_GATE), rt_gates_check (recall, coverage),
+ * and never a step back (a served table whose window ends later than this
+ * run's: RT_ERR_STALE unless in->force). *status is set to "halted" or
+ * "stale" on failure. *exact_rate and *failed_frac get the figures (-1: no
+ * answers / no calls). */
+int rt_gates_decide(const rt_gates *g, const rt_config *cfg, const rt_gate_input *in, const char **status,
+                    double *exact_rate, double *failed_frac, rt_err *err);
+
+/* The window end of the table served at path (0: none, or a base table). */
+int64_t rt_served_window_end(const char *path);
+
 void rt_gates_free(rt_gates *g);
 
 #endif

@@ -59,10 +59,10 @@ int rt_prom_write(const char *path, const rt_prom_run *r, rt_err *err) {
          "when the served table was published (0: never); alert on time() minus this");
   add(&b, "ragtide_last_publish_timestamp_seconds{table=\"%s\"} %lld\n", t, (long long)r->last_publish);
   if (r->have_pairs) {
-    static const char *const prov[] = {"none", "base", "rag", "fallback"};
     metric(&b, "ragtide_table_pairs", "gauge", "pairs of the table the last run published, by provenance");
-    for (int i = 0; i < 4; i++)
-      add(&b, "ragtide_table_pairs{table=\"%s\",provenance=\"%s\"} %llu\n", t, prov[i],
+    for (int i = 0; i < RAGTIDE_PROV_COUNT; i++)
+      add(&b, "ragtide_table_pairs{table=\"%s\",provenance=\"%s\"} %llu\n", t,
+          ragtide_provenance_name((ragtide_provenance)i),
           (unsigned long long)r->pairs[i]);
   }
   struct {

@@ -10,6 +10,7 @@
 #ifndef RT_PIPELINE_PROMFILE_H
 #define RT_PIPELINE_PROMFILE_H
 
+#include <ragtide/table.h>
 #include <stdint.h>
 
 #include "base/err.h"
@@ -23,7 +24,7 @@ typedef struct rt_prom_run {
   int64_t finished_at;      /* unix seconds */
   int64_t last_publish;     /* unix seconds of the served table's publish; 0 = none yet */
   int have_pairs;           /* pairs[] is set (a table was published) */
-  uint64_t pairs[4];        /* by provenance: none, base, rag, fallback */
+  uint64_t pairs[RAGTIDE_PROV_COUNT]; /* by provenance: none, base, rag, fallback, retrieval */
   uint64_t calls, cached, requests, failed, retries, http_429;
   double exact_match;       /* < 0: no answers */
   int gate_exact;           /* 1 passed, 0 failed, -1 not evaluated */

@@ -6,7 +6,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <errno.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <time.h>
 
 void rt_metrics_reduce(MPI_Comm comm, uint64_t *total) {
   long rss = rt_peak_rss_kb();
@@ -52,17 +57,68 @@ json_t *rt_summary_rss(MPI_Comm comm) {
   return a;
 }
 
-int rt_summary_write(json_t *obj, const char *path, rt_err *err) {
+char *rt_summary_text(json_t *obj, size_t *len) {
   char *text = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-  if (!text) return rt_err_set(err, RT_ERR_INTERNAL, "cannot serialise the run summary");
+  if (!text) return NULL;
   size_t n = strlen(text);
   char *withnl = rt_xmalloc(n + 2);
   memcpy(withnl, text, n);
   withnl[n] = '\n';
+  withnl[n + 1] = '\0';
   free(text);
-  int rc = rt_write_file_atomic(path, withnl, n + 1, err);
-  free(withnl);
+  *len = n + 1;
+  return withnl;
+}
+
+int rt_summary_write(json_t *obj, const char *path, rt_err *err) {
+  size_t n;
+  char *text = rt_summary_text(obj, &n);
+  if (!text) return rt_err_set(err, RT_ERR_INTERNAL, "cannot serialise the run summary");
+  int rc = rt_write_file_atomic(path, text, n, err);
+  free(text);
   return rc;
+}
+
+/* Newest first by modification time, then name. */
+static int by_mtime_desc(const void *a, const void *b) {
+  const struct { char *name; time_t t; } *x = a, *y = b;
+  if (x->t != y->t) return x->t < y->t ? 1 : -1;
+  return strcmp(y->name, x->name);
+}
+
+int rt_summary_write_run(json_t *obj, const char *dir, const char *run_id, char *path, size_t cap, rt_err *err) {
+  snprintf(path, cap, "%s/%s.summary.json", dir, run_id);
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot create the run directory %s for the run summary: %s (set "
+                      "output.run_dir)", dir, strerror(errno));
+  int rc = rt_summary_write(obj, path, err);
+  if (rc) return rc;
+  /* Keep the newest RT_SUMMARY_RUNS_KEPT: a nightly that fails for weeks
+   * must not fill the directory. */
+  DIR *d = opendir(dir);
+  if (!d) return RT_OK;
+  struct { char *name; time_t t; } *f = NULL;
+  size_t n = 0, cap2 = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    size_t l = strlen(e->d_name);
+    if (l < 14 || strcmp(e->d_name + l - 13, ".summary.json") != 0) continue;
+    char full[8192];
+    snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (stat(full, &st) != 0) continue;
+    if (n == cap2) f = rt_xrealloc(f, (cap2 = cap2 ? 2 * cap2 : 16) * sizeof *f);
+    f[n].name = rt_xstrdup(full);
+    f[n++].t = st.st_mtime;
+  }
+  closedir(d);
+  if (n > 1) qsort(f, n, sizeof *f, by_mtime_desc);
+  for (size_t i = 0; i < n; i++) {
+    if (i >= RT_SUMMARY_RUNS_KEPT && strcmp(f[i].name, path) != 0) unlink(f[i].name);
+    free(f[i].name);
+  }
+  free(f);
+  return RT_OK;
 }
 
 json_t *rt_summary_llm(MPI_Comm comm, const rt_llm_stats *s) {

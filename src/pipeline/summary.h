@@ -41,5 +41,14 @@ json_t *rt_summary_llm(MPI_Comm comm, const struct rt_llm_stats *s);
 
 /* Write obj as pretty JSON to path atomically. */
 int rt_summary_write(json_t *obj, const char *path, rt_err *err);
+/* The summary as written: indented JSON and a newline (malloc'ed; *len
+ * bytes, NUL-terminated), or NULL when jansson cannot serialise it. */
+char *rt_summary_text(json_t *obj, size_t *len);
+/* The summary of a run that published nothing, written as DIR/RUN_ID.summary.json
+ * (DIR created; the path is returned in path), keeping the newest
+ * RT_SUMMARY_RUNS_KEPT such files of DIR: the summary beside the table keeps
+ * describing the served table. */
+#define RT_SUMMARY_RUNS_KEPT 20
+int rt_summary_write_run(json_t *obj, const char *dir, const char *run_id, char *path, size_t cap, rt_err *err);
 
 #endif

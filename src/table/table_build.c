@@ -66,7 +66,7 @@ void ragtide_builder_free(ragtide_table_builder *b) {
 
 int ragtide_builder_set(ragtide_table_builder *b, uint32_t i1, uint32_t i2, uint32_t j, uint32_t next_idx,
                         ragtide_provenance prov, uint32_t day) {
-  if (!b || i1 >= b->n || i2 >= b->n || j >= b->cand || (unsigned)prov > RAGTIDE_PROV_FALLBACK)
+  if (!b || i1 >= b->n || i2 >= b->n || j >= b->cand || (unsigned)prov >= RAGTIDE_PROV_COUNT)
     return RAGTIDE_E_ARG;
   uint64_t at = j * b->npairs + (uint64_t)i1 * b->n + i2;
   if (prov == RAGTIDE_PROV_NONE) { /* clearing: canonical zeros keep output deterministic */
@@ -121,9 +121,9 @@ static void pack_strv(msgpack_packer *pk, const char *k, const char *v) {
 }
 
 static void pack_header(msgpack_packer *pk, const ragtide_table_builder *b) {
-  uint64_t counts[4] = {0, 0, 0, 0};
+  uint64_t counts[RAGTIDE_PROV_COUNT] = {0};
   for (uint64_t i = 0; i < b->npairs; i++) counts[b->ent[i] >> TBL_PROV_SHIFT]++;
-  msgpack_pack_map(pk, 16);
+  msgpack_pack_map(pk, 17);
   pack_key(pk, "n_clusters");
   msgpack_pack_uint32(pk, b->n);
   pack_key(pk, "cluster_ids");
@@ -153,8 +153,11 @@ static void pack_header(msgpack_packer *pk, const ragtide_table_builder *b) {
   pack_strv(pk, "run_id", b->run_id);
   pack_strv(pk, "base_run_id", b->base_run_id);
   pack_key(pk, "count_by_prov");
-  msgpack_pack_array(pk, 4);
-  for (int i = 0; i < 4; i++) msgpack_pack_uint64(pk, counts[i]);
+  msgpack_pack_array(pk, 4); /* 1.0 layout: retrieval counted as rag */
+  for (int i = 0; i < 4; i++)
+    msgpack_pack_uint64(pk, counts[i] + (i == RAGTIDE_PROV_RAG ? counts[RAGTIDE_PROV_RETRIEVAL] : 0));
+  pack_key(pk, "count_retrieval");
+  msgpack_pack_uint64(pk, counts[RAGTIDE_PROV_RETRIEVAL]);
   pack_strv(pk, "columns", "byteplanes-v1"); /* informational; readers ignore it */
   pack_strv(pk, "writer", "libragtide");
 }
@@ -196,7 +199,9 @@ static int pack_body(msgpack_packer *pk, const ragtide_table_builder *b) {
     }
     if (dmin == UINT32_MAX) dmin = dmax = 0;
     uint32_t nw = tbl_width(maxnext), dw = tbl_width(dmax - dmin);
-    msgpack_pack_map(pk, 6);
+    uint64_t nretr = 0;
+    for (uint64_t i = 0; i < np; i++) nretr += (ent[i] >> TBL_PROV_SHIFT) == RAGTIDE_PROV_RETRIEVAL;
+    msgpack_pack_map(pk, nretr ? 7 : 6);
     pack_key(pk, "next_w");
     msgpack_pack_uint32(pk, nw);
     pack_key(pk, "next");
@@ -204,9 +209,21 @@ static int pack_body(msgpack_packer *pk, const ragtide_table_builder *b) {
     pack_planes(pk, tmp, np, nw, scratch);
     pack_key(pk, "prov");
     memset(scratch, 0, (np + 3) / 4);
-    for (uint64_t i = 0; i < np; i++) scratch[i >> 2] |= (uint8_t)((ent[i] >> TBL_PROV_SHIFT) << ((i & 3) * 2));
+    for (uint64_t i = 0; i < np; i++) {
+      uint32_t pv = ent[i] >> TBL_PROV_SHIFT;
+      if (pv == RAGTIDE_PROV_RETRIEVAL) pv = RAGTIDE_PROV_RAG; /* 2 bits on disk; the bit column below tells */
+      scratch[i >> 2] |= (uint8_t)(pv << ((i & 3) * 2));
+    }
     msgpack_pack_bin(pk, (np + 3) / 4);
     msgpack_pack_bin_body(pk, scratch, (np + 3) / 4);
+    if (nretr) { /* format 1.1: which of the "rag" entries are retrieval (1.0 readers ignore the key) */
+      pack_key(pk, "retrieval");
+      memset(scratch, 0, (np + 7) / 8);
+      for (uint64_t i = 0; i < np; i++)
+        if ((ent[i] >> TBL_PROV_SHIFT) == RAGTIDE_PROV_RETRIEVAL) scratch[i >> 3] |= (uint8_t)(1u << (i & 7));
+      msgpack_pack_bin(pk, (np + 7) / 8);
+      msgpack_pack_bin_body(pk, scratch, (np + 7) / 8);
+    }
     pack_key(pk, "day_base");
     msgpack_pack_uint32(pk, dmin);
     pack_key(pk, "day_w");
@@ -377,7 +394,7 @@ int ragtide_table_merge(const ragtide_table *base, const ragtide_table *overlay,
   uint64_t np = base->npairs;
   for (uint64_t i = 0; i < np; i++) {
     uint32_t top = overlay->ent[i] >> TBL_PROV_SHIFT;
-    const ragtide_table *src = (top == RAGTIDE_PROV_RAG || top == RAGTIDE_PROV_FALLBACK) ? overlay : base;
+    const ragtide_table *src = ragtide_provenance_is_refresh((ragtide_provenance)top) ? overlay : base;
     for (uint32_t j = 0; j < src->cand; j++) {
       b->ent[j * np + i] = src->ent[j * np + i];
       b->day[j * np + i] = src->day[j * np + i];

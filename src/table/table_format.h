@@ -22,11 +22,13 @@
 #define TBL_TRAILER 16   /* trailer magic, xxh3 u64 */
 #define TBL_MINOR RAGTIDE_FORMAT_MINOR
 
-/* Entries in memory: (prov << 30) | next dense index. Dense indices stay below
- * 2^20 (catalog limit), so two spare bits carry the provenance and a lookup
- * touches a single 32-bit word. 0 = no prediction (prov NONE). */
-#define TBL_IDX_MASK 0x3fffffffu
-#define TBL_PROV_SHIFT 30
+/* Entries in memory: (prov << 29) | next dense index. Dense indices stay below
+ * 2^20 (catalog limit), so three spare bits carry the provenance and a
+ * lookup touches a single 32-bit word. 0 = no prediction (prov NONE). On
+ * disk the provenance is a 2-bit column (retrieval written as rag) plus,
+ * since format 1.1, a bit column "retrieval" in ranks that have any. */
+#define TBL_IDX_MASK 0x1fffffffu
+#define TBL_PROV_SHIFT 29
 #define TBL_MAX_CLUSTERS (1u << 20)
 #define TBL_MAX_CANDIDATES 16u
 /* One process holds n*n*candidates entries (8 bytes each in memory). Larger

@@ -34,6 +34,11 @@ const char *ragtide_strerror(int status) {
   }
 }
 
+const char *ragtide_provenance_name(ragtide_provenance p) {
+  static const char *const names[RAGTIDE_PROV_COUNT] = {"none", "base", "rag", "fallback", "retrieval"};
+  return (unsigned)p < RAGTIDE_PROV_COUNT ? names[p] : "?";
+}
+
 const char *ragtide_status_name(int status) {
   switch (status) {
   case RAGTIDE_OK: return "ok";
@@ -160,7 +165,7 @@ static int parse_header(ragtide_table *t, const char *path, const uint8_t *p, si
     else if (key_is(k, "run_id")) bad = get_str(v, &t->run_id);
     else if (key_is(k, "base_run_id")) bad = get_str(v, &t->base_run_id);
     else if (key_is(k, "count_by_prov")) {
-      if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 4) bad = 1;
+      if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 4) bad = 1; /* 1.0 layout; recounted below */
       for (uint32_t j = 0; !bad && j < 4; j++) bad = get_u64(&v->via.array.ptr[j], &in->count_by_prov[j]);
     }
     /* Any other key is a field of a later minor version: ignored on purpose. */
@@ -227,6 +232,11 @@ static int decode_rank(ragtide_table *t, const msgpack_object *r, uint32_t j, co
                 j);
   const uint8_t *next = col(r, "next", nw * np), *prov = col(r, "prov", (np + 3) / 4),
                 *day = col(r, "day", dw * np);
+  /* Format 1.1: a bit per pair marking "rag" entries that are retrieval. */
+  const uint8_t *retr = map_get(r, "retrieval") ? col(r, "retrieval", (np + 7) / 8) : NULL;
+  if (map_get(r, "retrieval") && !retr)
+    return fail(eb, ec, RAGTIDE_E_CORRUPT, "%s: body rank %u: column retrieval is not %" PRIu64 " bits long", path,
+                j, np);
   if ((nw && !next) || !prov || (dw && !day))
     return fail(eb, ec, RAGTIDE_E_CORRUPT,
                 "%s: body rank %u: a column (next/prov/day) is missing or not %" PRIu64 " entries long",
@@ -245,6 +255,7 @@ static int decode_rank(ragtide_table *t, const msgpack_object *r, uint32_t j, co
     if (v >= t->n)
       return fail(eb, ec, RAGTIDE_E_CORRUPT, "%s: body rank %u pair %" PRIu64 ": next index %u >= %u clusters",
                   path, j, i, v, t->n);
+    if (retr && pv == RAGTIDE_PROV_RAG && (retr[i >> 3] >> (i & 7)) & 1u) pv = RAGTIDE_PROV_RETRIEVAL;
     ent[i] = (pv << TBL_PROV_SHIFT) | v;
     dd[i] = dbase + d;
   }

@@ -70,3 +70,10 @@ created_at = $we
 INI
   mkdir -p "$T/out"
 }
+
+# last_summary TABLE: the summary of the last run on TABLE. A run that
+# published writes TABLE.summary.json (beside the table it describes); one
+# that published nothing writes TABLE.run/RUN_ID.summary.json. The newest.
+last_summary() {
+  ls -t "$1.summary.json" "$1.run"/*.summary.json 2>/dev/null | head -1
+}

@@ -81,7 +81,7 @@ mkdir -p "$T/skip"
 expect_exit 0 mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --set "input.logs=$T/unk/*.tsv" \
   --set input.on_bad_event=skip --set llm.api=retrieval --set "output.table=$T/skip/t.rtt"
 python3 -c "
-import json; r=json.load(open('$T/skip/t.rtt.summary.json'))['stages']['read']
+import json; r=json.load(open('$(last_summary "$T/skip/t.rtt")'))['stages']['read']
 assert r['bad_unknown_cluster'] == 1 and r['kept'] == 2 and r['events'] == 3, r"
 pass "input.on_bad_event=skip runs through the unknown cluster"
 
@@ -94,7 +94,7 @@ printf '7\t%s\t%s\t1.0\n7\t%s\t%s\t1.0\n7\t%s\t%s\t1.0\n7\t%s\t%s\t1.0\n' "$ts" 
 expect_exit 0 mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --set "input.logs=$T/far/*.tsv" \
   --set llm.api=retrieval --set "output.table=$T/farout/t.rtt"
 python3 -c "
-import json; r=json.load(open('$T/farout/t.rtt.summary.json'))['stages']['read']
+import json; r=json.load(open('$(last_summary "$T/farout/t.rtt")'))['stages']['read']
 assert r['outside_window'] == 2 and r['kept'] == 2 and r['bad_timestamp'] == 0 and r['events'] == 4, r"
 pass "events years outside the window -> counted in read.outside_window, exit 0"
 printf '7\t%s\t%s\t1.0\n7\t%s000\t%s\t1.0\n' "$ts" "$cid" "$((ts + 60))" "$cid2" >"$T/ms/m.tsv"
@@ -135,7 +135,7 @@ refresh 5 --set "llm.base_url=$SIM_URL"
 expect_err "exact-match rate"
 untouched "quality gate"
 python3 -c "
-import json; s=json.load(open('$T/out/table.rtt.summary.json'))
+import json; s=json.load(open('$(last_summary "$T/out/table.rtt")'))
 assert s['status']=='halted' and s['exit_code']==5 and not s['table']['published'], s['status']
 assert 0.3 < s['quality']['exact_match_rate'] < 0.9, s['quality']"
 pass "exact-match gate -> exit 5, summary says halted"

@@ -65,8 +65,8 @@ for p, w in want.items():
 d = r["predictors"]["popular"]["minus_table"]
 assert abs(d["next1"]["value"] - 1 / 8) < 1e-9 and abs(d["hit_rate"]["value"] - 2 / 8) < 1e-9, d
 pv = r["table_by_provenance"]
-assert (pv["rag"]["positions"], pv["none"]["positions"], pv["base"]["positions"]) == (5, 3, 0), pv
-assert abs(pv["rag"]["next1"]["value"] - 2 / 5) < 1e-9 and abs(pv["rag"]["hit_rate"]["value"] - 3 / 5) < 1e-9, pv
+assert (pv["retrieval"]["positions"], pv["none"]["positions"], pv["base"]["positions"]) == (5, 3, 0), pv
+assert abs(pv["retrieval"]["next1"]["value"] - 2 / 5) < 1e-9 and abs(pv["retrieval"]["hit_rate"]["value"] - 3 / 5) < 1e-9, pv
 assert pv["none"]["next1"]["value"] == 0 and pv["base"]["next1"] is None, pv
 PY
 pass "tallies of the table and the baselines equal the hand-computed ones"

@@ -25,7 +25,7 @@ job() { # name, sim flags..., then -- refresh --set args...
 check() {
   local name=$1 want=$2 code=$3
   [ "$(cat "$T/$name.rc")" = "$want" ] || { tail -5 "$T/$name.err"; fail "$name: exit $(cat "$T/$name.rc"), wanted $want"; }
-  python3 - "$T/out/$name.rtt.summary.json" "$T/$name.stats" <<PY || fail "$name: summary check"
+  python3 - "$(last_summary "$T/out/$name.rtt")" "$T/$name.stats" <<PY || fail "$name: summary check"
 import json, sys
 s = json.load(open(sys.argv[1])); st = json.load(open(sys.argv[2]))
 i = s["stages"]["infer"]; p = s["table"].get("pairs", {}); n = s["stages"]["count"]["pairs_with_data"]
@@ -134,15 +134,15 @@ pass "no API key in any log, error or summary"
 start_sim cache "$T/data/catalog.tsv" --seed 8
 c() { mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" --set "llm.base_url=$SIM_URL" \
         --set "output.table=$T/out/cache.rtt" "$@" 2>"$T/cache.err" || { cat "$T/cache.err"; fail "cache run"; }
-      python3 -c "import json; i=json.load(open('$T/out/cache.rtt.summary.json'))['stages']['infer']; print(i['cache_hits'], i['requests'])"; }
+      python3 -c "import json; i=json.load(open('$(last_summary "$T/out/cache.rtt")'))['stages']['infer']; print(i['cache_hits'], i['requests'])"; }
 first=$(c); second=$(c); model=$(c --set llm.model=other-model)
 sed 's/Which novel interest cluster/Which new interest cluster/' "$RAGTIDE_SRC/jobs/prompts/rag.tmpl" >"$T/edited.tmpl"
 tmpl=$(c --set "prompt.template=$T/edited.tmpl")
-n=$(python3 -c "import json; print(json.load(open('$T/out/cache.rtt.summary.json'))['stages']['count']['pairs_with_data'])")
+n=$(python3 -c "import json; print(json.load(open('$(last_summary "$T/out/cache.rtt")'))['stages']['count']['pairs_with_data'])")
 [ "$first" = "0 $n" ] && [ "$second" = "$n 0" ] && [ "$model" = "0 $n" ] && [ "$tmpl" = "0 $n" ] ||
   fail "cache hits/requests: first '$first' second '$second' model '$model' template '$tmpl' (n=$n)"
 python3 -c "
-import json; s=json.load(open('$T/out/cache.rtt.summary.json'))['incremental']
+import json; s=json.load(open('$(last_summary "$T/out/cache.rtt")'))['incremental']
 assert s['context_changed_share'] == 0.0 and s['answers_reused'] == 0, s"
 pass "answer cache: reused when unchanged, invalidated by model and template"
 echo "faults: all checks passed"

@@ -10,10 +10,26 @@ write_config 2026-01-02 2026-01-06
 printf '[llm]\napi = retrieval\n[output]\nprogress_s = 0\n' >>"$T/job.ini"
 mpirun_q -n 2 "$RT" refresh --config "$T/job.ini" 2>"$T/log" || { cat "$T/log"; fail "good run"; }
 cp "$T/out/table.rtt" "$T/served.rtt"
-untouched() { cmp -s "$T/out/table.rtt" "$T/served.rtt" || fail "$1: the served table was changed"; }
+cp "$T/out/table.rtt.summary.json" "$T/served.summary.json"
+cp "$T/out/table.rtt.contexts" "$T/served.contexts"
+python3 -c "
+import json; s=json.load(open('$T/out/table.rtt.summary.json'))
+assert s['status']=='published' and s['table']['pairs']['retrieval'] > 0 and s['table']['pairs']['rag'] == 0, s['table']
+assert s['llm']['model'] is None and s['llm']['template'] is None, s['llm']" || fail "retrieval summary"
+"$RT" inspect "$T/out/table.rtt" | grep -qE "retrieval +[1-9]" || fail "inspect: no retrieval provenance"
+pass "llm.api = retrieval: pairs labelled retrieval (not rag); the summary names no model or template"
+# The files beside the table describe the served table: a halted run leaves
+# them byte for byte, and writes its own summary under its run id.
+untouched() {
+  cmp -s "$T/out/table.rtt" "$T/served.rtt" || fail "$1: the served table was changed"
+  cmp -s "$T/out/table.rtt.summary.json" "$T/served.summary.json" || fail "$1: the served table's summary was changed"
+  cmp -s "$T/out/table.rtt.contexts" "$T/served.contexts" || fail "$1: the served table's contexts were changed"
+  grep -q "run summary: $T/out/table.rtt.run/.*\.summary\.json (nothing published" "$T/err" ||
+    fail "$1: the error does not say where the run's summary is"
+}
 halted() {
   python3 -c "
-import json; s=json.load(open('$T/out/table.rtt.summary.json'))
+import json; s=json.load(open('$(last_summary "$T/out/table.rtt")'))
 assert s['status']=='halted' and s['exit_code']==$1 and not s['table']['published'], (s['status'], s['exit_code'])"
 }
 

@@ -42,8 +42,11 @@ PY
 # Four lookups through the CLI, in both output forms.
 head -4 "$T/top.tsv" | while IFS=$'\t' read -r c1 c2 rank nxt cnt; do
   out=$("$RT" lookup --json "$T/out/table.rtt" "$c1" "$c2")
-  [ "$out" = "{\"c1\": $c1, \"c2\": $c2, \"next\": $nxt, \"provenance\": \"rag\"}" ] ||
-    [ "$out" = "{\"c1\":$c1,\"c2\":$c2,\"next\":$nxt,\"provenance\":\"rag\"}" ] || fail "lookup --json $c1 $c2: $out"
+  python3 -c "
+import json, sys; o = json.loads(sys.argv[1])
+assert (o['c1'], o['c2'], o['next'], o['provenance']) == ($c1, $c2, $nxt, 'rag'), o
+assert o['candidates'][0]['next'] == $nxt and o['candidates'][0]['provenance'] == 'rag', o" "$out" ||
+    fail "lookup --json $c1 $c2: $out"
   "$RT" lookup "$T/out/table.rtt" "$c1" "$c2" | grep -q -- "-> $nxt (rag)" || fail "lookup $c1 $c2"
 done
 pass "lookup agrees with the oracle"

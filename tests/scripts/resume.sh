@@ -44,7 +44,7 @@ mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set output.table="$T/re
   --set output.metrics_file= 2>"$T/ref.log" || { cat "$T/ref.log"; fail "reference run"; }
 PAIRS=$(( $(requests) - r0 ))
 [ "$PAIRS" -gt 1000 ] || fail "reference run made only $PAIRS requests"
-[ "$(summary "$T/ref/table.rtt.summary.json" 's["stages"]["infer"]["calls"]')" -eq "$PAIRS" ] ||
+[ "$(summary "$(last_summary "$T/ref/table.rtt")" 's["stages"]["infer"]["calls"]')" -eq "$PAIRS" ] ||
   fail "reference: calls != requests (retries in a fault-free run?)"
 pass "reference run: $PAIRS pairs, $PAIRS requests"
 # progress_s = 1 on a ~9 s LLM stage: lines during the stage, with the rate,
@@ -103,15 +103,15 @@ check_resumed() {
   refresh 2>"$T/rerun.log" || { cat "$T/rerun.log"; fail "$name: rerun failed"; }
   cmp -s "$T/out/table.rtt" "$T/ref/table.rtt" || fail "$name: resumed table differs from the uninterrupted run's"
   local used=$(( $(requests) - before ))
-  local retries=$(( retries_first + $(summary "$T/out/table.rtt.summary.json" 's["stages"]["infer"]["retries"]') ))
+  local retries=$(( retries_first + $(summary "$(last_summary "$T/out/table.rtt")" 's["stages"]["infer"]["retries"]') ))
   local bound=$(( PAIRS + BOUND_SLACK + retries ))
   [ "$used" -le "$bound" ] || fail "$name: $used requests over both runs > bound $bound"
-  [ "$(summary "$T/out/table.rtt.summary.json" 's["status"]')" = published ] || fail "$name: rerun not published"
+  [ "$(summary "$(last_summary "$T/out/table.rtt")" 's["status"]')" = published ] || fail "$name: rerun not published"
   for f in "$T"/out/table.rtt.lock "$T"/out/table.rtt.resume "$T"/out/table.rtt.answers.part-*; do
     [ -e "$f" ] && fail "$name: $f left behind"
   done
   ls "$T/out" | grep -E '\.(new|tmp)\.[0-9]+' && fail "$name: temp files left behind"
-  local second; second=$(summary "$T/out/table.rtt.summary.json" 's["stages"]["infer"]["requests"]')
+  local second; second=$(summary "$(last_summary "$T/out/table.rtt")" 's["stages"]["infer"]["requests"]')
   echo "REPEATED $name: $((used - second)) requests before the interruption + $second after = $used for $PAIRS pairs (bound $bound: pairs + $BOUND_SLACK in flight + $retries retries)"
   pass "$name: resumed to the identical table"
 }
@@ -169,12 +169,12 @@ kill -TERM "$(pgrep -P "$mp" -f "ragtide refresh" | tail -1)"
 set +e; wait $mp; code=$?; set -e
 [ "$code" -eq 9 ] || { cat "$T/run.log"; fail "SIGTERM to a rank: exit $code, expected 9"; }
 [ -e "$T/out/table.rtt" ] && fail "SIGTERM: a table was published"
-[ "$(summary "$T/out/table.rtt.summary.json" 's["status"], s["exit_code"]')" = "('interrupted', 9)" ] ||
-  fail "SIGTERM: summary $(summary "$T/out/table.rtt.summary.json" 's["status"], s["exit_code"]')"
+[ "$(summary "$(last_summary "$T/out/table.rtt")" 's["status"], s["exit_code"]')" = "('interrupted', 9)" ] ||
+  fail "SIGTERM: summary $(summary "$(last_summary "$T/out/table.rtt")" 's["status"], s["exit_code"]')"
 [ -e "$T/out/table.rtt.resume" ] || fail "SIGTERM: no resume state kept"
 grep -q 'ragtide_last_run_status{table="[^"]*",status="interrupted"} 1' "$T/out/ragtide.prom" ||
   { cat "$T/out/ragtide.prom"; fail "metrics file lacks the interrupted status"; }
-r1=$(summary "$T/out/table.rtt.summary.json" 's["stages"]["infer"]["retries"]')
+r1=$(summary "$(last_summary "$T/out/table.rtt")" 's["stages"]["infer"]["retries"]')
 check_resumed "SIGTERM to one rank" "$b" "$r1"
 grep -q 'ragtide_last_run_attempt{table="[^"]*"} 2' "$T/out/ragtide.prom" || fail "metrics: attempt 2 expected"
 grep -q 'ragtide_last_run_status{table="[^"]*",status="published"} 1' "$T/out/ragtide.prom" ||
@@ -189,8 +189,8 @@ mp=$!; wait_requests $((PAIRS / 4)) "$b"
 kill -USR1 $mp
 set +e; wait $mp; code=$?; set -e
 [ "$code" -eq 9 ] || { cat "$T/run.log"; fail "SIGUSR1 to mpirun: exit $code, expected 9"; }
-[ "$(summary "$T/out/table.rtt.summary.json" 's["stopped_by"]')" = SIGUSR1 ] || fail "stopped_by should be SIGUSR1"
-check_resumed "SIGUSR1 to mpirun" "$b" "$(summary "$T/out/table.rtt.summary.json" 's["stages"]["infer"]["retries"]')"
+[ "$(summary "$(last_summary "$T/out/table.rtt")" 's["stopped_by"]')" = SIGUSR1 ] || fail "stopped_by should be SIGUSR1"
+check_resumed "SIGUSR1 to mpirun" "$b" "$(summary "$(last_summary "$T/out/table.rtt")" 's["stages"]["infer"]["retries"]')"
 
 # 7. One run per table: a second run exits 10 naming the holder and leaves
 #    the first run's files alone.
@@ -216,7 +216,7 @@ expect_exit 11 mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set inpu
   --set output.created_at=2026-01-05
 expect_err "ending 2026-01-06T00:00:00Z, later than this run's 2026-01-05T00:00:00Z"
 cmp -s "$T/out/table.rtt" "$T/new.rtt" || fail "stale run replaced the table"
-[ "$(summary "$T/out/table.rtt.summary.json" 's["status"]')" = stale ] || fail "stale status"
+[ "$(summary "$(last_summary "$T/out/table.rtt")" 's["status"]')" = stale ] || fail "stale status"
 mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set input.window_end=2026-01-05 \
   --set output.created_at=2026-01-05 --force 2>"$T/run.log" || { cat "$T/run.log"; fail "--force"; }
 [ "$(python3 -c 'import sys; print(open(sys.argv[1],"rb").read()==open(sys.argv[2],"rb").read())' \
@@ -246,7 +246,7 @@ mkdir -p "$T/days"
 mpirun_q -n 1 "$RT" refresh --config "$T/days.ini" 2>"$T/run.log" || { cat "$T/run.log"; fail "window_days run"; }
 want_end="$(date -u -d "$today -1 day" +%F)T00:00:00Z"
 want_start="$(date -u -d "$today -4 days" +%F)T00:00:00Z"
-got=$(summary "$T/days/table.rtt.summary.json" 's["window"]["start"] + " " + s["window"]["end"]')
+got=$(summary "$(last_summary "$T/days/table.rtt")" 's["window"]["start"] + " " + s["window"]["end"]')
 [ "$got" = "$want_start $want_end" ] || fail "window_days=3, lag 24 h: window $got, expected $want_start $want_end"
 # An interrupted first attempt two days ago: the rerun keeps its window.
 old_end=$(date -u -d "$today -3 days" +%s); old_start=$((old_end - 3 * 86400))
@@ -257,7 +257,7 @@ sed -i -e "s/^window_start=.*/window_start=$old_start/" -e "s/^window_end=.*/win
   "$T/days/table.rtt.resume"
 mpirun_q -n 1 "$RT" refresh --config "$T/days.ini" --force 2>"$T/run.log" || { cat "$T/run.log"; fail "resumed window_days run"; }
 grep -q "resuming run .*attempt 2" "$T/run.log" || { cat "$T/run.log"; fail "no resume line"; }
-got=$(summary "$T/days/table.rtt.summary.json" 's["window"]["end"] + " " + str(s["attempt"])')
+got=$(summary "$(last_summary "$T/days/table.rtt")" 's["window"]["end"] + " " + str(s["attempt"])')
 [ "$got" = "$(date -u -d "@$old_end" +%FT%TZ) 2" ] || fail "resumed attempt: window end/attempt $got"
 [ -e "$T/days/table.rtt.resume" ] && fail "resume state left after a finished run"
 pass "window_days: last midnight minus the lag; a resumed attempt keeps the first attempt's window"
@@ -271,7 +271,7 @@ good_url=$SIM_URL
 rm -rf "$T/gate"; mkdir -p "$T/gate"
 expect_exit 5 mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set "llm.base_url=$bad_url" \
   --set "output.table=$T/gate/t.rtt" --set output.metrics_file=
-unmatched=$(summary "$T/gate/t.rtt.summary.json" 's["stages"]["match"]["unmatched"]')
+unmatched=$(summary "$(last_summary "$T/gate/t.rtt")" 's["stages"]["match"]["unmatched"]')
 [ "$unmatched" -gt 100 ] || fail "expected many unmatched answers, got $unmatched"
 [ -e "$T/gate/t.rtt" ] && fail "a halted run published"
 forgotten=$("$RT" journal dump "$T/gate/t.rtt.answers" | grep -c '"answer":null' || true)
@@ -282,5 +282,5 @@ mpirun_q -n $RANKS "$RT" refresh --config "$T/job.ini" --set "llm.base_url=$good
   --set "output.table=$T/gate/t.rtt" --set output.metrics_file= 2>"$T/run.log" || { cat "$T/run.log"; fail "rerun after the halt"; }
 asked=$(( $(SIM_URL=$good_url requests) - before ))
 [ "$asked" -eq "$unmatched" ] || fail "rerun asked $asked pairs again, expected the $unmatched unmatched ones"
-[ "$(summary "$T/gate/t.rtt.summary.json" 's["quality"]["exact_match_rate"]')" = 1.0 ] || fail "rerun not all exact"
+[ "$(summary "$(last_summary "$T/gate/t.rtt")" 's["quality"]["exact_match_rate"]')" = 1.0 ] || fail "rerun not all exact"
 pass "after a gate halt, only the $unmatched unmatched answers are asked again"

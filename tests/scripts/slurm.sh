@@ -151,7 +151,7 @@ submit() {
 # requeued job for ~2 minutes: BeginTime).
 after_requeue() {
   wait_state "$1" PENDING 150
-  cp "$2/table.rtt.summary.json" "$2/attempt1.summary.json"
+  cp "$(last_summary "$2/table.rtt")" "$2/attempt1.summary.json"
   # Started while the last attempt's slurmstepd still exits, the new step of
   # the same id cannot bind its PMIx socket and srun fails (exit 0!): Slurm's
   # own delay prevents that; here, wait for every slurmstepd of the job to end.
@@ -207,7 +207,7 @@ mkdir -p "$T/out1"
 wait_state "$j" "$TERMINAL" 90
 [ "$(job_field "$j" JobState)" = COMPLETED ] || die "plain job $j: $(job_field "$j" JobState)" "$T/job-$j.out"
 "$RT" validate "$T/out1/table.rtt" >/dev/null || die "plain job: table invalid" "$T/job-$j.out"
-python3 - "$T/out1/table.rtt.summary.json" "$j" <<'PY'
+python3 - "$(last_summary "$T/out1/table.rtt")" "$j" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["status"] == "published" and s["exit_code"] == 0, s["status"]
@@ -267,7 +267,7 @@ nt=$(date -u -d "today $at" +%s); [ "$nt" -gt "$(date +%s)" ] || nt=$(date -u -d
 want=$(date -d "@$nt" +%Y-%m-%dT%H:%M)
 [ "$(job_field "$next" StartTime | cut -c1-16)" = "$want" ] ||
   die "nightly: next link $next starts $(job_field "$next" StartTime), expected $want" "$T/nightly-$j.out"
-python3 - "$T/nightly/table.rtt.summary.json" <<'PY' || die "nightly: summary" "$T/nightly-$j.out"
+python3 - "$(last_summary "$T/nightly/table.rtt")" <<'PY' || die "nightly: summary" "$T/nightly-$j.out"
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["status"] == "published", s["status"]

@@ -128,15 +128,34 @@ expect 3 "$R" merge "$T/base" "$T/other" "$T/m3"
 grep -q 'catalogs differ' "$T/err" || fail "catalog mismatch message"
 expect 7 "$R" merge "$T/base" "$T/flip" "$T/m4"
 
-# --- rollback
+# --- rollback: the table moves with its summary and contexts; a rollback
+# undoes itself; --to N serves any kept generation; --list shows them.
 cp "$T/base" "$T/served.1"; cp "$T/ov" "$T/served"
+echo old-summary >"$T/served.summary.json.1"; echo new-summary >"$T/served.summary.json"
+echo new-contexts >"$T/served.contexts"   # the previous generation had none
 expect 0 "$R" rollback "$T/served"
 cmp -s "$T/served" "$T/base" || fail "rollback restores the previous table"
-cmp -s "$T/served.rolledback" "$T/ov" || fail "rollback keeps the replaced table"
-[ ! -e "$T/served.1" ] || fail "served.1 moved into place"
-expect 7 "$R" rollback "$T/served"
+cmp -s "$T/served.1" "$T/ov" || fail "rollback keeps the replaced table as served.1"
+[ "$(cat "$T/served.summary.json")" = old-summary ] || fail "rollback restores the previous summary"
+[ "$(cat "$T/served.summary.json.1")" = new-summary ] || fail "the replaced summary moves with its table"
+[ ! -e "$T/served.contexts" ] || fail "the restored generation had no contexts: none may be served"
+[ "$(cat "$T/served.contexts.1")" = new-contexts ] || fail "the replaced contexts move with their table"
+grep -q "undoes this" "$T/out" || fail "rollback does not say how to undo it: $(cat "$T/out")"
+expect 0 "$R" rollback "$T/served"
+cmp -s "$T/served" "$T/ov" || fail "a second rollback rolls forward"
+[ "$(cat "$T/served.summary.json")" = new-summary ] && [ "$(cat "$T/served.contexts")" = new-contexts ] ||
+  fail "roll-forward restores summary and contexts"
+cp "$T/merged" "$T/served.2"
+expect 0 "$R" rollback --list "$T/served"
+[ "$(grep -c '^[0-9]' "$T/out")" -eq 3 ] || { cat "$T/out"; fail "--list shows 3 generations"; }
+expect 0 "$R" rollback "$T/served" --to 2
+cmp -s "$T/served" "$T/merged" && cmp -s "$T/served.1" "$T/ov" && cmp -s "$T/served.2" "$T/base" ||
+  fail "--to 2 serves generation 2 and moves the others down in order"
+expect 2 "$R" rollback "$T/served" --to 0
+expect 7 "$R" rollback "$T/served" --to 3
+grep -q "served.3" "$T/err" || fail "missing generation not named: $(cat "$T/err")"
 cp "$T/flip" "$T/served.1"
 expect 7 "$R" rollback "$T/served"
 grep -q "invalid" "$T/err" || fail "invalid previous refused"
-cmp -s "$T/served" "$T/base" || fail "a refused rollback changes nothing"
+cmp -s "$T/served" "$T/merged" || fail "a refused rollback changes nothing"
 echo "table_cmds: all checks passed"

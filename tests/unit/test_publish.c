@@ -93,18 +93,105 @@ Test(publish, keeps_k_previous_and_rollback_restores) {
   cr_assert_str_eq(run_of(ppath(".2")), "run-6");
   cr_assert_str_eq(run_of(ppath(".3")), "run-5");
   rt_err err = {0};
-  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_OK, "%s", err.msg);
+  /* A rollback swaps the served generation with the previous one... */
+  cr_assert_eq(rt_table_rollback(ppath(""), 1, NULL, 0, &err), RT_OK, "%s", err.msg);
   cr_assert_str_eq(run_of(ppath("")), "run-7");
-  cr_assert_str_eq(run_of(ppath(".1")), "run-6");
-  cr_assert_str_eq(run_of(ppath(".2")), "run-5");
-  cr_assert_eq(access(ppath(".3"), F_OK), -1);
-  cr_assert_str_eq(run_of(ppath(".rolledback")), "run-8");
-  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_OK, "%s", err.msg);
-  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath(".1")), "run-8");
+  cr_assert_str_eq(run_of(ppath(".2")), "run-6");
+  cr_assert_str_eq(run_of(ppath(".3")), "run-5");
+  /* ...so a second one rolls forward again. */
+  cr_assert_eq(rt_table_rollback(ppath(""), 1, NULL, 0, &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-8");
+  cr_assert_str_eq(run_of(ppath(".1")), "run-7");
+  /* --to N brings generation N to the front, the others move down in order. */
+  cr_assert_eq(rt_table_rollback(ppath(""), 3, NULL, 0, &err), RT_OK, "%s", err.msg);
   cr_assert_str_eq(run_of(ppath("")), "run-5");
-  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_ERR_TABLE, "nothing left to roll back to");
-  cr_assert_not_null(strstr(err.msg, ".1"), "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath(".1")), "run-8");
+  cr_assert_str_eq(run_of(ppath(".2")), "run-7");
+  cr_assert_str_eq(run_of(ppath(".3")), "run-6");
+  cr_assert_eq(access(ppath(".4"), F_OK), -1);
+  cr_assert_eq(rt_table_rollback(ppath(""), 4, NULL, 0, &err), RT_ERR_TABLE, "no generation 4");
+  cr_assert_not_null(strstr(err.msg, ".4"), "%s", err.msg);
+  cr_assert_eq(rt_table_rollback(ppath(""), 0, NULL, 0, &err), RT_ERR_USAGE);
   cr_assert_str_eq(run_of(ppath("")), "run-5");
+}
+
+/* The text of a small file, or "" when it is missing. */
+static const char *text_of(const char *path) {
+  static char out[4][64];
+  static int k;
+  k = (k + 1) % 4;
+  out[k][0] = '\0';
+  FILE *f = fopen(path, "r");
+  if (f) {
+    size_t n = fread(out[k], 1, sizeof out[k] - 1, f);
+    out[k][n] = '\0';
+    fclose(f);
+  }
+  return out[k];
+}
+
+/* Publish generation g with a summary (and, if ctx, contexts) naming it. */
+static void publish_with_sides(int g, int keep, int ctx) {
+  ragtide_table_builder *b = gen(g);
+  rt_err err = {0};
+  char *staged;
+  cr_assert_eq(rt_table_stage(b, ppath(""), &staged, &err), RT_OK, "%s", err.msg);
+  ragtide_builder_free(b);
+  cr_assert_eq(access(ppath(""), F_OK) == 0 ? strcmp(run_of(ppath("")), "") != 0 : 1, 1);
+  char sum[32], cx[32];
+  snprintf(sum, sizeof sum, "summary-%d", g);
+  snprintf(cx, sizeof cx, "contexts-%d", g);
+  char sp[512], cp[512];
+  snprintf(sp, sizeof sp, "%s", ppath(".summary.json"));
+  snprintf(cp, sizeof cp, "%s", ppath(".contexts"));
+  rt_pub_side side[2] = {{sp, sum, strlen(sum)}, {cp, ctx ? cx : NULL, strlen(cx)}};
+  cr_assert_eq(rt_table_commit(staged, ppath(""), keep, side, 2, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(access(staged, F_OK), -1, "the staged table was renamed");
+  free(staged);
+}
+
+Test(publish, side_files_rotate_and_roll_back_with_their_table) {
+  publish_with_sides(1, 3, 1);
+  publish_with_sides(2, 3, 0); /* generation 2 has no contexts (a base run) */
+  publish_with_sides(3, 3, 1);
+  cr_assert_str_eq(run_of(ppath("")), "run-3");
+  cr_assert_str_eq(text_of(ppath(".summary.json")), "summary-3");
+  cr_assert_str_eq(text_of(ppath(".summary.json.1")), "summary-2");
+  cr_assert_str_eq(text_of(ppath(".summary.json.2")), "summary-1");
+  cr_assert_str_eq(text_of(ppath(".contexts")), "contexts-3");
+  /* contexts rotate by the same index: generation 2's slot stays empty */
+  cr_assert_eq(access(ppath(".contexts.1"), F_OK), -1, "generation 2 had no contexts");
+  cr_assert_str_eq(text_of(ppath(".contexts.2")), "contexts-1");
+  const char *side[2];
+  char sp[512], cp[512];
+  snprintf(sp, sizeof sp, "%s", ppath(".summary.json"));
+  snprintf(cp, sizeof cp, "%s", ppath(".contexts"));
+  side[0] = sp;
+  side[1] = cp;
+  rt_err err = {0};
+  cr_assert_eq(rt_table_rollback(ppath(""), 2, side, 2, &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-1");
+  cr_assert_str_eq(text_of(ppath(".summary.json")), "summary-1");
+  cr_assert_str_eq(run_of(ppath(".1")), "run-3");
+  cr_assert_str_eq(text_of(ppath(".summary.json.1")), "summary-3");
+  cr_assert_str_eq(text_of(ppath(".summary.json.2")), "summary-2");
+  cr_assert_str_eq(text_of(ppath(".contexts")), "contexts-1");
+  cr_assert_str_eq(text_of(ppath(".contexts.1")), "contexts-3");
+  cr_assert_eq(access(ppath(".contexts.2"), F_OK), -1, "generation 2 (now .2) has none");
+  rt_err e2 = {0};
+  cr_assert_eq(rt_table_rollback(ppath(""), 2, side, 2, &e2), RT_OK, "%s", e2.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-2");
+  cr_assert_eq(access(ppath(".contexts"), F_OK), -1, "the served generation 2 has no contexts");
+  cr_assert_str_eq(text_of(ppath(".contexts.1")), "contexts-1");
+  cr_assert_eq(rt_table_rollback(ppath(""), 2, side, 2, &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-3");
+  cr_assert_eq(rt_table_rollback(ppath(""), 2, side, 2, &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-1");
+  cr_assert_eq(rt_table_rollback(ppath(""), 1, side, 2, &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(run_of(ppath("")), "run-3");
+  cr_assert_str_eq(text_of(ppath(".summary.json")), "summary-3");
+  cr_assert_str_eq(text_of(ppath(".summary.json.1")), "summary-1");
 }
 
 Test(publish, open_reader_keeps_old_table) {
@@ -135,7 +222,7 @@ Test(publish, rollback_refuses_invalid_previous) {
   size_t n0, n1;
   char *before = slurp(ppath(""), &n0);
   rt_err err = {0};
-  cr_assert_eq(rt_table_rollback(ppath(""), &err), RT_ERR_TABLE);
+  cr_assert_eq(rt_table_rollback(ppath(""), 1, NULL, 0, &err), RT_ERR_TABLE);
   cr_assert_not_null(strstr(err.msg, "invalid"), "%s", err.msg);
   char *after = slurp(ppath(""), &n1);
   cr_assert_eq(n0, n1);

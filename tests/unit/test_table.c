@@ -132,7 +132,7 @@ Test(table, round_trip_every_field_and_candidate) {
   cr_assert_eq(ragtide_table_open(tpath("t"), &t, eb, sizeof eb), RAGTIDE_OK, "%s", eb);
   const ragtide_table_info *in = ragtide_table_get_info(t);
   cr_assert_eq(in->version_major, 1);
-  cr_assert_eq(in->version_minor, 0);
+  cr_assert_eq(in->version_minor, RAGTIDE_FORMAT_MINOR);
   cr_assert_eq(in->n_clusters, n);
   cr_assert_eq(in->k, 2);
   cr_assert_eq(in->candidates, cand);
@@ -364,7 +364,7 @@ Test(table, unknown_ids_and_bad_arguments) {
   cr_assert_eq(ragtide_builder_set(b, 8, 0, 0, 0, RAGTIDE_PROV_RAG, 0), RAGTIDE_E_ARG);
   cr_assert_eq(ragtide_builder_set(b, 0, 0, 1, 0, RAGTIDE_PROV_RAG, 0), RAGTIDE_E_ARG);
   cr_assert_eq(ragtide_builder_set(b, 0, 0, 0, 8, RAGTIDE_PROV_RAG, 0), RAGTIDE_E_ARG);
-  cr_assert_eq(ragtide_builder_set(b, 0, 0, 0, 0, (ragtide_provenance)4, 0), RAGTIDE_E_ARG);
+  cr_assert_eq(ragtide_builder_set(b, 0, 0, 0, 0, (ragtide_provenance)RAGTIDE_PROV_COUNT, 0), RAGTIDE_E_ARG);
   cr_assert_eq(ragtide_builder_write(b, tpath("u"), NULL, 0), RAGTIDE_OK);
   ragtide_builder_free(b);
   uint32_t bad_ids[] = {3, 3};
