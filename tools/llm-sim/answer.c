@@ -382,7 +382,10 @@ void sim_respond(const sim_ctx *ctx, const sim_request *rq, uint64_t n, sim_outc
   uint64_t h = rq->prompt_hash, seed = o->seed;
   memset(out, 0, sizeof *out);
   out->delay_ms = sim_latency_ms(o, h, n);
-  /* Faults in a fixed order, each from its own draw; the first that fires wins. */
+  /* Faults in a fixed order, each from its own draw; the first that fires wins.
+   * With --fault-attempts K only a prompt's first K attempts can fail (the
+   * endpoint of issue 11: a retry goes through). */
+  if (o->fault_attempts && n > (uint64_t)o->fault_attempts) goto answer;
   if (sim_draw_unit(seed, h, n, SIM_D_RESET) < o->reset) {
     out->kind = SIM_OUT_RESET;
     return;
@@ -413,6 +416,7 @@ void sim_respond(const sim_ctx *ctx, const sim_request *rq, uint64_t n, sim_outc
     error_outcome(out, rq, SIM_OUT_504, 504, "simulated gateway timeout (--fail-504)");
     return;
   }
+answer:;
   int malformed = sim_draw_unit(seed, h, n, SIM_D_MALFORMED) < o->malformed;
   int off = sim_draw_unit(seed, h, n, SIM_D_OFF) < o->off_catalog;
   int noisy = sim_draw_unit(seed, h, n, SIM_D_NOISE) < o->noise;

@@ -41,6 +41,8 @@ static const char usage[] =
     "  --fail-429 X          fraction answered 429 at once, independent of the rate (a busy\n"
     "                        shared capacity), with Retry-After (default 0)\n"
     "  --retry-after S       the Retry-After seconds of --fail-429 (default 1)\n"
+    "  --fault-attempts K    resets, hangs, 429s and 5xx only on a prompt's first K attempts, so\n"
+    "                        a retry goes through (default 0: every attempt draws afresh)\n"
     "  --fail-500 X          fraction of requests answered 500 (default 0)\n"
     "  --fail-502 X          fraction answered 502\n"
     "  --fail-503 X          fraction answered 503\n"
@@ -95,7 +97,7 @@ static int parse_uint(const char *flag, const char *s, unsigned long long lo, un
 
 enum {
   O_CATALOG = 256, O_PORT, O_PORT_FILE, O_SEED, O_LATENCY, O_LATENCY_DIST, O_LATENCY_P99, O_CAPACITY,
-  O_RPS, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
+  O_RPS, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_FAULT_ATTEMPTS, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
   O_HELP,
 };
 
@@ -110,6 +112,7 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     {"fail-500", required_argument, 0, O_F500}, {"fail-503", required_argument, 0, O_F503},
     {"fail-429", required_argument, 0, O_F429}, {"fail-502", required_argument, 0, O_F502},
     {"fail-504", required_argument, 0, O_F504}, {"retry-after", required_argument, 0, O_RETRY_AFTER},
+    {"fault-attempts", required_argument, 0, O_FAULT_ATTEMPTS},
     {"ratelimit-headers", no_argument, 0, O_RL_HEADERS},
     {"hang", required_argument, 0, O_HANG}, {"reset", required_argument, 0, O_RESET},
     {"malformed", required_argument, 0, O_MALFORMED}, {"off-catalog", required_argument, 0, O_OFF},
@@ -147,6 +150,12 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     case O_F429: rc = parse_double("--fail-429", optarg, 0, 1, &o->fail429); break;
     case O_F502: rc = parse_double("--fail-502", optarg, 0, 1, &o->fail502); break;
     case O_F504: rc = parse_double("--fail-504", optarg, 0, 1, &o->fail504); break;
+    case O_FAULT_ATTEMPTS: {
+      double k;
+      rc = parse_double("--fault-attempts", optarg, 0, 1000, &k);
+      o->fault_attempts = (int)k;
+      break;
+    }
     case O_RETRY_AFTER:
       if (!(rc = parse_uint("--retry-after", optarg, 1, 86400, &u))) o->retry_after = (int)u;
       break;

@@ -39,6 +39,7 @@ typedef struct sim_opts {
   double fail500, fail503, hang, reset, malformed, off_catalog, noise;
   double fail429, fail502, fail504; /* rate-independent 429 (Retry-After: retry_after), 502, 504 */
   int retry_after;          /* seconds in the Retry-After of --fail-429 (default 1) */
+  int fault_attempts;       /* --fault-attempts K: resets, hangs, 429s and 5xx only on a prompt's first K attempts (0: any) */
   int ratelimit_headers;    /* OpenAI x-ratelimit-*-requests headers from the --rps bucket */
   double follow;
   unsigned threads;
