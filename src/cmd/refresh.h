@@ -47,7 +47,7 @@ typedef struct refresh {
   rt_progress *prog;
   uint64_t done_before;     /* pairs done before the batch in flight */
   uint64_t batch_done;      /* calls of the batch in flight complete so far */
-  int journal;              /* journal_begin ran (on every rank alike) and journal_end is due */
+  int journal;              /* refresh_journal_begin ran (on every rank alike); refresh_journal_end is due */
   uint64_t dry_calls, dry_bytes; /* --dry-run: calls that would be sent, their prompt bytes */
   rt_matcher matcher;
   uint32_t popular[64];

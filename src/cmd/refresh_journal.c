@@ -14,10 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The journal at the start of a run (collective): rank 0 opens it (which
- * repairs a torn tail) and absorbs the parts an interrupted or killed run
- * left (CACHE.part-*), then every rank opens it to read and creates its own
- * empty part to write. */
+/* The parts beside the journal (CACHE.part-*): 1 when there are any. */
 static int parts_glob(const char *cache_path, glob_t *g) {
   size_t n = strlen(cache_path) + 8;
   char *pat = rt_xmalloc(n);
@@ -27,8 +24,6 @@ static int parts_glob(const char *cache_path, glob_t *g) {
   return rc == 0;
 }
 
-/* at_start: the parts are a killed or interrupted run's (said so); else
- * this run's own, at its end. */
 /* Every part's records into dst; *total counts those added. */
 static int absorb_all(rt_answers *dst, glob_t *g, uint64_t *total, rt_err *err) {
   int rc = RT_OK;
@@ -41,6 +36,8 @@ static int absorb_all(rt_answers *dst, glob_t *g, uint64_t *total, rt_err *err) 
   return rc;
 }
 
+/* at_start: the parts are a killed or interrupted run's (said so); else
+ * this run's own, at its end. */
 static int absorb_parts(refresh *r, int at_start, rt_err *err) {
   glob_t g;
   if (!parts_glob(r->cache_path, &g)) return RT_OK;
@@ -58,6 +55,10 @@ static int absorb_parts(refresh *r, int at_start, rt_err *err) {
   return rc;
 }
 
+/* The journal at the start of a run (collective): rank 0 opens it (which
+ * repairs a torn tail) and absorbs the parts an interrupted or killed run
+ * left, then every rank opens it to read and creates its own empty part to
+ * write. */
 int refresh_journal_begin(refresh *r, rt_err *err) {
   rt_job *job = r->job;
   int rc = RT_OK;
