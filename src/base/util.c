@@ -100,6 +100,40 @@ void rt_format_utc(int64_t t, char *buf, size_t cap) {
   strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+size_t rt_edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 255 || lb > 255) return la > lb ? la : lb; /* names, not texts */
+  size_t r0[256], r1[256], r2[256], *pp = r0, *p = r1, *c = r2; /* rows i-2, i-1, i */
+  for (size_t j = 0; j <= lb; j++) p[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    c[0] = i;
+    int ca = tolower((unsigned char)a[i - 1]);
+    for (size_t j = 1; j <= lb; j++) {
+      int cb = tolower((unsigned char)b[j - 1]);
+      size_t best = p[j - 1] + (ca != cb);
+      if (p[j] + 1 < best) best = p[j] + 1;
+      if (c[j - 1] + 1 < best) best = c[j - 1] + 1;
+      if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) && tolower((unsigned char)a[i - 2]) == cb &&
+          pp[j - 2] + 1 < best)
+        best = pp[j - 2] + 1;
+      c[j] = best;
+    }
+    size_t *t = pp;
+    pp = p, p = c, c = t;
+  }
+  return p[lb];
+}
+
+const char *rt_nearest(const char *word, const char *const *cands, size_t n) {
+  size_t limit = strlen(word) / 3 > 2 ? strlen(word) / 3 : 2, best = limit + 1;
+  const char *pick = NULL;
+  for (size_t i = 0; i < n; i++) {
+    size_t d = rt_edit_distance(word, cands[i]);
+    if (d < best) best = d, pick = cands[i];
+  }
+  return pick;
+}
+
 int rt_read_file(const char *path, char **out, size_t *len, rt_err *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return rt_err_set(err, RT_ERR_INPUT, "cannot open %s: %s", path, strerror(errno));

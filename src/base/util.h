@@ -37,6 +37,14 @@ char *rt_xstrdup(const char *s);
 /* Trim ASCII white space at both ends, in place; returns s. */
 char *rt_trim(char *s);
 
+/* Edit distance (optimal string alignment: insertions, deletions,
+ * substitutions and adjacent transpositions cost 1), case-insensitive. */
+size_t rt_edit_distance(const char *a, const char *b);
+/* The candidate nearest to `word` for a "did you mean" hint, or NULL when
+ * none is close: within a third of the word's length (at least 2) edits.
+ * Ties go to the first candidate. */
+const char *rt_nearest(const char *word, const char *const *cands, size_t n);
+
 /* Hashing: splitmix64 finalizer (fast, well mixed; used for ownership maps,
  * so it must never change without a format/plan version bump). */
 static inline uint64_t rt_mix64(uint64_t x) {

@@ -46,7 +46,9 @@ static int parse_args(const char *cmd, int argc, char **argv, int *json, const c
         return -1;
       }
     } else if (!only_pos && a[0] == '-' && a[1] != '\0') {
-      fprintf(stderr, "ragtide %s: unknown option %s (see ragtide help %s)\n", cmd, a, cmd);
+      rt_err err = {0};
+      rt_bad_arg(cmd, a, &err);
+      fprintf(stderr, "ragtide %s\n", err.msg);
       return -1;
     } else {
       if (np == maxpos) {
