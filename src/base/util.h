@@ -71,9 +71,26 @@ int rt_read_file(const char *path, char **out, size_t *len, rt_err *err);
 /* fsync the directory holding path, so a rename or create in it is durable. */
 int rt_fsync_dir_of(const char *path, rt_err *err);
 
-/* Write data to path atomically: path.tmp.<pid>, fsync, rename over path,
- * fsync the directory. A reader that has the old file open keeps it. */
+/* Write data to path atomically and durably: path.tmp.<pid>, fsync, rename
+ * over path, fsync the directory. A reader that has the old file open keeps
+ * it; a failure leaves an existing file at path untouched (RT_ERR_OUTPUT
+ * naming the file and errno). The one implementation for the tools (src/base
+ * depends on nothing above it; libragtide has its own for the builder). */
 int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err *err);
+
+/* The same, streamed: rt_atomic_open creates path.tmp.<pid>; write any
+ * number of times; rt_atomic_commit fsyncs, renames over path and fsyncs the
+ * directory (it removes the temp file if that fails); rt_atomic_abort
+ * removes the temp file after a failure. */
+typedef struct rt_atomic_file {
+  int fd;
+  uint64_t written;
+  char path[4096], tmp[4200];
+} rt_atomic_file;
+int rt_atomic_open(rt_atomic_file *af, const char *path, rt_err *err);
+int rt_atomic_write(rt_atomic_file *af, const void *data, size_t len, rt_err *err);
+int rt_atomic_commit(rt_atomic_file *af, rt_err *err);
+void rt_atomic_abort(rt_atomic_file *af);
 
 /* Peak resident set size of this process in kilobytes (VmHWM). */
 long rt_peak_rss_kb(void);

@@ -4,6 +4,8 @@
 #include "base/util.h"
 #include "format/config.h"
 
+#include <ragtide/table.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -221,7 +223,8 @@ int main(int argc, char **argv) {
   }
   const char *cmd = argv[1];
   if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-    printf("ragtide %s (table format %d)\n", RAGTIDE_VERSION, 1);
+    printf("ragtide %s (libragtide %s, table format %d.%d)\n", RAGTIDE_VERSION, ragtide_version_string(),
+           RAGTIDE_FORMAT_MAJOR, RAGTIDE_FORMAT_MINOR);
     return RT_OK;
   }
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
