@@ -168,7 +168,8 @@ int rt_bad_arg(const char *cmd, const char *arg, rt_err *err) {
   snprintf(copy, sizeof copy, "%s --help", c ? c->flags : "");
   const char *cand[32];
   size_t nc = 0;
-  for (char *s = strtok(copy, " "); s && nc < 32; s = strtok(NULL, " ")) cand[nc++] = s;
+  char *save = NULL;
+  for (char *s = strtok_r(copy, " ", &save); s && nc < 32; s = strtok_r(NULL, " ", &save)) cand[nc++] = s;
   const char *near = rt_nearest(name, cand, nc);
   if (near)
     return rt_err_set(err, RT_ERR_USAGE, "%s: unknown flag \"%s%s\"; did you mean \"%s\"? (see `ragtide help %s`)",
@@ -256,7 +257,9 @@ int main(int argc, char **argv) {
       for (size_t i = 0; i < NCOMMANDS; i++) {
         char copy[512];
         snprintf(copy, sizeof copy, "%s", COMMANDS[i].flags);
-        for (char *s = strtok(copy, " "); s; s = strtok(NULL, " ")) printf("%s %s\n", COMMANDS[i].name, s);
+        char *save = NULL;
+        for (char *s = strtok_r(copy, " ", &save); s; s = strtok_r(NULL, " ", &save))
+          printf("%s %s\n", COMMANDS[i].name, s);
       }
       return RT_OK;
     }

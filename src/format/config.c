@@ -288,7 +288,8 @@ static const char *nearest_choice(const keydef *k, const char *v, char *out, siz
   const char *c[16];
   size_t n = 0;
   snprintf(buf, sizeof buf, "%s", k->choices);
-  for (char *s = strtok(buf, "|"); s && n < 16; s = strtok(NULL, "|")) c[n++] = s;
+  char *save = NULL;
+  for (char *s = strtok_r(buf, "|", &save); s && n < 16; s = strtok_r(NULL, "|", &save)) c[n++] = s;
   const char *p = rt_nearest(v, c, n);
   if (!p) return NULL;
   snprintf(out, cap, "%s", p);
