@@ -179,51 +179,53 @@ int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err 
 
 int rt_atomic_open(rt_atomic_file *af, const char *path, rt_err *err) {
   memset(af, 0, sizeof *af);
-  af->fd = -1;
   if ((size_t)snprintf(af->path, sizeof af->path, "%s", path) >= sizeof af->path ||
-      (size_t)snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof af->tmp)
+      (size_t)snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof af->tmp) {
+    af->tmp[0] = '\0';
     return rt_err_set(err, RT_ERR_OUTPUT, "path too long: %s", path);
-  af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (af->fd < 0)
-    return rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s: %s (check that the directory exists and is writable)",
-                      af->tmp, strerror(errno));
+  }
+  af->f = fopen(af->tmp, "wbe");
+  if (!af->f) {
+    int e = errno;
+    af->tmp[0] = '\0';
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s.tmp.%ld: %s (check that the directory exists and is "
+                      "writable)", path, (long)getpid(), strerror(e));
+  }
   return RT_OK;
 }
 
 int rt_atomic_write(rt_atomic_file *af, const void *data, size_t len, rt_err *err) {
-  const char *p = data;
-  while (len) {
-    ssize_t w = write(af->fd, p, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0)
-      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s at byte %llu: %s", af->tmp,
-                        (unsigned long long)af->written, strerror(w < 0 ? errno : ENOSPC));
-    p += w;
-    len -= (size_t)w;
-    af->written += (uint64_t)w;
-  }
+  if (len && fwrite(data, 1, len, af->f) != len)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s: %s (check free space)", af->tmp,
+                      strerror(errno ? errno : EIO));
   return RT_OK;
 }
 
 int rt_atomic_commit(rt_atomic_file *af, rt_err *err) {
   int rc = RT_OK;
-  if (fsync(af->fd) != 0) rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot fsync %s: %s", af->tmp, strerror(errno));
-  if (close(af->fd) != 0 && rc == RT_OK)
+  if (ferror(af->f) || fflush(af->f) != 0)
+    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s: %s (check free space)", af->tmp,
+                    strerror(errno ? errno : EIO));
+  else if (fsync(fileno(af->f)) != 0)
+    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot fsync %s: %s", af->tmp, strerror(errno));
+  if (fclose(af->f) != 0 && rc == RT_OK)
     rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot close %s: %s", af->tmp, strerror(errno));
-  af->fd = -1;
+  af->f = NULL;
   if (rc == RT_OK && rename(af->tmp, af->path) != 0)
     rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", af->tmp, af->path, strerror(errno));
   if (rc) {
-    unlink(af->tmp);
+    rt_atomic_abort(af);
     return rc;
   }
+  af->tmp[0] = '\0';
   return rt_fsync_dir_of(af->path, err);
 }
 
 void rt_atomic_abort(rt_atomic_file *af) {
-  if (af->fd >= 0) close(af->fd);
-  af->fd = -1;
+  if (af->f) fclose(af->f);
+  af->f = NULL;
   if (af->tmp[0]) unlink(af->tmp);
+  af->tmp[0] = '\0';
 }
 
 long rt_peak_rss_kb(void) {

@@ -78,14 +78,14 @@ int rt_fsync_dir_of(const char *path, rt_err *err);
  * depends on nothing above it; libragtide has its own for the builder). */
 int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err *err);
 
-/* The same, streamed: rt_atomic_open creates path.tmp.<pid>; write any
- * number of times; rt_atomic_commit fsyncs, renames over path and fsyncs the
- * directory (it removes the temp file if that fails); rt_atomic_abort
- * removes the temp file after a failure. */
+/* The same, streamed: rt_atomic_open creates path.tmp.<pid>; write with
+ * rt_atomic_write or stdio on af->f (fprintf, fwrite); rt_atomic_commit
+ * checks the stream, fsyncs, renames over path and fsyncs the directory (and
+ * removes the temp file if any of that fails); rt_atomic_abort closes and
+ * removes the temp file. Messages name the temp file and errno. */
 typedef struct rt_atomic_file {
-  int fd;
-  uint64_t written;
-  char path[4096], tmp[4200];
+  FILE *f;
+  char path[4096], tmp[4200]; /* tmp is "" once committed */
 } rt_atomic_file;
 int rt_atomic_open(rt_atomic_file *af, const char *path, rt_err *err);
 int rt_atomic_write(rt_atomic_file *af, const void *data, size_t len, rt_err *err);
