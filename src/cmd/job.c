@@ -191,9 +191,13 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     job->cfg.window_days = 0;
   }
   if (rc == RT_OK && job->cfg.window_days > 0 &&
-      (rt_config_given(&job->cfg, "input.window_start") || rt_config_given(&job->cfg, "input.window_end")))
-    rc = rt_err_set(err, RT_ERR_USAGE, "config: input.window_days replaces input.window_start/window_end: "
-                    "set one or the other");
+      (rt_config_given(&job->cfg, "input.window_start") || rt_config_given(&job->cfg, "input.window_end"))) {
+    char o1[300], o2[300];
+    const char *w = rt_config_given(&job->cfg, "input.window_start") ? "input.window_start" : "input.window_end";
+    rc = rt_err_set(err, RT_ERR_USAGE, "%s: input.window_days replaces input.window_start/window_end (%s: %s): "
+                    "set one or the other", rt_config_origin(&job->cfg, "input.window_days", o1, sizeof o1),
+                    w, rt_config_origin(&job->cfg, w, o2, sizeof o2));
+  }
   rc = rt_agree(job->comm, rc, err); /* resolve_attempt is collective */
   if (rc) return rc;
   resolve_attempt(job, cmd);

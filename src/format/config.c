@@ -385,15 +385,23 @@ static int apply(rt_config *cfg, const keydef *k, const char *v, const char *whe
 
 /* apply(), and remember that the key was given (a 1970-01-01 window start
  * is a date, not "unset"); an empty value unsets it again. */
-static int apply_given(rt_config *cfg, const keydef *k, const char *v, const char *where, rt_err *err) {
+static int apply_given(rt_config *cfg, const keydef *k, const char *v, int line, const char *where, rt_err *err) {
   int rc = apply(cfg, k, v, where, err);
-  if (rc == RT_OK) cfg->given_[k - KEYS] = *v != '\0';
+  if (rc == RT_OK) cfg->given_[k - KEYS] = *v ? line : 0;
   return rc;
 }
 
 int rt_config_given(const rt_config *cfg, const char *key) {
   const keydef *k = find_key(key);
   return k && cfg->given_[k - KEYS];
+}
+
+const char *rt_config_origin(const rt_config *cfg, const char *key, char *buf, size_t cap) {
+  const keydef *k = find_key(key);
+  int line = k ? cfg->given_[k - KEYS] : 0;
+  if (line > 0 && cfg->file_) snprintf(buf, cap, "%s:%d", cfg->file_, line);
+  else snprintf(buf, cap, "%s", line < 0 ? "--set" : "config");
+  return buf;
 }
 
 void rt_config_defaults(rt_config *cfg) {
@@ -435,13 +443,14 @@ static int on_ini(void *user, const char *section, const char *name, const char 
                        where, full, hint(nearest_key(full), h, sizeof h));
     return 0;
   }
-  c->rc = apply_given(c->cfg, k, value, where, c->err);
+  c->rc = apply_given(c->cfg, k, value, c->line, where, c->err);
   return c->rc == RT_OK;
 }
 
 int rt_config_load(rt_config *cfg, const char *path, rt_err *err) {
   FILE *f = fopen(path, "r");
   if (!f) return rt_err_set(err, RT_ERR_USAGE, "cannot open config %s: %s", path, strerror(errno));
+  cfg->file_ = path;
   load_ctx c = {cfg, path, f, 0, err, RT_OK};
   int r = ini_parse_stream(read_line, &c, on_ini, &c);
   fclose(f);
@@ -469,7 +478,7 @@ int rt_config_set(rt_config *cfg, const char *assignment, rt_err *err) {
                       hint(nearest_key(name), h, sizeof h));
   const char *v = eq + 1;
   while (*v == ' ') v++;
-  return apply_given(cfg, k, v, "--set", err);
+  return apply_given(cfg, k, v, -1, "--set", err);
 }
 
 int rt_config_from_args(rt_config *cfg, const char *path, int argc, char **argv, rt_err *err) {
@@ -525,19 +534,23 @@ int rt_config_validate(const rt_config *c, const char *cmd, rt_err *err) {
     int waived = 0;
     const char *unless = k->unless ? k->unless(c, bit, &waived) : NULL;
     if (!(k->req & bit) || has_value(c, k) || waived) continue;
-    return rt_err_set(err, RT_ERR_USAGE, "config: %s is required by %s%s%s (`ragtide help config %s`)", k->name,
-                      cmd, unless ? ", " : "", unless ? unless : "", cmd);
+    return rt_err_set(err, RT_ERR_USAGE, "%s: %s is required by %s%s%s (`ragtide help config %s`)",
+                      c->file_ ? c->file_ : "config", k->name, cmd, unless ? ", " : "", unless ? unless : "", cmd);
   }
   /* Across keys. */
   const keydef *ws = find_key("input.window_start"), *we = find_key("input.window_end");
   int window = has_value(c, ws) || has_value(c, we);
+  char o1[300], o2[300];
   if (window && c->window_end <= c->window_start)
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_end must be after input.window_start");
+    return rt_err_set(err, RT_ERR_USAGE, "%s: input.window_end must be after input.window_start (%s)",
+                      rt_config_origin(c, "input.window_end", o1, sizeof o1),
+                      rt_config_origin(c, "input.window_start", o2, sizeof o2));
   /* events carry their time as 32-bit seconds from the start of the earliest
    * window (twice the window for trend): pipeline/read.h */
   if (window && c->window_end - c->window_start >= ((int64_t)1 << 31))
-    return rt_err_set(err, RT_ERR_USAGE, "config: the refresh window (input.window_start to input.window_end) "
-                                         "must be shorter than 68 years");
+    return rt_err_set(err, RT_ERR_USAGE, "%s: the refresh window (input.window_start, %s, to input.window_end) "
+                      "must be shorter than 68 years", rt_config_origin(c, "input.window_end", o1, sizeof o1),
+                      rt_config_origin(c, "input.window_start", o2, sizeof o2));
   return RT_OK;
 }
 

@@ -95,8 +95,10 @@ typedef struct rt_config {
   int64_t threads;         /* per rank; 0 = the CPUs in the rank's affinity mask */
   int64_t grace_s;         /* after a stop signal: seconds in-flight calls may take to finish */
   int64_t lock_stale_s;    /* a lock whose heartbeat is older than this is taken over */
-  /* keys set by the file or --set, by table index (rt_config_given) */
-  unsigned char given_[RT_CONFIG_MAX_KEYS];
+  /* where each key (by table index) got its value: 0 default, -1 --set, N
+   * line N of file_ (the last file loaded; not owned) */
+  int32_t given_[RT_CONFIG_MAX_KEYS];
+  const char *file_;
 } rt_config;
 
 /* Fill cfg with every key's default. */
@@ -124,6 +126,9 @@ int rt_config_validate(const rt_config *cfg, const char *cmd, rt_err *err);
 /* Whether `key` ("section.key") was set by the file or --set (so a window
  * start of 1970-01-01 is a date, not "unset"). */
 int rt_config_given(const rt_config *cfg, const char *key);
+/* Where `key` got its value, for messages: "FILE:LINE", "--set", or
+ * "config" (a default, or set by code). Returns buf. */
+const char *rt_config_origin(const rt_config *cfg, const char *key, char *buf, size_t cap);
 
 /* Resolve input.window_days against `now` (unix seconds): the window ends
  * at the last UTC midnight at or before now - window_lag_h hours and starts

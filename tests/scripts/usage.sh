@@ -28,7 +28,7 @@ expect_err "--set: job.grace_s = -5: must be in 0..86400"
 no_work r --set gates.min_exact_match=1.01
 expect_err "--set: gates.min_exact_match = 1.01: must be in [0, 1]"
 no_work r --set input.window_days=7
-expect_err "input.window_days replaces input.window_start/window_end"
+expect_err "ragtide: error: --set: input.window_days replaces input.window_start/window_end (input.window_start: $T/job.ini:4): set one or the other"
 cp "$T/job.ini" "$T/range.ini"
 printf '[llm]\nmax_tokens = 0\n' >>"$T/range.ini"
 no_work "$RT" refresh --config "$T/range.ini"

@@ -88,7 +88,7 @@ Test(config, validate_checks_required_and_ranges) {
   rt_config_set(&c, "input.window_start=2026-01-08", &err);
   rt_config_set(&c, "input.window_end=2026-01-01", &err);
   cr_assert_eq(rt_config_validate(&c, "aggregate", &err), RT_ERR_USAGE);
-  cr_assert(strstr(err.msg, "window_end must be after") != NULL);
+  cr_assert_str_eq(err.msg, "--set: input.window_end must be after input.window_start (--set)");
   rt_config_set(&c, "input.window_start=1970-01-02", &err); /* events carry 32-bit seconds from the start */
   rt_config_set(&c, "input.window_end=2060-01-01", &err);
   cr_assert_eq(rt_config_validate(&c, "aggregate", &err), RT_ERR_USAGE);
@@ -152,6 +152,19 @@ Test(config, out_of_range_values_name_the_origin_and_the_range) {
   cr_assert_eq(rt_config_load(&c, p, &err), RT_ERR_USAGE);
   char want[256];
   snprintf(want, sizeof want, "%s:6: retrieval.top_n = 0: must be in 1..100", p);
+  cr_assert_str_eq(err.msg, want);
+  rt_config_free(&c);
+  unlink(p);
+  /* errors across keys name where each came from */
+  rt_config_defaults(&c);
+  p = write_ini("[input]\ncatalog = c\nlogs = l\nwindow_start = 2026-01-08\nwindow_end = 2026-01-01\n");
+  cr_assert_eq(rt_config_load(&c, p, &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_config_validate(&c, "aggregate", &err), RT_ERR_USAGE);
+  snprintf(want, sizeof want, "%s:5: input.window_end must be after input.window_start (%s:4)", p, p);
+  cr_assert_str_eq(err.msg, want);
+  rt_config_set(&c, "input.logs=", &err);
+  cr_assert_eq(rt_config_validate(&c, "aggregate", &err), RT_ERR_USAGE);
+  snprintf(want, sizeof want, "%s: input.logs is required by aggregate (`ragtide help config aggregate`)", p);
   cr_assert_str_eq(err.msg, want);
   rt_config_free(&c);
   unlink(p);
