@@ -160,8 +160,18 @@ RAGTIDE_API int32_t ragtide_table_index_of(const ragtide_table *t, uint32_t id);
 /* Open and close a table only to check it: the same checks as ragtide_table_open(). */
 RAGTIDE_API int ragtide_table_verify_file(const char *path, char *errbuf, size_t errcap);
 
+#ifdef __cplusplus
+}
+#endif
+#endif /* RAGTIDE_TABLE_H */
+
+/* Outside the include guard, as zstd.h does: a file may include this header
+ * again after defining RAGTIDE_STATIC_LINKING_ONLY. */
 #if defined(RAGTIDE_STATIC_LINKING_ONLY) && !defined(RAGTIDE_H_BUILDER_API)
 #define RAGTIDE_H_BUILDER_API
+#ifdef __cplusplus
+extern "C" {
+#endif
 /* ---- Experimental: building tables (`ragtide refresh`, `merge`, tests) ----
  * Declared only with RAGTIDE_STATIC_LINKING_ONLY defined. NOT stable: these
  * declarations may change between minor versions (the file format they
@@ -213,9 +223,7 @@ RAGTIDE_API ragtide_table_builder *ragtide_builder_from_table(const ragtide_tabl
  * run_id (both non-empty). On success *out is a new builder (caller frees). */
 RAGTIDE_API int ragtide_table_merge(const ragtide_table *base, const ragtide_table *overlay,
                                     ragtide_table_builder **out, char *errbuf, size_t errcap);
-#endif /* RAGTIDE_STATIC_LINKING_ONLY */
-
 #ifdef __cplusplus
 }
 #endif
-#endif
+#endif /* RAGTIDE_STATIC_LINKING_ONLY */

@@ -60,6 +60,9 @@ if cc -std=c11 -fsyntax-only -Werror=implicit-function-declaration -I"$SRC/inclu
 fi
 cc -std=c11 -fsyntax-only -Werror -DRAGTIDE_STATIC_LINKING_ONLY -I"$SRC/include" "$T/builder.c" ||
   fail "the builder API is not declared with RAGTIDE_STATIC_LINKING_ONLY"
+{ echo '#include <ragtide/table.h>'; echo '#define RAGTIDE_STATIC_LINKING_ONLY'; cat "$T/builder.c"; } >"$T/again.c"
+cc -std=c11 -fsyntax-only -Werror -I"$SRC/include" "$T/again.c" ||
+  fail "including the header again after defining RAGTIDE_STATIC_LINKING_ONLY does not declare the builder"
 cat >"$T/version.c" <<'C'
 #include <ragtide/table.h>
 #include <stdio.h>
