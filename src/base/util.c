@@ -1,8 +1,6 @@
 /* util.c — allocation, hashing, time, files. */
 #include "base/util.h"
 
-#include <ragtide/table.h>
-
 #include <ctype.h>
 #include <errno.h>
 #include <sys/stat.h>
@@ -100,6 +98,40 @@ void rt_format_utc(int64_t t, char *buf, size_t cap) {
   strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+size_t rt_edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 255 || lb > 255) return la > lb ? la : lb; /* names, not texts */
+  size_t r0[256], r1[256], r2[256], *pp = r0, *p = r1, *c = r2; /* rows i-2, i-1, i */
+  for (size_t j = 0; j <= lb; j++) p[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    c[0] = i;
+    int ca = tolower((unsigned char)a[i - 1]);
+    for (size_t j = 1; j <= lb; j++) {
+      int cb = tolower((unsigned char)b[j - 1]);
+      size_t best = p[j - 1] + (ca != cb);
+      if (p[j] + 1 < best) best = p[j] + 1;
+      if (c[j - 1] + 1 < best) best = c[j - 1] + 1;
+      if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) && tolower((unsigned char)a[i - 2]) == cb &&
+          pp[j - 2] + 1 < best)
+        best = pp[j - 2] + 1;
+      c[j] = best;
+    }
+    size_t *t = pp;
+    pp = p, p = c, c = t;
+  }
+  return p[lb];
+}
+
+const char *rt_nearest(const char *word, const char *const *cands, size_t n) {
+  size_t limit = strlen(word) / 3 > 2 ? strlen(word) / 3 : 2, best = limit + 1;
+  const char *pick = NULL;
+  for (size_t i = 0; i < n; i++) {
+    size_t d = rt_edit_distance(word, cands[i]);
+    if (d < best) best = d, pick = cands[i];
+  }
+  return pick;
+}
+
 int rt_read_file(const char *path, char **out, size_t *len, rt_err *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return rt_err_set(err, RT_ERR_INPUT, "cannot open %s: %s", path, strerror(errno));
@@ -134,12 +166,66 @@ int rt_fsync_dir_of(const char *path, rt_err *err) {
 }
 
 int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err *err) {
-  /* One implementation of durable replacement, libragtide's (it must not
-   * depend on this layer): temp file, fsync, rename, fsync of the directory. */
-  char msg[RT_ERR_MSG_MAX - 64];
-  if (ragtide_write_file_durable(path, data, len, msg, sizeof msg) != RAGTIDE_OK)
-    return rt_err_set(err, RT_ERR_OUTPUT, "%s", msg);
+  rt_atomic_file af;
+  int rc = rt_atomic_open(&af, path, err);
+  if (rc) return rc;
+  rc = rt_atomic_write(&af, data, len, err);
+  if (rc) {
+    rt_atomic_abort(&af);
+    return rc;
+  }
+  return rt_atomic_commit(&af, err);
+}
+
+int rt_atomic_open(rt_atomic_file *af, const char *path, rt_err *err) {
+  memset(af, 0, sizeof *af);
+  if ((size_t)snprintf(af->path, sizeof af->path, "%s", path) >= sizeof af->path ||
+      (size_t)snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof af->tmp) {
+    af->tmp[0] = '\0';
+    return rt_err_set(err, RT_ERR_OUTPUT, "path too long: %s", path);
+  }
+  af->f = fopen(af->tmp, "wbe");
+  if (!af->f) {
+    int e = errno;
+    af->tmp[0] = '\0';
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s.tmp.%ld: %s (check that the directory exists and is "
+                      "writable)", path, (long)getpid(), strerror(e));
+  }
   return RT_OK;
+}
+
+int rt_atomic_write(rt_atomic_file *af, const void *data, size_t len, rt_err *err) {
+  if (len && fwrite(data, 1, len, af->f) != len)
+    return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s: %s (check free space)", af->tmp,
+                      strerror(errno ? errno : EIO));
+  return RT_OK;
+}
+
+int rt_atomic_commit(rt_atomic_file *af, rt_err *err) {
+  int rc = RT_OK;
+  if (ferror(af->f) || fflush(af->f) != 0)
+    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s: %s (check free space)", af->tmp,
+                    strerror(errno ? errno : EIO));
+  else if (fsync(fileno(af->f)) != 0)
+    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot fsync %s: %s", af->tmp, strerror(errno));
+  if (fclose(af->f) != 0 && rc == RT_OK)
+    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot close %s: %s", af->tmp, strerror(errno));
+  af->f = NULL;
+  if (rc == RT_OK && rename(af->tmp, af->path) != 0)
+    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", af->tmp, af->path, strerror(errno));
+  if (rc) {
+    rt_atomic_abort(af);
+    return rc;
+  }
+  af->tmp[0] = '\0';
+  return rt_fsync_dir_of(af->path, err);
+}
+
+void rt_atomic_abort(rt_atomic_file *af) {
+  if (af->f) fclose(af->f);
+  af->f = NULL;
+  if (af->tmp[0]) unlink(af->tmp);
+  af->tmp[0] = '\0';
 }
 
 long rt_peak_rss_kb(void) {

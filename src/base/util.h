@@ -37,6 +37,14 @@ char *rt_xstrdup(const char *s);
 /* Trim ASCII white space at both ends, in place; returns s. */
 char *rt_trim(char *s);
 
+/* Edit distance (optimal string alignment: insertions, deletions,
+ * substitutions and adjacent transpositions cost 1), case-insensitive. */
+size_t rt_edit_distance(const char *a, const char *b);
+/* The candidate nearest to `word` for a "did you mean" hint, or NULL when
+ * none is close: within a third of the word's length (at least 2) edits.
+ * Ties go to the first candidate. */
+const char *rt_nearest(const char *word, const char *const *cands, size_t n);
+
 /* Hashing: splitmix64 finalizer (fast, well mixed; used for ownership maps,
  * so it must never change without a format/plan version bump). */
 static inline uint64_t rt_mix64(uint64_t x) {
@@ -63,9 +71,26 @@ int rt_read_file(const char *path, char **out, size_t *len, rt_err *err);
 /* fsync the directory holding path, so a rename or create in it is durable. */
 int rt_fsync_dir_of(const char *path, rt_err *err);
 
-/* Write data to path atomically: path.tmp.<pid>, fsync, rename over path,
- * fsync the directory. A reader that has the old file open keeps it. */
+/* Write data to path atomically and durably: path.tmp.<pid>, fsync, rename
+ * over path, fsync the directory. A reader that has the old file open keeps
+ * it; a failure leaves an existing file at path untouched (RT_ERR_OUTPUT
+ * naming the file and errno). The one implementation for the tools (src/base
+ * depends on nothing above it; libragtide has its own for the builder). */
 int rt_write_file_atomic(const char *path, const void *data, size_t len, rt_err *err);
+
+/* The same, streamed: rt_atomic_open creates path.tmp.<pid>; write with
+ * rt_atomic_write or stdio on af->f (fprintf, fwrite); rt_atomic_commit
+ * checks the stream, fsyncs, renames over path and fsyncs the directory (and
+ * removes the temp file if any of that fails); rt_atomic_abort closes and
+ * removes the temp file. Messages name the temp file and errno. */
+typedef struct rt_atomic_file {
+  FILE *f;
+  char path[4096], tmp[4200]; /* tmp is "" once committed */
+} rt_atomic_file;
+int rt_atomic_open(rt_atomic_file *af, const char *path, rt_err *err);
+int rt_atomic_write(rt_atomic_file *af, const void *data, size_t len, rt_err *err);
+int rt_atomic_commit(rt_atomic_file *af, rt_err *err);
+void rt_atomic_abort(rt_atomic_file *af);
 
 /* Peak resident set size of this process in kilobytes (VmHWM). */
 long rt_peak_rss_kb(void);

@@ -22,8 +22,8 @@
 typedef struct {
   const rt_job *job;
   rt_counts_writer *w; /* counts format */
-  FILE *tsv;           /* --format tsv: `c1 c2 c_next YYYY-MM-DD count`, refresh window only */
-  char tmp[4096];      /* the TSV is written here, renamed into place at the end */
+  FILE *tsv;           /* --format tsv: `c1 c2 c_next YYYY-MM-DD count`, refresh window only (af.f) */
+  rt_atomic_file af;   /* the TSV goes to OUT.tmp.PID, renamed into place at the end */
   rt_err err;
 } out_ctx;
 
@@ -62,9 +62,8 @@ int rt_cmd_aggregate(int argc, char **argv) {
   out_ctx oc = {.job = &job};
   if (job.rank == 0) {
     if (job.out_format && !strcmp(job.out_format, "tsv")) {
-      snprintf(oc.tmp, sizeof oc.tmp, "%s.tmp.%ld", job.out, (long)getpid());
-      oc.tsv = fopen(oc.tmp, "w");
-      if (!oc.tsv) rc = rt_err_set(&err, RT_ERR_OUTPUT, "cannot create %s: %s", oc.tmp, strerror(errno));
+      rc = rt_atomic_open(&oc.af, job.out, &err);
+      oc.tsv = rc == RT_OK ? oc.af.f : NULL;
     } else {
       rt_counts_meta meta = {job.cat.ids, job.cat.n, job.cat.hash, job.cfg.window_start, job.cfg.window_end,
                              job.run_id};
@@ -88,10 +87,8 @@ int rt_cmd_aggregate(int argc, char **argv) {
       else rt_counts_writer_abort(oc.w);
     }
     if (oc.tsv) {
-      if (fclose(oc.tsv) != 0 && rc == RT_OK) rc = rt_err_set(&err, RT_ERR_OUTPUT, "cannot write %s (disk full?)", oc.tmp);
-      if (rc == RT_OK && rename(oc.tmp, job.out) != 0)
-        rc = rt_err_set(&err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", oc.tmp, job.out, strerror(errno));
-      if (rc) unlink(oc.tmp);
+      if (rc == RT_OK) rc = rt_atomic_commit(&oc.af, &err);
+      else rt_atomic_abort(&oc.af);
     }
     if (rc == RT_OK)
       rt_info("wrote %llu (triple, day) counts to %s: %llu events read, %llu kept, %llu triples",

@@ -60,8 +60,7 @@ static int parse_opts(int argc, char **argv, drift_opts *o, rt_err *err) {
     } else if ((r = rt_flag_value(argc, argv, &i, "--min-count", &v, "drift", err))) {
       if (r < 0 || parse_u64("--min-count", v, 1, UINT64_MAX, &o->min_count, err)) return RT_ERR_USAGE;
     } else {
-      return rt_err_set(err, RT_ERR_USAGE, "drift: unexpected argument \"%s\" (see `ragtide help drift`)",
-                        argv[i]);
+      return rt_bad_arg("drift", argv[i], err);
     }
   }
   if (!o->counts)

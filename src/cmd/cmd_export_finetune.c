@@ -81,8 +81,7 @@ static int parse_opts(int argc, char **argv, ft_opts *o, rt_err *err) {
                           "--cap-per-next \"%s\": expected a fraction in (0, 1] of --pairs per label", v);
       o->cap_frac = f;
     } else {
-      return rt_err_set(err, RT_ERR_USAGE, "export-finetune: unexpected argument \"%s\" (see `ragtide help "
-                                           "export-finetune`)", argv[i]);
+      return rt_bad_arg("export-finetune", argv[i], err);
     }
   }
   if (!o->config || !o->counts || !o->out)
@@ -92,13 +91,11 @@ static int parse_opts(int argc, char **argv, ft_opts *o, rt_err *err) {
 }
 
 /* The config as rt_job_start reads it (file, then --set in order), without
- * MPI and without rt_config_validate: this tool needs only input.catalog and
- * prompt.template, not the logs, window or table a refresh requires. */
+ * MPI: this tool requires only input.catalog and prompt.template, not the
+ * logs, window or table a refresh requires. */
 static int load_config(int argc, char **argv, const ft_opts *o, rt_config *cfg, rt_err *err) {
   int rc = rt_config_from_args(cfg, o->config, argc, argv, err);
-  if (rc == RT_OK && !*cfg->catalog)
-    rc = rt_err_set(err, RT_ERR_USAGE, "%s: input.catalog is required (the labels are catalog descriptions)",
-                    o->config);
+  if (rc == RT_OK) rc = rt_config_validate(cfg, "export-finetune", err); /* input.catalog: the labels */
   if (rc == RT_OK && !*cfg->template_path)
     rc = rt_err_set(err, RT_ERR_USAGE, "%s: prompt.template is required", o->config);
   char found[4096];

@@ -383,7 +383,7 @@ int rt_cmd_import(int argc, char **argv) {
         rc = rt_err_set(&err, RT_ERR_USAGE, "import: --format is msgpack.zst or tsv, not \"%s\"", v);
       else im.o.fmt = v;
     } else if (argv[i][0] == '-' || npos == 3) {
-      rc = rt_err_set(&err, RT_ERR_USAGE, "import: unexpected argument \"%s\" (%s)", argv[i], USAGE_NOTE);
+      rc = rt_bad_arg("import", argv[i], &err);
     } else {
       pos[npos++] = argv[i];
     }

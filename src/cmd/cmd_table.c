@@ -46,7 +46,9 @@ static int parse_args(const char *cmd, int argc, char **argv, int *json, const c
         return -1;
       }
     } else if (!only_pos && a[0] == '-' && a[1] != '\0') {
-      fprintf(stderr, "ragtide %s: unknown option %s (see ragtide help %s)\n", cmd, a, cmd);
+      rt_err err = {0};
+      rt_bad_arg(cmd, a, &err);
+      fprintf(stderr, "ragtide %s\n", err.msg);
       return -1;
     } else {
       if (np == maxpos) {
@@ -420,15 +422,16 @@ int rt_cmd_export(int argc, char **argv) {
     ragtide_table_close(t);
     return rc;
   }
-  char tmp[4096] = "";
+  rt_atomic_file af; /* OUT is written to OUT.tmp.PID and renamed into place */
+  rt_err err = {0};
   FILE *f = stdout;
   if (np == 2 && strcmp(pos[1], "-")) {
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", pos[1], (long)getpid());
-    if (!(f = fopen(tmp, "w"))) {
-      fprintf(stderr, "ragtide export: cannot create %s: %s\n", tmp, strerror(errno));
+    if (rt_atomic_open(&af, pos[1], &err)) {
+      fprintf(stderr, "ragtide export: %s\n", err.msg);
       ragtide_table_close(t);
       return RT_ERR_OUTPUT;
     }
+    f = af.f;
   }
   const ragtide_table_info *in = ragtide_table_get_info(t);
   uint32_t n;
@@ -467,11 +470,8 @@ int rt_cmd_export(int argc, char **argv) {
   ragtide_table_close(t);
   rt_catalog_free(&cat);
   if (f == stdout) return fflush(f) == 0 ? RT_OK : RT_ERR_OUTPUT;
-  int bad = ferror(f) | (fflush(f) != 0) | (fsync(fileno(f)) != 0);
-  bad |= fclose(f) != 0;
-  if (bad || rename(tmp, pos[1]) != 0) {
-    fprintf(stderr, "ragtide export: cannot write %s: %s\n", pos[1], strerror(errno));
-    unlink(tmp);
+  if (rt_atomic_commit(&af, &err)) {
+    fprintf(stderr, "ragtide export: %s\n", err.msg);
     return RT_ERR_OUTPUT;
   }
   return RT_OK;
@@ -573,7 +573,9 @@ int rt_cmd_rollback(int argc, char **argv) {
       }
       to = (int)n;
     } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "ragtide rollback: unknown option %s (see ragtide help rollback)\n", a);
+      rt_err err = {0};
+      rt_bad_arg("rollback", a, &err);
+      fprintf(stderr, "ragtide %s\n", err.msg);
       return RT_ERR_USAGE;
     } else if (np++ == 0) pos[0] = argv[i];
   }

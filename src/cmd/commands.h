@@ -13,6 +13,7 @@ typedef struct rt_command {
   rt_cmd_fn fn;
   const char *summary;
   const char *usage; /* full help text */
+  const char *flags; /* the flags it takes, space-separated (its help names each; usage.sh checks) */
 } rt_command;
 
 int rt_cmd_refresh(int argc, char **argv);
@@ -41,6 +42,11 @@ void rt_command_help(const rt_command *c);
  * naming `cmd`) when the value is missing. */
 int rt_flag_value(int argc, char **argv, int *i, const char *name, const char **val, const char *cmd,
                   rt_err *err);
+
+/* An argument `cmd` does not take: RT_ERR_USAGE naming the flag (never its
+ * value: it may be a secret) with the nearest flag of `cmd` ("did you mean"),
+ * or the commands the flag belongs to. Returns RT_ERR_USAGE. */
+int rt_bad_arg(const char *cmd, const char *arg, rt_err *err);
 
 /* True if argv[1..] contains -h or --help. */
 int rt_wants_help(int argc, char **argv);

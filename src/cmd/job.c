@@ -1,5 +1,6 @@
 /* job.c — start-up, stages 1–5 and shutdown shared by the MPI commands. */
 #include "cmd/job.h"
+#include "cmd/commands.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/util.h"
@@ -101,7 +102,9 @@ static void resolve_attempt(rt_job *job, const char *cmd) {
     }
     v[0] = job->cfg.window_start;
     v[1] = job->cfg.window_end;
-    v[2] = job->cfg.created_at ? job->cfg.created_at : resumed ? st.created_at : now;
+    v[2] = rt_config_given(&job->cfg, "output.created_at") || job->cfg.created_at ? job->cfg.created_at
+           : resumed                                                                ? st.created_at
+                                                                                    : now;
     v[3] = resumed ? st.attempt + 1 : 1;
     first = resumed ? st.first_started : now;
   }
@@ -151,29 +154,26 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
   rt_log_set_rank(job->rank);
   rt_stop_install();
   rt_config_defaults(&job->cfg);
-  const char *config = NULL;
+  const char *config = NULL, *from = NULL, *to = NULL;
+  const int refresh = !strcmp(cmd, "refresh"), aggregate = !strcmp(cmd, "aggregate"), eval = !strcmp(cmd, "eval");
   int rc = RT_OK;
   for (int i = 1; i < argc && rc == RT_OK; i++) {
-    const char *a = argv[i];
-    const int refresh = !strcmp(cmd, "refresh"), aggregate = !strcmp(cmd, "aggregate");
-    if (!strcmp(a, "--config") && i + 1 < argc) config = argv[++i];
-    else if (!strcmp(a, "--set") && i + 1 < argc) i++; /* applied by rt_config_from_args, in order */
-    else if (!strncmp(a, "--set=", 6)) continue;      /* likewise */
-    else if (!strcmp(a, "--no-cache") && refresh) job->no_cache = 1;
-    else if (!strcmp(a, "--force") && refresh) job->force = 1;
-    else if (!strcmp(a, "--dry-run") && refresh) job->dry_run = 1;
-    else if (!strcmp(a, "--out") && aggregate && i + 1 < argc) job->out = argv[++i];
-    else if (!strcmp(a, "--format") && aggregate && i + 1 < argc) job->out_format = argv[++i];
-    else if (!strcmp(cmd, "eval") && !strcmp(a, "--table") && i + 1 < argc) job->eval_table = argv[++i];
-    else if (!strcmp(cmd, "eval") && !strcmp(a, "--previous") && i + 1 < argc) job->eval_previous = argv[++i];
-    else if (!strcmp(cmd, "eval") && (!strcmp(a, "--from") || !strcmp(a, "--to")) && i + 1 < argc) i++;
-    else if (!strcmp(cmd, "eval") && !strcmp(a, "--json")) job->json = 1;
-    else {
-      /* Name the flag only: a value may be a secret (--set=llm.headers=...). */
-      int n = (int)strcspn(a, "=");
-      rc = rt_err_set(err, RT_ERR_USAGE, "%s: unexpected argument \"%.*s%s\" (see `ragtide help %s`)", cmd, n, a,
-                      a[n] ? "=..." : "", cmd);
-    }
+    const char *a = argv[i], *v = NULL;
+    int r = 0;
+    if ((r = rt_flag_value(argc, argv, &i, "--config", &v, cmd, err))) config = v;
+    else if ((r = rt_flag_value(argc, argv, &i, "--set", &v, cmd, err))) (void)v; /* rt_config_from_args applies it */
+    else if (refresh && !strcmp(a, "--no-cache")) job->no_cache = 1;
+    else if (refresh && !strcmp(a, "--force")) job->force = 1;
+    else if (refresh && !strcmp(a, "--dry-run")) job->dry_run = 1;
+    else if (aggregate && (r = rt_flag_value(argc, argv, &i, "--out", &v, cmd, err))) job->out = v;
+    else if (aggregate && (r = rt_flag_value(argc, argv, &i, "--format", &v, cmd, err))) job->out_format = v;
+    else if (eval && (r = rt_flag_value(argc, argv, &i, "--table", &v, cmd, err))) job->eval_table = v;
+    else if (eval && (r = rt_flag_value(argc, argv, &i, "--previous", &v, cmd, err))) job->eval_previous = v;
+    else if (eval && (r = rt_flag_value(argc, argv, &i, "--from", &v, cmd, err))) from = v;
+    else if (eval && (r = rt_flag_value(argc, argv, &i, "--to", &v, cmd, err))) to = v;
+    else if (eval && !strcmp(a, "--json")) job->json = 1;
+    else rc = rt_bad_arg(cmd, a, err); /* names the flag only: a value may be a secret */
+    if (r < 0) rc = RT_ERR_USAGE;
   }
   if (rc == RT_OK && !config)
     rc = rt_err_set(err, RT_ERR_USAGE, "%s: --config FILE is required (see `ragtide help %s`)", cmd, cmd);
@@ -182,12 +182,7 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     rc = rt_config_from_args(&job->cfg, config, argc, argv, err);
     if (rc == RT_OK) rt_llm_guard_secrets(&job->cfg); /* before any work: no core may hold the key */
   }
-  if (rc == RT_OK && !strcmp(cmd, "eval")) { /* the held-out window [--from, --to) replaces the config's */
-    const char *from = NULL, *to = NULL;
-    for (int i = 1; i + 1 < argc; i++) {
-      if (!strcmp(argv[i], "--from")) from = argv[i + 1];
-      if (!strcmp(argv[i], "--to")) to = argv[i + 1];
-    }
+  if (rc == RT_OK && eval) { /* the held-out window [--from, --to) replaces the config's */
     if (!job->eval_table || !from || !to)
       rc = rt_err_set(err, RT_ERR_USAGE, "eval: --table T, --from D1 and --to D2 are required (see `ragtide help eval`)");
     else if (rt_parse_utc(from, &job->cfg.window_start) || rt_parse_utc(to, &job->cfg.window_end))
@@ -197,13 +192,18 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
       rc = rt_err_set(err, RT_ERR_USAGE, "eval: --to must be after --from");
     job->cfg.window_days = 0;
   }
-  if (rc == RT_OK && job->cfg.window_days > 0 && (job->cfg.window_start || job->cfg.window_end))
-    rc = rt_err_set(err, RT_ERR_USAGE, "config: input.window_days replaces input.window_start/window_end: "
-                    "set one or the other");
+  if (rc == RT_OK && job->cfg.window_days > 0 &&
+      (rt_config_given(&job->cfg, "input.window_start") || rt_config_given(&job->cfg, "input.window_end"))) {
+    char o1[300], o2[300];
+    const char *w = rt_config_given(&job->cfg, "input.window_start") ? "input.window_start" : "input.window_end";
+    rc = rt_err_set(err, RT_ERR_USAGE, "%s: input.window_days replaces input.window_start/window_end (%s: %s): "
+                    "set one or the other", rt_config_origin(&job->cfg, "input.window_days", o1, sizeof o1),
+                    w, rt_config_origin(&job->cfg, w, o2, sizeof o2));
+  }
   rc = rt_agree(job->comm, rc, err); /* resolve_attempt is collective */
   if (rc) return rc;
   resolve_attempt(job, cmd);
-  if (rc == RT_OK) rc = rt_config_validate(&job->cfg, err);
+  if (rc == RT_OK) rc = rt_config_validate(&job->cfg, cmd, err);
   if (rc == RT_OK) { /* the default template works from any directory */
     char found[4096];
     if (rt_find_shipped(job->cfg.template_path, found, sizeof found)) {
@@ -215,8 +215,6 @@ int rt_job_start(int argc, char **argv, const char *cmd, rt_job *job, rt_err *er
     mallopt(M_MMAP_THRESHOLD, 128 << 10);
     mallopt(M_TRIM_THRESHOLD, 128 << 10);
   }
-  if (rc == RT_OK && !strcmp(cmd, "refresh") && !*job->cfg.table)
-    rc = rt_err_set(err, RT_ERR_USAGE, "config: output.table is required");
   rc = rt_agree(job->comm, rc, err);
   if (rc) return rc;
   int auto_threads = default_threads(job->comm);

@@ -1,4 +1,12 @@
-/* config.c — the one table of configuration keys, and the INI parser (inih). */
+/* config.c — the one table of configuration keys, and the INI parser (inih).
+ *
+ * KEYS below is the only place a key is defined: its name, type, default,
+ * allowed range or values, whether it is a secret or left out of the config
+ * hash, the commands that read it and the commands that require it, and its
+ * one-line doc. Parsing (file and --set), the range checks, `ragtide help
+ * config` and the README's key table (tests/scripts/usage.sh checks that it
+ * lists every key) all follow it. Adding a key = a field in rt_config
+ * (config.h) + one KEY(...) line here. */
 #include "format/config.h"
 #include "base/util.h"
 
@@ -13,134 +21,233 @@
 
 typedef enum { K_STR, K_INT, K_DBL, K_BOOL, K_DATE, K_TIME, K_ENUM } ktype;
 
+enum {
+  KF_SECRET = 1, /* never echoed in a message (its value may carry a credential) */
+  KF_NOHASH = 2, /* where things are or how fast to go, not what the table means: not in the config hash */
+};
+
+/* A required key's exception, per command: the text help and messages show
+ * ("unless ..."; NULL: none for that command), and, when c is not NULL,
+ * whether it applies to c (*waived). */
+typedef const char *(*waiver)(const rt_config *c, unsigned cmd, int *waived);
+
 typedef struct {
   const char *name;    /* "section.key" */
   ktype type;
   size_t off;
   const char *dflt;    /* default as text ("" = unset) */
+  int ranged;          /* K_INT, K_DBL: the value must lie in [lo, hi] */
+  double lo, hi;
+  const char *note;    /* appended to the range in messages and help ("0 = none") */
   const char *choices; /* K_ENUM: "a|b|c" */
+  unsigned cmds;       /* RT_CFG_* commands that read the key */
+  unsigned req;        /* RT_CFG_* commands that require it ... */
+  waiver unless;       /* ... unless this */
+  unsigned flags;      /* KF_* */
   const char *doc;
 } keydef;
 
+static int base_mode(const rt_config *c) { return strcmp(c->prompt_mode, "base") == 0; }
+static const char *logs_unless(const rt_config *c, unsigned cmd, int *waived) {
+  if (cmd != RT_CFG_REFRESH) return NULL;
+  if (c) *waived = *c->counts || base_mode(c);
+  return "unless input.counts is set or prompt.mode = base";
+}
+static const char *window_unless(const rt_config *c, unsigned cmd, int *waived) {
+  if (c) *waived = c->window_days > 0 || (cmd == RT_CFG_REFRESH && base_mode(c));
+  return cmd == RT_CFG_REFRESH ? "unless input.window_days is set or prompt.mode = base"
+                               : "unless input.window_days is set";
+}
+
+#define R RT_CFG_REFRESH
+#define A RT_CFG_AGGREGATE
+#define E RT_CFG_EVAL
+#define F RT_CFG_FINETUNE
 #define O(f) offsetof(rt_config, f)
+#define KEY(n, t, f, d, ...) {.name = n, .type = t, .off = O(f), .dflt = d, __VA_ARGS__}
+#define RANGE(a, b) .ranged = 1, .lo = (a), .hi = (b)
+#define ONEOF(s) .choices = s
+#define FOR(c) .cmds = (c)
+#define REQUIRED(c) .req = (c)
+#define UNLESS(w) .unless = (w)
+#define NOTE(s) .note = s
+#define FLAGS(f) .flags = (f)
+#define DOC(s) .doc = s
+
 static const keydef KEYS[] = {
-  {"input.catalog", K_STR, O(catalog), "", NULL, "cluster catalog TSV (id<TAB>keywords); required"},
-  {"input.logs", K_STR, O(logs), "", NULL,
-   "event shards: a glob (quote it) or @MANIFEST (one path per line); required"},
-  {"input.counts", K_STR, O(counts), "", NULL,
-   "start refresh from a counts file (`ragtide aggregate --out`) instead of reading input.logs"},
-  {"input.window_start", K_DATE, O(window_start), "", NULL,
-   "first day of the refresh window, UTC (YYYY-MM-DD[THH:MM:SSZ]), inclusive; required"},
-  {"input.window_end", K_DATE, O(window_end), "", NULL, "end of the refresh window, UTC, exclusive; required"},
-  {"input.window_days", K_INT, O(window_days), "0", NULL,
-   "instead of window_start/window_end: the N days ending at the last UTC midnight (minus window_lag_h); "
-   "a resumed run keeps its first attempt's window"},
-  {"input.window_lag_h", K_INT, O(window_lag_h), "0", NULL,
-   "with window_days: hours the logs arrive late (the window ends at the last midnight before now - lag)"},
-  {"input.min_engagement", K_DBL, O(min_engagement), "0.5", NULL,
-   "keep events whose engagement is >= this (positive engagement)"},
-  {"input.dedup", K_ENUM, O(dedup), "consecutive", "consecutive|unique",
-   "consecutive: collapse repeats; unique: keep each cluster's most recent occurrence"},
-  {"input.min_seq_len", K_INT, O(min_seq_len), "3", NULL,
-   "drop deduplicated sequences shorter than this (3 = the shortest that yields a triple)"},
-  {"input.max_gap_s", K_INT, O(max_gap_s), "0", NULL,
-   "a gap longer than this many seconds between watches starts a new sequence; 0 = never"},
-  {"input.partitioned_by_user", K_BOOL, O(partitioned_by_user), "false", NULL,
-   "shards are already split by user (each user in one shard): skip the user shuffle"},
-  {"input.on_bad_event", K_ENUM, O(on_bad_event), "fail", "fail|skip",
-   "an event with an unknown cluster, a malformed timestamp (negative, or >= 1e11: milliseconds) or a NaN "
-   "engagement: fail the run, or skip and count it (events outside the window are always counted and skipped)"},
-  {"retrieval.mode", K_ENUM, O(retrieval_mode), "frequency", "frequency|trend",
-   "frequency: most frequent successors in the window; trend: largest increase vs the previous window"},
-  {"retrieval.top_n", K_INT, O(top_n), "1", NULL, "retrieved successors per pair (the paper uses 1)"},
-  {"retrieval.granularity", K_ENUM, O(granularity), "instance", "instance|global",
-   "instance: context per pair; global: one block of the top-100 triples for all pairs"},
-  {"retrieval.popular_n", K_INT, O(popular_n), "5", NULL, "size of the top popular clusters block"},
-  {"prompt.mode", K_ENUM, O(prompt_mode), "rag", "rag|base",
-   "rag: prompts carry retrieved context (pairs with data); base: the fine-tuned prompt over all pairs"},
-  {"prompt.template", K_STR, O(template_path), "jobs/prompts/rag.tmpl", NULL, "prompt template file"},
-  {"llm.api", K_ENUM, O(api), "openai", "openai|gemini|retrieval",
-   "openai: /v1/chat/completions; gemini: generateContent; retrieval: no calls, top retrieved successor"},
-  {"llm.base_url", K_STR, O(base_url), "http://127.0.0.1:8088", NULL,
-   "endpoint base URL (without /v1/...)"},
-  {"llm.model", K_STR, O(model), "ragtide-sim", NULL, "model name sent with each request"},
-  {"llm.concurrency", K_INT, O(concurrency), "32", NULL, "requests in flight per rank"},
-  {"llm.api_key_env", K_STR, O(api_key_env), "", NULL, "environment variable holding the API key"},
-  {"llm.api_key_file", K_STR, O(api_key_file), "", NULL,
-   "file holding the API key (must not be readable by group or others)"},
-  {"llm.insecure", K_BOOL, O(insecure), "false", NULL, "disable TLS verification (never in production)"},
-  {"llm.temperature", K_DBL, O(temperature), "0", NULL, "sampling temperature"},
-  {"llm.max_tokens", K_INT, O(max_tokens), "64", NULL, "maximum tokens per answer"},
-  {"llm.seed", K_INT, O(seed), "0", NULL, "seed sent to endpoints that accept one"},
-  {"llm.timeout_ms", K_INT, O(timeout_ms), "60000", NULL, "total timeout of one request"},
-  {"llm.connect_timeout_ms", K_INT, O(connect_timeout_ms), "5000", NULL, "connect timeout"},
-  {"llm.max_attempts", K_INT, O(max_attempts), "4", NULL, "attempts per request, retries included"},
-  {"llm.rpm", K_INT, O(rpm), "0", NULL, "global requests per minute over all ranks; 0 = unlimited"},
-  {"llm.tpm", K_INT, O(tpm), "0", NULL, "global tokens per minute over all ranks; 0 = unlimited"},
-  {"llm.constrain", K_ENUM, O(constrain), "off", "off|json_schema|guided_choice",
-   "restrict answers to catalog descriptions where the endpoint supports it"},
-  {"llm.samples", K_INT, O(samples), "1", NULL, "answers per pair, majority vote"},
-  {"llm.max_failed_fraction", K_DBL, O(max_failed_fraction), "0.01", NULL,
-   "share of pairs whose calls may all fail before the run stops unpublished"},
-  {"llm.headers", K_STR, O(headers), "", NULL, "extra request headers, \"Name: value; Name2: value\""},
-  {"llm.price_in_per_mtok", K_DBL, O(price_in_per_mtok), "0", NULL,
-   "price of a million prompt tokens (USD) for the cost estimate in the summary and --dry-run; 0 = none"},
-  {"llm.price_out_per_mtok", K_DBL, O(price_out_per_mtok), "0", NULL,
-   "price of a million completion tokens (USD)"},
-  {"match.fuzzy", K_BOOL, O(fuzzy), "false", NULL,
-   "match non-exact answers to the most similar description (counted separately)"},
-  {"match.fuzzy_threshold", K_DBL, O(fuzzy_threshold), "0.5", NULL,
-   "minimum keyword-set Jaccard similarity for a fuzzy match"},
-  {"gates.min_exact_match", K_DBL, O(min_exact_match), "0.90", NULL,
-   "halt before publishing when the exact-match rate is below this (paper: 0.90)"},
-  {"gates.min_recall", K_DBL, O(min_recall), "0.015", NULL,
-   "with gates.holdout_days > 0: halt (exit 12) when the new table's hit rate at eval.horizon on the held-out "
-   "days is below this (paper: 1.5%)"},
-  {"gates.holdout_days", K_INT, O(holdout_days), "0", NULL,
-   "the last N days of the window are left out of retrieval and score the new table for gates.min_recall; "
-   "0 = no recall gate"},
-  {"gates.min_coverage_ratio", K_DBL, O(min_coverage_ratio), "0.5", NULL,
-   "halt (exit 13) when the new table's rag+base pairs are fewer than this share of the served table's; 0 = off"},
-  {"eval.horizon", K_INT, O(eval_horizon), "5", NULL,
-   "ragtide eval: a hit at horizon H = the prediction is among the next H clusters of the sequence"},
-  {"eval.bootstrap", K_INT, O(eval_bootstrap), "1000", NULL,
-   "ragtide eval: bootstrap resamples over users for the 95% intervals; 0 = no intervals"},
-  {"eval.seed", K_INT, O(eval_seed), "1", NULL, "ragtide eval: the bootstrap's seed (fixed: reruns give equal intervals)"},
-  {"output.table", K_STR, O(table), "", NULL, "where the transition table is published; required by refresh"},
-  {"output.base_table", K_STR, O(base_table), "", NULL,
-   "base table (monthly, fine-tuned) whose answers fill pairs without fresh data"},
-  {"output.summary", K_STR, O(summary), "", NULL, "run summary JSON; default TABLE.summary.json"},
-  {"output.created_at", K_TIME, O(created_at), "", NULL,
-   "pin the header's created-at time (unix seconds or UTC date) for byte-identical reruns"},
-  {"output.candidates", K_INT, O(candidates), "1", NULL, "predicted clusters stored per pair"},
-  {"output.keep", K_INT, O(keep), "3", NULL, "previous tables kept for rollback"},
-  {"output.cache", K_STR, O(cache), "", NULL,
-   "answer journal reused by later runs (incremental refresh); default TABLE.answers; \"off\" disables"},
-  {"output.run_dir", K_STR, O(run_dir), "", NULL,
-   "run directory for spill files under memory.per_rank_mb; default TABLE.run/ (aggregate: COUNTS.run/)"},
-  {"output.progress_s", K_INT, O(progress_s), "10", NULL,
-   "seconds between rank 0's progress lines, in every stage; 0 = none"},
-  {"output.flush_s", K_INT, O(flush_s), "5", NULL,
-   "seconds between fsyncs of the answer journal during the LLM stage (every answer is written at once)"},
-  {"output.metrics_file", K_STR, O(metrics_file), "", NULL,
-   "Prometheus text file (node_exporter textfile collector), replaced atomically at the end of every run"},
-  {"memory.per_rank_mb", K_INT, O(per_rank_mb), "0", NULL, "memory cap per rank in MiB; 0 = none"},
-  {"job.threads", K_INT, O(threads), "0", NULL,
-   "threads per rank for reading, storing, sequencing and counting; 0 = the CPUs the rank may run on "
-   "(its affinity: one core under mpirun's default binding of <= 2 ranks)"},
-  {"job.grace_s", K_INT, O(grace_s), "30", NULL,
-   "after SIGTERM/SIGINT/SIGUSR1: seconds the LLM calls in flight may take to finish before the run stops "
-   "(exit 9, resumable)"},
-  {"job.lock_stale_s", K_INT, O(lock_stale_s), "600", NULL,
-   "a table lock whose holder (on another host) has not refreshed it for this long is taken over"},
+  KEY("input.catalog", K_STR, catalog, "", FOR(R | A | E | F), REQUIRED(R | A | E | F), FLAGS(KF_NOHASH),
+      DOC("cluster catalog TSV (id<TAB>keywords)")),
+  KEY("input.logs", K_STR, logs, "", FOR(R | A | E), REQUIRED(R | A | E), UNLESS(logs_unless), FLAGS(KF_NOHASH),
+      DOC("event shards: a glob (quote it) or @MANIFEST (one path per line)")),
+  KEY("input.counts", K_STR, counts, "", FOR(R), FLAGS(KF_NOHASH),
+      DOC("start refresh from a counts file (`ragtide aggregate --out`) instead of reading input.logs")),
+  KEY("input.window_start", K_DATE, window_start, "", FOR(R | A), REQUIRED(R | A), UNLESS(window_unless),
+      DOC("first day of the refresh window, UTC (YYYY-MM-DD[THH:MM:SSZ]), inclusive")),
+  KEY("input.window_end", K_DATE, window_end, "", FOR(R | A), REQUIRED(R | A), UNLESS(window_unless),
+      DOC("end of the refresh window, UTC, exclusive")),
+  KEY("input.window_days", K_INT, window_days, "0", RANGE(0, 3650), NOTE("0 = use window_start/window_end"),
+      FOR(R | A), FLAGS(KF_NOHASH),
+      DOC("instead of window_start/window_end: the N days ending at the last UTC midnight (minus window_lag_h); "
+          "a resumed run keeps its first attempt's window")),
+  KEY("input.window_lag_h", K_INT, window_lag_h, "0", RANGE(0, 8760), FOR(R | A), FLAGS(KF_NOHASH),
+      DOC("with window_days: hours the logs arrive late (the window ends at the last midnight before now - lag)")),
+  KEY("input.min_engagement", K_DBL, min_engagement, "0.5", FOR(R | A | E),
+      DOC("keep events whose engagement is >= this (positive engagement)")),
+  KEY("input.dedup", K_ENUM, dedup, "consecutive", ONEOF("consecutive|unique"), FOR(R | A | E),
+      DOC("consecutive: collapse repeats; unique: keep each cluster's most recent occurrence")),
+  KEY("input.min_seq_len", K_INT, min_seq_len, "3", RANGE(3, 1000000), NOTE("a triple needs three clusters"),
+      FOR(R | A | E), DOC("drop deduplicated sequences shorter than this (3 = the shortest that yields a triple)")),
+  KEY("input.max_gap_s", K_INT, max_gap_s, "0", RANGE(0, 2147483647), NOTE("0 = never"), FOR(R | A | E),
+      DOC("a gap longer than this many seconds between watches starts a new sequence; 0 = never")),
+  KEY("input.partitioned_by_user", K_BOOL, partitioned_by_user, "false", FOR(R | A | E), FLAGS(KF_NOHASH),
+      DOC("shards are already split by user (each user in one shard): skip the user shuffle")),
+  KEY("input.on_bad_event", K_ENUM, on_bad_event, "fail", ONEOF("fail|skip"), FOR(R | A | E), FLAGS(KF_NOHASH),
+      DOC("an event with an unknown cluster, a malformed timestamp (negative, or >= 1e11: milliseconds) or a NaN "
+          "engagement: fail the run, or skip and count it (events outside the window are always counted and "
+          "skipped)")),
+  KEY("retrieval.mode", K_ENUM, retrieval_mode, "frequency", ONEOF("frequency|trend"), FOR(R),
+      DOC("frequency: most frequent successors in the window; trend: largest increase vs the previous window")),
+  KEY("retrieval.top_n", K_INT, top_n, "1", RANGE(1, 100), FOR(R),
+      DOC("retrieved successors per pair (the paper uses 1)")),
+  KEY("retrieval.granularity", K_ENUM, granularity, "instance", ONEOF("instance|global"), FOR(R),
+      DOC("instance: context per pair; global: one block of the top-100 triples for all pairs")),
+  KEY("retrieval.popular_n", K_INT, popular_n, "5", RANGE(0, 64), FOR(R),
+      DOC("size of the top popular clusters block")),
+  KEY("prompt.mode", K_ENUM, prompt_mode, "rag", ONEOF("rag|base"), FOR(R),
+      DOC("rag: prompts carry retrieved context (pairs with data); base: the fine-tuned prompt over all pairs")),
+  KEY("prompt.template", K_STR, template_path, "jobs/prompts/rag.tmpl", FOR(R | F), FLAGS(KF_NOHASH),
+      DOC("prompt template file")),
+  KEY("llm.api", K_ENUM, api, "openai", ONEOF("openai|gemini|retrieval"), FOR(R),
+      DOC("openai: /v1/chat/completions; gemini: generateContent; retrieval: no calls, top retrieved successor")),
+  KEY("llm.base_url", K_STR, base_url, "http://127.0.0.1:8088", FOR(R), FLAGS(KF_NOHASH),
+      DOC("endpoint base URL (without /v1/...)")),
+  KEY("llm.model", K_STR, model, "ragtide-sim", FOR(R), DOC("model name sent with each request")),
+  KEY("llm.concurrency", K_INT, concurrency, "32", RANGE(1, 65536), FOR(R), FLAGS(KF_NOHASH),
+      DOC("requests in flight per rank")),
+  KEY("llm.api_key_env", K_STR, api_key_env, "", FOR(R), FLAGS(KF_NOHASH),
+      DOC("environment variable holding the API key")),
+  KEY("llm.api_key_file", K_STR, api_key_file, "", FOR(R), FLAGS(KF_NOHASH),
+      DOC("file holding the API key (must not be readable by group or others)")),
+  KEY("llm.insecure", K_BOOL, insecure, "false", FOR(R), FLAGS(KF_NOHASH),
+      DOC("disable TLS verification (never in production)")),
+  KEY("llm.temperature", K_DBL, temperature, "0", RANGE(0, 2), FOR(R), DOC("sampling temperature")),
+  KEY("llm.max_tokens", K_INT, max_tokens, "64", RANGE(1, 1048576), FOR(R), DOC("maximum tokens per answer")),
+  KEY("llm.seed", K_INT, seed, "0", FOR(R), DOC("seed sent to endpoints that accept one")),
+  KEY("llm.timeout_ms", K_INT, timeout_ms, "60000", RANGE(1, 86400000), FOR(R), FLAGS(KF_NOHASH),
+      DOC("total timeout of one request")),
+  KEY("llm.connect_timeout_ms", K_INT, connect_timeout_ms, "5000", RANGE(1, 3600000), FOR(R), FLAGS(KF_NOHASH),
+      DOC("connect timeout")),
+  KEY("llm.max_attempts", K_INT, max_attempts, "4", RANGE(1, 1000), FOR(R), FLAGS(KF_NOHASH),
+      DOC("attempts per request, retries included")),
+  KEY("llm.rpm", K_INT, rpm, "0", RANGE(0, 1e9), NOTE("0 = unlimited"), FOR(R), FLAGS(KF_NOHASH),
+      DOC("global requests per minute over all ranks; 0 = unlimited")),
+  KEY("llm.tpm", K_INT, tpm, "0", RANGE(0, 1e12), NOTE("0 = unlimited"), FOR(R), FLAGS(KF_NOHASH),
+      DOC("global tokens per minute over all ranks; 0 = unlimited")),
+  KEY("llm.constrain", K_ENUM, constrain, "off", ONEOF("off|json_schema|guided_choice"), FOR(R),
+      DOC("restrict answers to catalog descriptions where the endpoint supports it")),
+  KEY("llm.samples", K_INT, samples, "1", RANGE(1, 1000), FOR(R), DOC("answers per pair, majority vote")),
+  KEY("llm.max_failed_fraction", K_DBL, max_failed_fraction, "0.01", RANGE(0, 1), FOR(R), FLAGS(KF_NOHASH),
+      DOC("share of pairs whose calls may all fail before the run stops unpublished")),
+  KEY("llm.headers", K_STR, headers, "", FOR(R), FLAGS(KF_NOHASH | KF_SECRET),
+      DOC("extra request headers, \"Name: value; Name2: value\" (a secret: never printed)")),
+  KEY("llm.price_in_per_mtok", K_DBL, price_in_per_mtok, "0", RANGE(0, 1e6), NOTE("USD; 0 = no estimate"), FOR(R),
+      FLAGS(KF_NOHASH),
+      DOC("price of a million prompt tokens (USD) for the cost estimate in the summary and --dry-run; 0 = none")),
+  KEY("llm.price_out_per_mtok", K_DBL, price_out_per_mtok, "0", RANGE(0, 1e6), NOTE("USD"), FOR(R),
+      FLAGS(KF_NOHASH), DOC("price of a million completion tokens (USD)")),
+  KEY("match.fuzzy", K_BOOL, fuzzy, "false", FOR(R),
+      DOC("match non-exact answers to the most similar description (counted separately)")),
+  KEY("match.fuzzy_threshold", K_DBL, fuzzy_threshold, "0.5", RANGE(0, 1), FOR(R),
+      DOC("minimum keyword-set Jaccard similarity for a fuzzy match")),
+  KEY("gates.min_exact_match", K_DBL, min_exact_match, "0.90", RANGE(0, 1), FOR(R),
+      DOC("halt before publishing when the exact-match rate is below this (paper: 0.90)")),
+  KEY("gates.min_recall", K_DBL, min_recall, "0.015", RANGE(0, 1), FOR(R),
+      DOC("with gates.holdout_days > 0: halt (exit 12) when the new table's hit rate at eval.horizon on the "
+          "held-out days is below this (paper: 1.5%)")),
+  KEY("gates.holdout_days", K_INT, holdout_days, "0", RANGE(0, 3650), NOTE("0 = no recall gate"), FOR(R),
+      DOC("the last N days of the window are left out of retrieval and score the new table for gates.min_recall; "
+          "0 = no recall gate")),
+  KEY("gates.min_coverage_ratio", K_DBL, min_coverage_ratio, "0.5", RANGE(0, 1), NOTE("0 = off"), FOR(R),
+      DOC("halt (exit 13) when the new table's rag+base pairs are fewer than this share of the served table's; "
+          "0 = off")),
+  KEY("eval.horizon", K_INT, eval_horizon, "5", RANGE(1, 1000), FOR(R | E), FLAGS(KF_NOHASH),
+      DOC("ragtide eval (and gates.min_recall): a hit at horizon H = the prediction is among the next H clusters "
+          "of the sequence")),
+  KEY("eval.bootstrap", K_INT, eval_bootstrap, "1000", RANGE(0, 100000), NOTE("0 = no intervals"), FOR(E),
+      FLAGS(KF_NOHASH), DOC("ragtide eval: bootstrap resamples over users for the 95% intervals; 0 = no intervals")),
+  KEY("eval.seed", K_INT, eval_seed, "1", FOR(E), FLAGS(KF_NOHASH),
+      DOC("ragtide eval: the bootstrap's seed (fixed: reruns give equal intervals)")),
+  KEY("output.table", K_STR, table, "", FOR(R), REQUIRED(R), FLAGS(KF_NOHASH),
+      DOC("where the transition table is published")),
+  KEY("output.base_table", K_STR, base_table, "", FOR(R), FLAGS(KF_NOHASH),
+      DOC("base table (monthly, fine-tuned) whose answers fill pairs without fresh data")),
+  KEY("output.summary", K_STR, summary, "", FOR(R), FLAGS(KF_NOHASH),
+      DOC("run summary JSON; default TABLE.summary.json")),
+  KEY("output.created_at", K_TIME, created_at, "", FOR(R), FLAGS(KF_NOHASH),
+      DOC("pin the header's created-at time (unix seconds or UTC date) for byte-identical reruns; default now")),
+  KEY("output.candidates", K_INT, candidates, "1", RANGE(1, 16), FOR(R), FLAGS(KF_NOHASH),
+      DOC("predicted clusters stored per pair")),
+  KEY("output.keep", K_INT, keep, "3", RANGE(0, 99), FOR(R), FLAGS(KF_NOHASH), DOC("previous tables kept for rollback")),
+  KEY("output.cache", K_STR, cache, "", FOR(R), FLAGS(KF_NOHASH),
+      DOC("answer journal reused by later runs (incremental refresh); default TABLE.answers; \"off\" disables")),
+  KEY("output.run_dir", K_STR, run_dir, "", FOR(R | A | E), FLAGS(KF_NOHASH),
+      DOC("run directory for spill files under memory.per_rank_mb; default TABLE.run/ (aggregate: COUNTS.run/)")),
+  KEY("output.progress_s", K_INT, progress_s, "10", RANGE(0, 86400), NOTE("0 = no progress lines"), FOR(R | A | E),
+      FLAGS(KF_NOHASH), DOC("seconds between rank 0's progress lines, in every stage; 0 = none")),
+  KEY("output.flush_s", K_INT, flush_s, "5", RANGE(1, 3600), FOR(R), FLAGS(KF_NOHASH),
+      DOC("seconds between fsyncs of the answer journal during the LLM stage (every answer is written at once)")),
+  KEY("output.metrics_file", K_STR, metrics_file, "", FOR(R), FLAGS(KF_NOHASH),
+      DOC("Prometheus text file (node_exporter textfile collector), replaced atomically at the end of every run")),
+  KEY("memory.per_rank_mb", K_INT, per_rank_mb, "0", RANGE(0, 1073741824), NOTE("MiB; 0 = no cap"), FOR(R | A | E),
+      FLAGS(KF_NOHASH), DOC("memory cap per rank in MiB; 0 = none")),
+  KEY("job.threads", K_INT, threads, "0", RANGE(0, 1024), NOTE("0 = the CPUs the rank may run on"), FOR(R | A | E),
+      FLAGS(KF_NOHASH),
+      DOC("threads per rank for reading, storing, sequencing and counting; 0 = the CPUs the rank may run on "
+          "(its affinity: one core under mpirun's default binding of <= 2 ranks)")),
+  KEY("job.grace_s", K_INT, grace_s, "30", RANGE(0, 86400), FOR(R), FLAGS(KF_NOHASH),
+      DOC("after SIGTERM/SIGINT/SIGUSR1: seconds the LLM calls in flight may take to finish before the run stops "
+          "(exit 9, resumable)")),
+  KEY("job.lock_stale_s", K_INT, lock_stale_s, "600", RANGE(0, 31536000), NOTE("0 = never stale by age"), FOR(R),
+      FLAGS(KF_NOHASH),
+      DOC("a table lock whose holder (on another host) has not refreshed it for this long is taken over")),
 };
 #undef O
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
+_Static_assert(NKEYS <= RT_CONFIG_MAX_KEYS, "raise RT_CONFIG_MAX_KEYS");
+
+/* The commands that read a configuration, in help order. */
+static const struct {
+  const char *name;
+  unsigned bit;
+} CMDS[] = {{"refresh", R}, {"aggregate", A}, {"eval", E}, {"export-finetune", F}};
+#define NCMDS (sizeof CMDS / sizeof CMDS[0])
 
 static const keydef *find_key(const char *name) {
   for (size_t i = 0; i < NKEYS; i++)
     if (strcmp(KEYS[i].name, name) == 0) return &KEYS[i];
   return NULL;
+}
+
+/* The key nearest to an unknown `name` ("section.key"): by the whole name,
+ * else by the part after the dot in any section ("[input] model" ->
+ * llm.model). NULL when none is close. */
+static const char *nearest_key(const char *name) {
+  const char *names[NKEYS], *parts[NKEYS];
+  for (size_t i = 0; i < NKEYS; i++) names[i] = KEYS[i].name, parts[i] = strchr(KEYS[i].name, '.') + 1;
+  const char *best = rt_nearest(name, names, NKEYS);
+  if (best) return best;
+  const char *dot = strchr(name, '.');
+  const char *p = rt_nearest(dot ? dot + 1 : name, parts, NKEYS);
+  for (size_t i = 0; p && i < NKEYS; i++)
+    if (parts[i] == p) return names[i];
+  return NULL;
+}
+
+/* `; did you mean "x"?` or "" into buf. */
+static const char *hint(const char *nearest, char *buf, size_t cap) {
+  if (nearest) snprintf(buf, cap, "; did you mean \"%s\"?", nearest);
+  else if (cap) buf[0] = '\0';
+  return buf;
 }
 
 static int parse_bool(const char *v, int *out) {
@@ -155,7 +262,42 @@ static int parse_bool(const char *v, int *out) {
   return -1;
 }
 
-/* Apply value v to key k; `where` names the origin for messages. */
+/* "0..64", "[0, 1]", plus the note: the allowed range as messages and help print it. */
+static const char *range_text(const keydef *k, char *buf, size_t cap) {
+  if (k->type == K_INT)
+    snprintf(buf, cap, "%.0f..%.0f%s%s%s", k->lo, k->hi, k->note ? " (" : "", k->note ? k->note : "",
+             k->note ? ")" : "");
+  else
+    snprintf(buf, cap, "[%g, %g]%s%s%s", k->lo, k->hi, k->note ? " (" : "", k->note ? k->note : "",
+             k->note ? ")" : "");
+  return buf;
+}
+
+/* The value as messages may show it: never a secret's. */
+static const char *shown(const keydef *k, const char *v) { return k->flags & KF_SECRET ? "(secret)" : v; }
+
+static int out_of_range(const keydef *k, const char *value, const char *where, rt_err *err) {
+  char r[160];
+  return rt_err_set(err, RT_ERR_USAGE, "%s: %s = %s: must be in %s", where, k->name, shown(k, value),
+                    range_text(k, r, sizeof r));
+}
+
+/* The choice of k nearest to v, copied to out; NULL if none is close. */
+static const char *nearest_choice(const keydef *k, const char *v, char *out, size_t cap) {
+  char buf[256];
+  const char *c[16];
+  size_t n = 0;
+  snprintf(buf, sizeof buf, "%s", k->choices);
+  char *save = NULL;
+  for (char *s = strtok_r(buf, "|", &save); s && n < 16; s = strtok_r(NULL, "|", &save)) c[n++] = s;
+  const char *p = rt_nearest(v, c, n);
+  if (!p) return NULL;
+  snprintf(out, cap, "%s", p);
+  return out;
+}
+
+/* Apply value v to key k; `where` names the origin for messages (file:line,
+ * --set, default). Parses by type and checks the key's range or choices. */
 static int apply(rt_config *cfg, const keydef *k, const char *v, const char *where, rt_err *err) {
   char *base = (char *)cfg;
   char *end;
@@ -180,13 +322,19 @@ static int apply(rt_config *cfg, const keydef *k, const char *v, const char *whe
       }
       c = bar ? bar + 1 : NULL;
     }
-    return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not one of %s", where, k->name, v, k->choices);
+    char near[64];
+    if (nearest_choice(k, v, near, sizeof near))
+      return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not one of %s; did you mean \"%s\"?", where,
+                        k->name, shown(k, v), k->choices, near);
+    return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not one of %s", where, k->name, shown(k, v),
+                      k->choices);
   }
   case K_INT: {
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (!*v || *end || errno)
-      return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not an integer", where, k->name, v);
+      return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not an integer", where, k->name, shown(k, v));
+    if (k->ranged && ((double)x < k->lo || (double)x > k->hi)) return out_of_range(k, v, where, err);
     *(int64_t *)(base + k->off) = x;
     return RT_OK;
   }
@@ -194,14 +342,15 @@ static int apply(rt_config *cfg, const keydef *k, const char *v, const char *whe
     errno = 0;
     double x = strtod(v, &end);
     if (!*v || *end || errno || !isfinite(x))
-      return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not a number", where, k->name, v);
+      return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not a number", where, k->name, shown(k, v));
+    if (k->ranged && (x < k->lo || x > k->hi)) return out_of_range(k, v, where, err);
     *(double *)(base + k->off) = x;
     return RT_OK;
   }
   case K_BOOL: {
     int b;
     if (parse_bool(v, &b))
-      return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not true or false", where, k->name, v);
+      return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\" is not true or false", where, k->name, shown(k, v));
     *(int *)(base + k->off) = b;
     return RT_OK;
   }
@@ -223,12 +372,36 @@ static int apply(rt_config *cfg, const keydef *k, const char *v, const char *whe
     if (rt_parse_utc(v, &t))
       return rt_err_set(err, RT_ERR_USAGE,
                         "%s: %s = \"%s\" is not a UTC date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)%s", where,
-                        k->name, v, k->type == K_TIME ? " nor unix seconds" : "");
+                        k->name, shown(k, v), k->type == K_TIME ? " nor unix seconds" : "");
+    if (t < 0)
+      return rt_err_set(err, RT_ERR_USAGE, "%s: %s = \"%s\": must be 1970-01-01 or later", where, k->name,
+                        shown(k, v));
     *(int64_t *)(base + k->off) = t;
     return RT_OK;
   }
   }
   return RT_ERR_INTERNAL;
+}
+
+/* apply(), and remember that the key was given (a 1970-01-01 window start
+ * is a date, not "unset"); an empty value unsets it again. */
+static int apply_given(rt_config *cfg, const keydef *k, const char *v, int line, const char *where, rt_err *err) {
+  int rc = apply(cfg, k, v, where, err);
+  if (rc == RT_OK) cfg->given_[k - KEYS] = *v ? line : 0;
+  return rc;
+}
+
+int rt_config_given(const rt_config *cfg, const char *key) {
+  const keydef *k = find_key(key);
+  return k && cfg->given_[k - KEYS];
+}
+
+const char *rt_config_origin(const rt_config *cfg, const char *key, char *buf, size_t cap) {
+  const keydef *k = find_key(key);
+  int line = k ? cfg->given_[k - KEYS] : 0;
+  if (line > 0 && cfg->file_) snprintf(buf, cap, "%s:%d", cfg->file_, line);
+  else snprintf(buf, cap, "%s", line < 0 ? "--set" : "config");
+  return buf;
 }
 
 void rt_config_defaults(rt_config *cfg) {
@@ -239,60 +412,47 @@ void rt_config_defaults(rt_config *cfg) {
   }
 }
 
+/* Parsing a file: inih reads it line by line through our reader, so the
+ * handler knows the line (Debian's inih is built without
+ * INI_HANDLER_LINENO). */
 typedef struct {
   rt_config *cfg;
   const char *path;
+  FILE *f;
+  int line;
   rt_err *err;
   int rc;
 } load_ctx;
 
-/* Debian's inih is built without INI_HANDLER_LINENO, so the handler does not
- * get line numbers: find the line of a key ourselves for error messages. */
-static int line_of(const char *path, const char *section, const char *name) {
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  char line[4096], sect[256] = "";
-  int n = 0, found = 0;
-  while (!found && fgets(line, sizeof line, f)) {
-    n++;
-    char *p = line;
-    while (*p == ' ' || *p == '\t') p++;
-    if (*p == '[') {
-      char *e = strchr(p, ']');
-      if (e) snprintf(sect, sizeof sect, "%.*s", (int)(e - p - 1), p + 1);
-      continue;
-    }
-    size_t nl = strlen(name);
-    if (strcmp(sect, section) == 0 && strncmp(p, name, nl) == 0 &&
-        (p[nl] == '=' || p[nl] == ' ' || p[nl] == '\t' || p[nl] == ':'))
-      found = n;
-  }
-  fclose(f);
-  return found;
+static char *read_line(char *str, int num, void *stream) {
+  load_ctx *c = stream;
+  char *r = fgets(str, num, c->f);
+  if (r) c->line++;
+  return r;
 }
 
 static int on_ini(void *user, const char *section, const char *name, const char *value) {
   load_ctx *c = user;
-  int lineno = line_of(c->path, section, name);
   if (c->rc) return 0;
-  char full[256], where[1200];
+  char full[256], where[1200], h[300];
   snprintf(full, sizeof full, "%s.%s", section, name);
-  snprintf(where, sizeof where, "%s:%d", c->path, lineno);
+  snprintf(where, sizeof where, "%s:%d", c->path, c->line);
   const keydef *k = find_key(full);
   if (!k) {
-    c->rc = rt_err_set(c->err, RT_ERR_USAGE,
-                       "%s: unknown key \"%s\" (see `ragtide help config` for the keys)", where, full);
+    c->rc = rt_err_set(c->err, RT_ERR_USAGE, "%s: unknown key \"%s\"%s (`ragtide help config` lists the keys)",
+                       where, full, hint(nearest_key(full), h, sizeof h));
     return 0;
   }
-  c->rc = apply(c->cfg, k, value, where, c->err);
+  c->rc = apply_given(c->cfg, k, value, c->line, where, c->err);
   return c->rc == RT_OK;
 }
 
 int rt_config_load(rt_config *cfg, const char *path, rt_err *err) {
   FILE *f = fopen(path, "r");
   if (!f) return rt_err_set(err, RT_ERR_USAGE, "cannot open config %s: %s", path, strerror(errno));
-  load_ctx c = {cfg, path, err, RT_OK};
-  int r = ini_parse_file(f, on_ini, &c);
+  cfg->file_ = path;
+  load_ctx c = {cfg, path, f, 0, err, RT_OK};
+  int r = ini_parse_stream(read_line, &c, on_ini, &c);
   fclose(f);
   if (c.rc) return c.rc;
   if (r > 0)
@@ -303,20 +463,22 @@ int rt_config_load(rt_config *cfg, const char *path, rt_err *err) {
 
 int rt_config_set(rt_config *cfg, const char *assignment, rt_err *err) {
   const char *eq = strchr(assignment, '=');
+  /* Never echo the argument: it may be a secret with its '=' missing. */
   if (!eq || eq == assignment)
-    return rt_err_set(err, RT_ERR_USAGE, "--set %s: expected section.key=value", assignment);
-  char name[256];
+    return rt_err_set(err, RT_ERR_USAGE, "--set: expected section.key=value (`ragtide help config` lists the keys)");
+  char name[256], h[300];
   size_t nl = (size_t)(eq - assignment);
   if (nl >= sizeof name) nl = sizeof name - 1;
   memcpy(name, assignment, nl);
   name[nl] = '\0';
-  while (nl && name[nl - 1] == ' ') name[--nl] = '\0';
+  rt_trim(name);
   const keydef *k = find_key(name);
   if (!k)
-    return rt_err_set(err, RT_ERR_USAGE, "--set: unknown key \"%s\" (see `ragtide help config`)", name);
+    return rt_err_set(err, RT_ERR_USAGE, "--set: unknown key \"%s\"%s (`ragtide help config` lists the keys)", name,
+                      hint(nearest_key(name), h, sizeof h));
   const char *v = eq + 1;
   while (*v == ' ') v++;
-  return apply(cfg, k, v, "--set", err);
+  return apply_given(cfg, k, v, -1, "--set", err);
 }
 
 int rt_config_from_args(rt_config *cfg, const char *path, int argc, char **argv, rt_err *err) {
@@ -329,98 +491,67 @@ int rt_config_from_args(rt_config *cfg, const char *path, int argc, char **argv,
   return rc;
 }
 
-int rt_config_validate(const rt_config *c, rt_err *err) {
-  if (!*c->catalog) return rt_err_set(err, RT_ERR_USAGE, "config: input.catalog is required");
-  if (!*c->logs && !*c->counts && strcmp(c->prompt_mode, "base") != 0)
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.logs (or input.counts) is required");
-  if (c->window_days < 0 || c->window_days > 3650)
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_days must be in 0..3650 (0 = use window_start/end)");
-  if (c->window_lag_h < 0 || c->window_lag_h > 8760)
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_lag_h must be in 0..8760");
-  if (c->grace_s < 0 || c->grace_s > 86400)
-    return rt_err_set(err, RT_ERR_USAGE, "config: job.grace_s must be in 0..86400");
-  if (c->lock_stale_s < 0)
-    return rt_err_set(err, RT_ERR_USAGE, "config: job.lock_stale_s must be >= 0 (0 = never stale by age)");
-  if (c->flush_s < 1 || c->flush_s > 3600)
-    return rt_err_set(err, RT_ERR_USAGE, "config: output.flush_s must be in 1..3600");
-  if ((*c->logs || *c->counts) && (c->window_start == 0 || c->window_end == 0))
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_start and input.window_end are required "
-                                         "(or input.window_days)");
-  if ((*c->logs || *c->counts) && c->window_end <= c->window_start)
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.window_end must be after input.window_start");
-  /* events carry their time as 32-bit seconds from the start of the earliest
-   * window (twice the window for trend): pipeline/read.h */
-  if (c->window_end - c->window_start >= ((int64_t)1 << 31))
-    return rt_err_set(err, RT_ERR_USAGE, "config: the refresh window (input.window_start to input.window_end) "
-                                         "must be shorter than 68 years");
-  if (c->min_seq_len < 3)
-    return rt_err_set(err, RT_ERR_USAGE, "config: input.min_seq_len must be >= 3 (a triple needs three clusters)");
-  if (c->top_n < 1 || c->top_n > 100)
-    return rt_err_set(err, RT_ERR_USAGE, "config: retrieval.top_n must be in 1..100");
-  if (c->concurrency < 1 || c->concurrency > 65536)
-    return rt_err_set(err, RT_ERR_USAGE, "config: llm.concurrency must be in 1..65536");
-  if (c->max_attempts < 1) return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_attempts must be >= 1");
-  if (c->samples < 1) return rt_err_set(err, RT_ERR_USAGE, "config: llm.samples must be >= 1");
-  if (c->candidates < 1 || c->candidates > 16)
-    return rt_err_set(err, RT_ERR_USAGE, "config: output.candidates must be in 1..16");
-  if (c->min_exact_match < 0 || c->min_exact_match > 1)
-    return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_exact_match must be in [0, 1]");
-  if (c->max_failed_fraction < 0 || c->max_failed_fraction > 1)
-    return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_failed_fraction must be in [0, 1]");
-  if (c->min_recall < 0 || c->min_recall > 1)
-    return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_recall must be in [0, 1]");
-  if (c->holdout_days < 0 || c->holdout_days > 3650)
-    return rt_err_set(err, RT_ERR_USAGE, "config: gates.holdout_days must be in 0..3650");
-  if (c->min_coverage_ratio < 0 || c->min_coverage_ratio > 1)
-    return rt_err_set(err, RT_ERR_USAGE, "config: gates.min_coverage_ratio must be in [0, 1]");
-  if (c->eval_horizon < 1 || c->eval_horizon > 1000)
-    return rt_err_set(err, RT_ERR_USAGE, "config: eval.horizon must be in 1..1000");
-  if (c->eval_bootstrap < 0 || c->eval_bootstrap > 100000)
-    return rt_err_set(err, RT_ERR_USAGE, "config: eval.bootstrap must be in 0..100000");
-  if (c->max_gap_s < 0) return rt_err_set(err, RT_ERR_USAGE, "config: input.max_gap_s must be >= 0");
-  if (c->popular_n < 0 || c->popular_n > 64)
-    return rt_err_set(err, RT_ERR_USAGE, "config: retrieval.popular_n = %lld: must be in 0..64",
-                      (long long)c->popular_n);
-  if (c->keep < 0 || c->keep > 99)
-    return rt_err_set(err, RT_ERR_USAGE, "config: output.keep = %lld: must be in 0..99", (long long)c->keep);
-  if (c->per_rank_mb < 0 || c->per_rank_mb > (int64_t)1 << 30)
-    return rt_err_set(err, RT_ERR_USAGE, "config: memory.per_rank_mb = %lld: must be 0 (no cap) or a size in MiB",
-                      (long long)c->per_rank_mb);
-  if (c->max_tokens < 1 || c->max_tokens > 1 << 20)
-    return rt_err_set(err, RT_ERR_USAGE, "config: llm.max_tokens = %lld: must be in 1..1048576",
-                      (long long)c->max_tokens);
-  if (!(c->price_in_per_mtok >= 0) || !(c->price_out_per_mtok >= 0))
-    return rt_err_set(err, RT_ERR_USAGE, "config: llm.price_in_per_mtok and llm.price_out_per_mtok must be >= 0");
-  if (c->progress_s < 0)
-    return rt_err_set(err, RT_ERR_USAGE, "config: output.progress_s must be >= 0 (0 = no progress lines)");
-  if (!(c->fuzzy_threshold >= 0 && c->fuzzy_threshold <= 1))
-    return rt_err_set(err, RT_ERR_USAGE, "config: match.fuzzy_threshold must be in [0, 1]");
-  if (c->threads < 0 || c->threads > 1024)
-    return rt_err_set(err, RT_ERR_USAGE, "config: job.threads must be 0 (the CPUs the rank may use) to 1024");
-  return RT_OK;
+static unsigned command_bit(const char *cmd) {
+  for (size_t i = 0; cmd && i < NCMDS; i++)
+    if (!strcmp(CMDS[i].name, cmd)) return CMDS[i].bit;
+  return 0;
 }
 
-/* Keys that say where things are or how fast to go, not what the table
- * means: left out of the config hash, so the same data and semantics give
- * the same header (and byte-identical tables) whatever the paths, endpoint
- * address or concurrency. The catalog and template enter the header through
- * their own content hashes. */
-static int operational(const char *name) {
-  static const char *const OPS[] = {"input.catalog", "input.logs", "input.counts", "input.partitioned_by_user",
-                                    "input.on_bad_event", "prompt.template", "llm.base_url",
-                                    "llm.concurrency", "llm.api_key_env", "llm.api_key_file",
-                                    "llm.insecure", "llm.timeout_ms", "llm.connect_timeout_ms",
-                                    "llm.max_attempts", "llm.rpm", "llm.tpm", "llm.headers",
-                                    "llm.max_failed_fraction", "memory.per_rank_mb",
-                                    "job.threads", "job.grace_s", "job.lock_stale_s",
-                                    "llm.price_in_per_mtok", "llm.price_out_per_mtok",
-                                    "input.window_days", "input.window_lag_h"};
-  /* (output.* keys, progress_s included, are skipped below) */
-  if (!strncmp(name, "output.", 7)) return 1;
-  if (!strncmp(name, "eval.", 5)) return 1; /* read by `ragtide eval` only: never changes a table */
-  for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
-    if (!strcmp(name, OPS[i])) return 1;
+/* Is key k set (given, or a value other than the empty default)? */
+static int has_value(const rt_config *c, const keydef *k) {
+  const char *base = (const char *)c;
+  if (c->given_[k - KEYS]) return 1;
+  switch (k->type) {
+  case K_STR:
+  case K_ENUM: return **(char *const *)(base + k->off) != '\0';
+  case K_DATE:
+  case K_TIME:
+  case K_INT: return *(const int64_t *)(base + k->off) != 0;
+  case K_DBL: return *(const double *)(base + k->off) != 0;
+  case K_BOOL: return *(const int *)(base + k->off) != 0;
+  }
   return 0;
+}
+
+int rt_config_validate(const rt_config *c, const char *cmd, rt_err *err) {
+  const char *base = (const char *)c;
+  /* Every key's range (values a program set directly, not only parsed ones). */
+  for (size_t i = 0; i < NKEYS; i++) {
+    const keydef *k = &KEYS[i];
+    if (!k->ranged) continue;
+    double x = k->type == K_INT ? (double)*(const int64_t *)(base + k->off) : *(const double *)(base + k->off);
+    if (!(x >= k->lo && x <= k->hi)) {
+      char v[64];
+      if (k->type == K_INT) snprintf(v, sizeof v, "%lld", (long long)*(const int64_t *)(base + k->off));
+      else snprintf(v, sizeof v, "%g", x);
+      return out_of_range(k, v, "config", err);
+    }
+  }
+  /* The keys this command requires. */
+  unsigned bit = command_bit(cmd);
+  for (size_t i = 0; bit && i < NKEYS; i++) {
+    const keydef *k = &KEYS[i];
+    int waived = 0;
+    const char *unless = k->unless ? k->unless(c, bit, &waived) : NULL;
+    if (!(k->req & bit) || has_value(c, k) || waived) continue;
+    return rt_err_set(err, RT_ERR_USAGE, "%s: %s is required by %s%s%s (`ragtide help config %s`)",
+                      c->file_ ? c->file_ : "config", k->name, cmd, unless ? ", " : "", unless ? unless : "", cmd);
+  }
+  /* Across keys. */
+  const keydef *ws = find_key("input.window_start"), *we = find_key("input.window_end");
+  int window = has_value(c, ws) || has_value(c, we);
+  char o1[300], o2[300];
+  if (window && c->window_end <= c->window_start)
+    return rt_err_set(err, RT_ERR_USAGE, "%s: input.window_end must be after input.window_start (%s)",
+                      rt_config_origin(c, "input.window_end", o1, sizeof o1),
+                      rt_config_origin(c, "input.window_start", o2, sizeof o2));
+  /* events carry their time as 32-bit seconds from the start of the earliest
+   * window (twice the window for trend): pipeline/read.h */
+  if (window && c->window_end - c->window_start >= ((int64_t)1 << 31))
+    return rt_err_set(err, RT_ERR_USAGE, "%s: the refresh window (input.window_start, %s, to input.window_end) "
+                      "must be shorter than 68 years", rt_config_origin(c, "input.window_end", o1, sizeof o1),
+                      rt_config_origin(c, "input.window_start", o2, sizeof o2));
+  return RT_OK;
 }
 
 void rt_config_resolve_window(rt_config *cfg, int64_t now) {
@@ -436,7 +567,7 @@ uint64_t rt_config_hash(const rt_config *cfg) {
   const char *base = (const char *)cfg;
   for (size_t i = 0; i < NKEYS; i++) {
     const keydef *k = &KEYS[i];
-    if (operational(k->name)) continue;
+    if (k->flags & KF_NOHASH) continue;
     char buf[64];
     const char *v = buf;
     switch (k->type) {
@@ -454,22 +585,58 @@ uint64_t rt_config_hash(const rt_config *cfg) {
   return h;
 }
 
-void rt_config_print_keys(void *file) {
+/* "refresh (unless ...), aggregate" for the commands in mask. */
+static void print_cmds(FILE *f, unsigned mask, waiver unless) {
+  const char *sep = "";
+  for (size_t i = 0; i < NCMDS; i++) {
+    if (!(mask & CMDS[i].bit)) continue;
+    const char *u = unless ? unless(NULL, CMDS[i].bit, NULL) : NULL;
+    fprintf(f, "%s%s%s%s%s", sep, CMDS[i].name, u ? " (" : "", u ? u : "", u ? ")" : "");
+    sep = ", ";
+  }
+}
+
+void rt_config_print_keys(void *file, const char *cmd) {
   FILE *f = file;
+  unsigned only = command_bit(cmd);
+  fprintf(f, "Required, per command (one INI file may serve several commands; each reads the keys it needs):\n");
+  for (size_t c = 0; c < NCMDS; c++) {
+    if (only && CMDS[c].bit != only) continue;
+    fprintf(f, "  %s:\n", CMDS[c].name);
+    for (size_t i = 0; i < NKEYS; i++) {
+      if (!(KEYS[i].req & CMDS[c].bit)) continue;
+      const char *u = KEYS[i].unless ? KEYS[i].unless(NULL, CMDS[c].bit, NULL) : NULL;
+      fprintf(f, "    %s%s%s%s\n", KEYS[i].name, u ? " (" : "", u ? u : "", u ? ")" : "");
+    }
+    if (CMDS[c].bit == E) fprintf(f, "    (the window comes from --from and --to)\n");
+  }
   const char *sect = "";
+  size_t sl = 0;
+  static const char *tn[] = {"string", "integer", "number", "bool", "date", "time", "enum"};
   for (size_t i = 0; i < NKEYS; i++) {
     const keydef *k = &KEYS[i];
+    if (only && !(k->cmds & only)) continue;
     const char *dot = strchr(k->name, '.');
-    if (strncmp(sect, k->name, (size_t)(dot - k->name)) != 0 || sect[dot - k->name] != '\0') {
-      static char s[32];
-      snprintf(s, sizeof s, "%.*s", (int)(dot - k->name), k->name);
-      sect = s;
-      fprintf(f, "\n[%s]\n", sect);
+    if ((size_t)(dot - k->name) != sl || strncmp(sect, k->name, sl) != 0) {
+      sect = k->name, sl = (size_t)(dot - k->name);
+      fprintf(f, "\n[%.*s]\n", (int)sl, sect);
     }
-    static const char *tn[] = {"string", "integer", "number", "bool", "date", "time", "enum"};
-    fprintf(f, "  %-24s %-7s default %-12s %s%s%s\n", dot + 1, k->type == K_ENUM ? k->choices : tn[k->type],
-            *k->dflt ? k->dflt : "(none)", k->doc, "", "");
+    char r[160] = "";
+    if (k->type == K_ENUM) snprintf(r, sizeof r, "one of %s", k->choices);
+    else if (k->ranged) snprintf(r, sizeof r, "%s ", tn[k->type]), range_text(k, r + strlen(r), sizeof r - strlen(r));
+    else if (k->type == K_DATE) snprintf(r, sizeof r, "UTC date YYYY-MM-DD[THH:MM:SSZ]");
+    else if (k->type == K_TIME) snprintf(r, sizeof r, "unix seconds or UTC date");
+    else snprintf(r, sizeof r, "%s", tn[k->type]);
+    fprintf(f, "  %-22s %s%s; default %s\n      read by ", dot + 1, r, k->flags & KF_SECRET ? ", secret" : "",
+            *k->dflt ? k->dflt : "(none)");
+    print_cmds(f, k->cmds, NULL);
+    if (k->req) fprintf(f, "; required by "), print_cmds(f, k->req, k->unless);
+    fprintf(f, "\n      %s\n", k->doc);
   }
+}
+
+void rt_config_print_names(void *file) {
+  for (size_t i = 0; i < NKEYS; i++) fprintf(file, "%s\n", KEYS[i].name);
 }
 
 void rt_config_free(rt_config *cfg) {

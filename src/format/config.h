@@ -1,8 +1,10 @@
 /* config.h — the job configuration: an INI file plus `--set section.key=value`
- * overrides, checked against one table of known keys (config.c), so an
- * unknown or mistyped key is an error naming the file and line, never a
- * silently ignored setting. README "Configuration" lists the same table
- * (`ragtide help config` prints it from the code).
+ * overrides, checked against ONE table of known keys (config.c: name, type,
+ * default, range or values, secret, the commands that read and require it,
+ * doc). An unknown or mistyped key is an error naming the file and line
+ * (or --set) with the nearest key; a value out of range names its range;
+ * never a silently ignored setting. `ragtide help config` prints the table;
+ * README "Configuration" lists the same keys (tests/scripts/usage.sh checks).
  *
  * Relative paths are taken relative to the current working directory. */
 #ifndef RT_FORMAT_CONFIG_H
@@ -11,6 +13,12 @@
 #include <stdint.h>
 
 #include "base/err.h"
+
+/* The commands that read a configuration (what a key applies to and is
+ * required for). */
+enum { RT_CFG_REFRESH = 1, RT_CFG_AGGREGATE = 2, RT_CFG_EVAL = 4, RT_CFG_FINETUNE = 8 };
+
+#define RT_CONFIG_MAX_KEYS 128
 
 typedef struct rt_config {
   /* [input] */
@@ -87,25 +95,40 @@ typedef struct rt_config {
   int64_t threads;         /* per rank; 0 = the CPUs in the rank's affinity mask */
   int64_t grace_s;         /* after a stop signal: seconds in-flight calls may take to finish */
   int64_t lock_stale_s;    /* a lock whose heartbeat is older than this is taken over */
+  /* where each key (by table index) got its value: 0 default, -1 --set, N
+   * line N of file_ (the last file loaded; not owned) */
+  int32_t given_[RT_CONFIG_MAX_KEYS];
+  const char *file_;
 } rt_config;
 
 /* Fill cfg with every key's default. */
 void rt_config_defaults(rt_config *cfg);
 
-/* Parse an INI file over the current values. Unknown section or key, bad
- * value: RT_ERR_USAGE naming path:line and the key. */
+/* Parse an INI file over the current values. Unknown section or key (with
+ * the nearest known key), bad or out-of-range value (with the allowed range
+ * or values): RT_ERR_USAGE naming path:line and the key. */
 int rt_config_load(rt_config *cfg, const char *path, rt_err *err);
 
-/* Apply one "section.key=value" override (from --set). */
+/* Apply one "section.key=value" override (from --set); errors as for a file,
+ * naming "--set" instead of path:line, and never echoing a secret's value. */
 int rt_config_set(rt_config *cfg, const char *assignment, rt_err *err);
 
 /* Defaults, then the file `path`, then every "--set section.key=value" found
  * in argv (in order; other arguments are ignored). No validation. */
 int rt_config_from_args(rt_config *cfg, const char *path, int argc, char **argv, rt_err *err);
 
-/* Cross-key checks after everything is applied (window order, required keys,
- * ranges). */
-int rt_config_validate(const rt_config *cfg, rt_err *err);
+/* Checks after everything is applied: every key's range (values set by
+ * code too), the keys `cmd` requires ("refresh", "aggregate", "eval",
+ * "export-finetune"; NULL: none), and across keys (window order and
+ * length). */
+int rt_config_validate(const rt_config *cfg, const char *cmd, rt_err *err);
+
+/* Whether `key` ("section.key") was set by the file or --set (so a window
+ * start of 1970-01-01 is a date, not "unset"). */
+int rt_config_given(const rt_config *cfg, const char *key);
+/* Where `key` got its value, for messages: "FILE:LINE", "--set", or
+ * "config" (a default, or set by code). Returns buf. */
+const char *rt_config_origin(const rt_config *cfg, const char *key, char *buf, size_t cap);
 
 /* Resolve input.window_days against `now` (unix seconds): the window ends
  * at the last UTC midnight at or before now - window_lag_h hours and starts
@@ -115,8 +138,13 @@ void rt_config_resolve_window(rt_config *cfg, int64_t now);
 /* Stable hash of the effective configuration (for the table header). */
 uint64_t rt_config_hash(const rt_config *cfg);
 
-/* Print the key table (key, type, default, description) for `help config`. */
-void rt_config_print_keys(void *file);
+/* `help config [COMMAND]`: the keys each command requires, then every key
+ * (type, range or values, default, the commands reading it, doc); only the
+ * keys COMMAND reads when cmd is one. */
+void rt_config_print_keys(void *file, const char *cmd);
+/* Every key's name, one per line (`help config --names`: tests compare them
+ * with the README). */
+void rt_config_print_names(void *file);
 
 void rt_config_free(rt_config *cfg);
 

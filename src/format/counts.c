@@ -32,8 +32,8 @@
 #define GRP_MAX 4096        /* records per group at most */
 
 struct rt_counts_writer {
-  char *path, tmp[4096];
-  FILE *f;
+  char *path;
+  rt_atomic_file af; /* PATH.tmp.PID until finished */
   ZSTD_CCtx *cc;
   unsigned char *buf; /* packed bytes not yet given to zstd */
   size_t len, cap;
@@ -109,8 +109,8 @@ static int pump(rt_counts_writer *w, const void *data, size_t size, int end, rt_
     left = ZSTD_compressStream2(w->cc, &out, &in, mode);
     if (ZSTD_isError(left))
       return rt_err_set(err, RT_ERR_INTERNAL, "compressing %s: %s", w->path, ZSTD_getErrorName(left));
-    if (out.pos && fwrite(w->zbuf, 1, out.pos, w->f) != out.pos)
-      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s (disk full?)", w->tmp);
+    if (out.pos && fwrite(w->zbuf, 1, out.pos, w->af.f) != out.pos)
+      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s (disk full?)", w->af.tmp);
   } while (end ? left != 0 : in.pos < in.size);
   return RT_OK;
 }
@@ -119,14 +119,11 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
                           rt_err *err) {
   rt_counts_writer *w = rt_xcalloc(1, sizeof *w);
   w->path = rt_xstrdup(path);
-  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
-  w->f = fopen(w->tmp, "wb");
-  if (!w->f) {
-    int rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s: %s (check that the directory exists)", w->tmp,
-                        strerror(errno));
+  int orc = rt_atomic_open(&w->af, path, err);
+  if (orc) {
     free(w->path);
     free(w);
-    return rc;
+    return orc;
   }
   w->cc = ZSTD_createCCtx();
   /* Level 1: on 12 M records it takes 0.36 CPU s against level 3's 0.48 s
@@ -168,7 +165,7 @@ int rt_counts_writer_open(const char *path, const rt_counts_meta *m, uint64_t re
   msgpack_pack_str_with_body(pk, m->run_id, strlen(m->run_id));
   msgpack_pack_str_with_body(pk, "records", 7);
   msgpack_pack_uint64(pk, records);
-  int rc = fwrite(MAGIC, 1, 8, w->f) == 8 ? RT_OK : rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s", w->tmp);
+  int rc = fwrite(MAGIC, 1, 8, w->af.f) == 8 ? RT_OK : rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s", w->af.tmp);
   w->cap = sb.size > PACK_CAP ? sb.size : PACK_CAP;
   w->buf = rt_xmalloc(w->cap);
   memcpy(w->buf, sb.data, sb.size);
@@ -243,8 +240,7 @@ int rt_counts_writer_add(rt_counts_writer *w, const rt_count *rec, size_t n, rt_
 
 void rt_counts_writer_abort(rt_counts_writer *w) {
   if (!w) return;
-  if (w->f) fclose(w->f);
-  unlink(w->tmp);
+  rt_atomic_abort(&w->af); /* nothing left once committed */
   ZSTD_freeCCtx(w->cc);
   free(w->buf);
   free(w->grp);
@@ -260,16 +256,8 @@ int rt_counts_writer_finish(rt_counts_writer *w, rt_err *err) {
                             w->path, (unsigned long long)w->added, (unsigned long long)w->declared);
   if (rc == RT_OK) rc = flush_group(w, err);
   if (rc == RT_OK) rc = pump(w, w->buf, w->len, 1, err);
-  if (rc == RT_OK && (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0))
-    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", w->tmp, strerror(errno));
-  if (rc == RT_OK) {
-    fclose(w->f);
-    w->f = NULL;
-    if (rename(w->tmp, w->path) != 0)
-      rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
-    else rc = rt_fsync_dir_of(w->path, err);
-  }
-  rt_counts_writer_abort(w); /* frees; the temp file is gone after a rename */
+  if (rc == RT_OK) rc = rt_atomic_commit(&w->af, err); /* fsync, rename, fsync the directory */
+  rt_counts_writer_abort(w); /* frees; removes the temp file unless committed */
   return rc;
 }
 

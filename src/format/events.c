@@ -655,8 +655,8 @@ void rt_events_close(rt_event_reader *r) {
 /* ------------------------------------------------------------------------ */
 
 struct rt_event_writer {
-  char *path, *tmp;
-  int fd;
+  char *path;
+  rt_atomic_file af; /* PATH.tmp.PID until finished */
   int fmt;
   int tsv;
   ZSTD_CCtx *cctx;
@@ -681,15 +681,7 @@ static inline int stage_append(rt_event_writer *w, const char *b, size_t n) {
 #include <msgpack/pack_template.h>
 
 static int write_all(rt_event_writer *w, const char *p, size_t n, rt_err *err) {
-  while (n) {
-    ssize_t k = write(w->fd, p, n);
-    if (k < 0 && errno == EINTR) continue;
-    if (k < 0)
-      return rt_err_set(err, RT_ERR_OUTPUT, "cannot write %s: %s (check free space)", w->tmp, strerror(errno));
-    p += k;
-    n -= (size_t)k;
-  }
-  return RT_OK;
+  return rt_atomic_write(&w->af, p, n, err);
 }
 
 /* Push the staged bytes out; `end` closes the zstd frame. */
@@ -704,7 +696,7 @@ static int flush_buf(rt_event_writer *w, int end, rt_err *err) {
     ZSTD_outBuffer out = {w->zout, w->zcap, 0};
     size_t rem = ZSTD_compressStream2(w->cctx, &out, &in, end ? ZSTD_e_end : ZSTD_e_continue);
     if (ZSTD_isError(rem))
-      return rt_err_set(err, RT_ERR_INTERNAL, "%s: zstd compression failed: %s", w->tmp,
+      return rt_err_set(err, RT_ERR_INTERNAL, "%s: zstd compression failed: %s", w->path,
                         ZSTD_getErrorName(rem));
     if (out.pos) {
       int rc = write_all(w, w->zout, out.pos, err);
@@ -727,11 +719,7 @@ int rt_events_create(const char *path, int level, rt_event_writer **out, rt_err 
   if (zst && (level < 1 || level > 19))
     return rt_err_set(err, RT_ERR_USAGE, "%s: zstd level %d is outside 1..19", path, level);
   rt_event_writer *w = rt_xcalloc(1, sizeof *w);
-  w->fd = -1;
   w->path = rt_xstrdup(path);
-  size_t tl = strlen(path) + 32;
-  w->tmp = rt_xmalloc(tl);
-  snprintf(w->tmp, tl, "%s.tmp.%ld", path, (long)getpid());
   w->fmt = fmt;
   w->tsv = fmt == RT_EVFMT_TSV || fmt == RT_EVFMT_TSV_ZST;
   w->buf = rt_xmalloc(WR_BUF);
@@ -748,13 +736,10 @@ int rt_events_create(const char *path, int level, rt_event_writer **out, rt_err 
     w->zcap = ZSTD_CStreamOutSize();
     w->zout = rt_xmalloc(w->zcap);
   }
-  w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (w->fd < 0) {
-    int e = errno;
-    rt_err_set(err, RT_ERR_OUTPUT, "cannot create %s: %s (check that the directory exists and is writable)",
-               w->tmp, strerror(e));
+  int rc = rt_atomic_open(&w->af, path, err);
+  if (rc) {
     rt_events_abort(w);
-    return RT_ERR_OUTPUT;
+    return rc;
   }
   *out = w;
   return RT_OK;
@@ -823,7 +808,6 @@ static void writer_free(rt_event_writer *w) {
   if (w->cctx) ZSTD_freeCCtx(w->cctx);
   free(w->zout);
   free(w->buf);
-  free(w->tmp);
   free(w->path);
   free(w);
 }
@@ -831,23 +815,14 @@ static void writer_free(rt_event_writer *w) {
 int rt_events_finish(rt_event_writer *w, rt_err *err) {
   if (!w) return rt_err_set(err, RT_ERR_INTERNAL, "rt_events_finish: no writer");
   int rc = flush_buf(w, 1, err);
-  if (rc == RT_OK && fsync(w->fd) != 0)
-    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot flush %s: %s", w->tmp, strerror(errno));
-  if (close(w->fd) != 0 && rc == RT_OK)
-    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot close %s: %s", w->tmp, strerror(errno));
-  w->fd = -1;
-  if (rc == RT_OK && rename(w->tmp, w->path) != 0)
-    rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
-  if (rc != RT_OK) unlink(w->tmp);
+  if (rc == RT_OK) rc = rt_atomic_commit(&w->af, err); /* fsync, rename, fsync the directory */
+  else rt_atomic_abort(&w->af);
   writer_free(w);
   return rc;
 }
 
 void rt_events_abort(rt_event_writer *w) {
   if (!w) return;
-  if (w->fd >= 0) {
-    close(w->fd);
-    unlink(w->tmp);
-  }
+  rt_atomic_abort(&w->af);
   writer_free(w);
 }

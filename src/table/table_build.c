@@ -299,7 +299,10 @@ static int fsync_dir_of(const char *path) {
   return rc;
 }
 
-int ragtide_write_file_durable(const char *path, const uint8_t *data, size_t len, char *errbuf, size_t errcap) {
+/* Write data to path durably and atomically: path.tmp.PID, fsync, rename,
+ * fsync the directory; a failure leaves an existing file at path untouched.
+ * (libragtide's own: src/base/util.c rt_write_file_atomic is the tools'.) */
+static int write_durable(const char *path, const uint8_t *data, size_t len, char *errbuf, size_t errcap) {
   char tmp[4096];
   if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp)
     return fail(errbuf, errcap, RAGTIDE_E_ARG, "path too long: %s", path);
@@ -348,7 +351,7 @@ int ragtide_builder_write(ragtide_table_builder *b, const char *path, char *errb
   size_t len;
   int rc = ragtide_builder_serialize(b, &data, &len, errbuf, errcap);
   if (rc) return rc;
-  rc = ragtide_write_file_durable(path, data, len, errbuf, errcap);
+  rc = write_durable(path, data, len, errbuf, errcap);
   free(data);
   return rc;
 }

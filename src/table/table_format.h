@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#define RAGTIDE_STATIC_LINKING_ONLY /* the builder is ours */
 #include <ragtide/table.h>
 
 #define TBL_MAGIC "RAGTIDE\x1a" /* 8 bytes; 0x1a stops a `type`/`cat` of the binary */

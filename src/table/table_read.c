@@ -18,6 +18,9 @@
 #include <zstd.h>
 
 
+unsigned ragtide_version_number(void) { return RAGTIDE_VERSION_NUMBER; }
+const char *ragtide_version_string(void) { return RAGTIDE_VERSION_STRING; }
+
 const char *ragtide_strerror(int status) {
   switch (status) {
   case RAGTIDE_OK: return "ok";

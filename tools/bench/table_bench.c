@@ -8,6 +8,7 @@
  *       [--run-id R] [--base-run-id R] [--catalog-hash H] [--model M] [--day D]
  *       [--created-at T]
  * Not a test: timings depend on the machine. */
+#define RAGTIDE_STATIC_LINKING_ONLY /* it builds tables: the experimental builder API */
 #include <ragtide/table.h>
 
 #include <inttypes.h>
