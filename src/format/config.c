@@ -49,7 +49,8 @@ static const keydef KEYS[] = {
    "shards are already split by user (each user in one shard): skip the user shuffle"},
   {"input.on_bad_event", K_ENUM, O(on_bad_event), "fail", "fail|skip",
    "an event with an unknown cluster, a malformed timestamp (negative, or >= 1e11: milliseconds) or a NaN "
-   "engagement: fail the run, or skip and count it (events outside the window are always counted and skipped)"},
+   "engagement, or a malformed TSV line (wrong field count, not a number, a header line): fail the run naming "
+   "file:line, or skip and count it per reason (events outside the window are always counted and skipped)"},
   {"retrieval.mode", K_ENUM, O(retrieval_mode), "frequency", "frequency|trend",
    "frequency: most frequent successors in the window; trend: largest increase vs the previous window"},
   {"retrieval.top_n", K_INT, O(top_n), "1", NULL, "retrieved successors per pair (the paper uses 1)"},
