@@ -6,6 +6,7 @@
  * Nothing here may exit: a parser that exits on bad input is a finding. */
 #ifndef RT_FUZZ_COMMON_H
 #define RT_FUZZ_COMMON_H
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,15 +15,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static char fz_dir_buf[128];
+
+/* Remove the scratch directory at exit (a crash leaves it, beside its artifact). */
+static void fz_cleanup(void) {
+  DIR *d = opendir(fz_dir_buf);
+  if (!d) return;
+  struct dirent *e;
+  char p[512];
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    snprintf(p, sizeof p, "%s/%s", fz_dir_buf, e->d_name);
+    unlink(p);
+  }
+  closedir(d);
+  rmdir(fz_dir_buf);
+}
+
 /* The scratch directory of this process (created once). */
 static inline const char *fz_dir(void) {
-  static char dir[128];
-  if (!dir[0]) {
+  if (!fz_dir_buf[0]) {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof dir, "%s/ragtide-fuzz-%ld", base, (long)getpid());
-    mkdir(dir, 0700);
+    snprintf(fz_dir_buf, sizeof fz_dir_buf, "%s/ragtide-fuzz-%ld", base, (long)getpid());
+    mkdir(fz_dir_buf, 0700);
+    atexit(fz_cleanup);
   }
-  return dir;
+  return fz_dir_buf;
 }
 
 /* dir/name, in a static buffer per slot (0..3). */
