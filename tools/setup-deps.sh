@@ -16,6 +16,7 @@ PKGS=(
   slurm-wlm munge                      # tests/scripts/slurm.sh starts a private single-node Slurm
                                        # (it does not use the packages' own services)
   gnuplot-nox                          # plots of tools/experiments/cadence.sh
+  clang libclang-rt-14-dev             # the fuzz targets (libFuzzer, ASan, UBSan): tools/fuzz.sh
 )
 
 missing=()

@@ -2,7 +2,8 @@
 # Run every ragtide test: installs the Debian packages it needs, builds, runs
 # the unit tests (Criterion), the multi-rank and end-to-end tests (CTest),
 # then the unit and end-to-end tests again under AddressSanitizer +
-# UndefinedBehaviorSanitizer.
+# UndefinedBehaviorSanitizer, then every fuzz target (tests/fuzz/) for a few
+# seconds on its seed corpus (clang, libFuzzer + ASan + UBSan).
 #   tools/test.sh            everything
 #   tools/test.sh -L unit    only tests with that CTest label (unit, e2e)
 set -euo pipefail
@@ -41,6 +42,17 @@ if [ $# -eq 0 ] || [ "$*" = "-L unit" ]; then
   # runs under the sanitizers in refresh_e2e, faults and the unit tests).
   (cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest -L e2e -E "llama_server|install_consumer|slurm|resume" \
     --output-on-failure -j2 --timeout 900) || status=1
+fi
+if [ $# -eq 0 ]; then
+  # A fresh corpus from the seeds (made again by the tools just built, with the
+  # committed regression inputs of tests/fuzz/seeds/); a crash, leak, timeout
+  # or sanitizer report in any target fails the run. FUZZ_SECONDS overrides 4.
+  echo "== fuzz targets, ${FUZZ_SECONDS:-4} s each on their seed corpora (clang: libFuzzer + ASan + UBSan) =="
+  fuzz_start=$(date +%s)
+  rm -rf build-fuzz/seeds
+  FUZZ_FRESH=1 RAGTIDE_BUILD="$PWD/build" RAGTIDE_FUZZ_BUILD="$PWD/build-fuzz" tools/fuzz.sh all "${FUZZ_SECONDS:-4}" ||
+    status=1
+  echo "   (fuzz step: $(( $(date +%s) - fuzz_start )) s, clang build included)"
 fi
 echo "== tools/test.sh finished in $(( $(date +%s) - start )) s: $([ $status -eq 0 ] && echo PASS || echo FAIL) =="
 exit $status

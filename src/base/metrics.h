@@ -27,6 +27,9 @@
   X(read, bad_unknown_cluster, SUM)                                            \
   X(read, bad_timestamp, SUM)                                                  \
   X(read, bad_engagement, SUM)                                                 \
+  X(read, bad_fields, SUM)                                                     \
+  X(read, bad_number, SUM)                                                     \
+  X(read, bad_header, SUM)                                                     \
   X(read, us, MAX)                                                             \
   X(shuffle, events_sent, SUM)                                                 \
   X(shuffle, events_received, SUM)                                             \

@@ -350,6 +350,25 @@ static const char *route_label(const rt_job *job) {
  * its own part of the batch, with its own watch counts. Collective. */
 static uint64_t metric(rt_metric m) { return __atomic_load_n(&rt_metrics[m], __ATOMIC_RELAXED); }
 
+/* After the read stage (collective): with input.on_bad_event = skip, rank 0
+ * logs the events and lines skipped, per reason, summed over the ranks (the
+ * same counters end in the summary's stages.read). */
+static void log_skipped(const rt_job *job) {
+  static const rt_metric m[6] = {RT_M_read_bad_unknown_cluster, RT_M_read_bad_timestamp, RT_M_read_bad_engagement,
+                                 RT_M_read_bad_fields, RT_M_read_bad_number, RT_M_read_bad_header};
+  uint64_t v[6], t[6];
+  for (int i = 0; i < 6; i++) v[i] = metric(m[i]);
+  MPI_Reduce(v, t, 6, MPI_UINT64_T, MPI_SUM, 0, job->comm);
+  if (job->rank != 0) return;
+  uint64_t all = 0;
+  for (int i = 0; i < 6; i++) all += t[i];
+  if (all)
+    rt_warn("read: skipped %llu bad events and lines (input.on_bad_event = skip): unknown cluster %llu, "
+            "bad timestamp %llu, NaN engagement %llu, wrong field count %llu, not a number %llu, header line %llu",
+            (unsigned long long)all, (unsigned long long)t[0], (unsigned long long)t[1], (unsigned long long)t[2],
+            (unsigned long long)t[3], (unsigned long long)t[4], (unsigned long long)t[5]);
+}
+
 static int read_and_store(rt_job *job, const mem_plan *mp, rt_spill *store, rt_err *err) {
   const int T = job->threads;
   /* Progress after each round: bytes of the shards read (of the plan's
@@ -412,8 +431,9 @@ static int read_and_store(rt_job *job, const mem_plan *mp, rt_spill *store, rt_e
     if (all_done) break;
   }
   rt_progress_finish(&prog, metric(RT_M_read_bytes_in));
+  for (int t = 0; t < T; t++) rt_read_end(&cur[t]); /* closing a shard counts its skipped lines */
+  if (rc == RT_OK) log_skipped(job);
   for (int t = 0; t < T; t++) {
-    rt_read_end(&cur[t]);
     free(part[t].data);
     if (t > 0) {
       for (uint32_t c = 0; c < job->cat.n; c++) job->watch[c] += watch[t][c];

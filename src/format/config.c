@@ -103,7 +103,8 @@ static const keydef KEYS[] = {
       DOC("shards are already split by user (each user in one shard): skip the user shuffle")),
   KEY("input.on_bad_event", K_ENUM, on_bad_event, "fail", ONEOF("fail|skip"), FOR(R | A | E), FLAGS(KF_NOHASH),
       DOC("an event with an unknown cluster, a malformed timestamp (negative, or >= 1e11: milliseconds) or a NaN "
-          "engagement: fail the run, or skip and count it (events outside the window are always counted and "
+          "engagement, or a malformed TSV line (wrong field count, not a number, a header line): fail the run "
+          "naming file:line, or skip and count it per reason (events outside the window are always counted and "
           "skipped)")),
   KEY("retrieval.mode", K_ENUM, retrieval_mode, "frequency", ONEOF("frequency|trend"), FOR(R),
       DOC("frequency: most frequent successors in the window; trend: largest increase vs the previous window")),

@@ -63,6 +63,9 @@ struct rt_event_reader {
   uint64_t base;        /* decompressed-stream offset of buf[0] */
   uint64_t bytes_in;    /* file bytes read */
   uint64_t line;        /* TSV: number of lines consumed */
+  int seen_line;        /* TSV: a non-blank line was consumed (the next one is not the first) */
+  int skip_malformed;   /* TSV: skip malformed lines, counted in skips */
+  rt_events_skips skips;
   int eof;              /* no more decompressed bytes will come */
   int failed;           /* sticky: every later read repeats the error */
   rt_err fail;
@@ -551,7 +554,8 @@ static int parse_float(const char *s, size_t n, float *out) {
   return 0;
 }
 
-/* Parse one TSV line (no newline). Returns 0, 1 for a blank line, -1 with why filled. */
+/* Parse one TSV line (no newline). Returns 0, 1 for a blank line, -1 (not 4
+ * fields) or -2 (a field that is not a number of its type) with why filled. */
 static int parse_tsv_line(const char *s, size_t n, rt_event *ev, char *why, size_t cap) {
   if (n > 0 && s[n - 1] == '\r') n--;
   if (n == 0) return 1;
@@ -575,23 +579,23 @@ static int parse_tsv_line(const char *s, size_t n, rt_event *ev, char *why, size
   if (parse_u64(f[0], fl[0], &ev->user)) {
     snprintf(why, cap, "user \"%.*s\" is not a non-negative 64-bit integer", (int)(fl[0] > 40 ? 40 : fl[0]),
              f[0]);
-    return -1;
+    return -2;
   }
   if (parse_i64(f[1], fl[1], &ev->ts)) {
     snprintf(why, cap, "ts \"%.*s\" is not a 64-bit integer (unix seconds)", (int)(fl[1] > 40 ? 40 : fl[1]),
              f[1]);
-    return -1;
+    return -2;
   }
   uint64_t c;
   if (parse_u64(f[2], fl[2], &c) || c > UINT32_MAX) {
     snprintf(why, cap, "cluster \"%.*s\" is not an unsigned 32-bit integer", (int)(fl[2] > 40 ? 40 : fl[2]),
              f[2]);
-    return -1;
+    return -2;
   }
   ev->cluster = (uint32_t)c;
   if (parse_float(f[3], fl[3], &ev->engagement)) {
     snprintf(why, cap, "engagement \"%.*s\" is not a number", (int)(fl[3] > 40 ? 40 : fl[3]), f[3]);
-    return -1;
+    return -2;
   }
   return 0;
 }
@@ -618,9 +622,33 @@ static long read_tsv(rt_event_reader *r, rt_event *out, size_t max, rt_err *err)
     r->line++;
     char why[256];
     int rc = parse_tsv_line(s, len, &out[n], why, sizeof why);
+    /* A header: the shard's first non-blank line, malformed, starting with a
+     * letter (an event line starts with the user id's digits). */
+    int header = rc < 0 && !r->seen_line && len > 0 && ((s[0] | 0x20) >= 'a' && (s[0] | 0x20) <= 'z');
+    if (header) {
+      size_t hl = len;
+      while (hl > 0 && s[hl - 1] == '\r') hl--;
+      char shown[64];
+      size_t k = 0;
+      for (size_t i = 0; i < hl && k + 3 < sizeof shown; i++) /* tabs shown as \t, the rest printable */
+        if (s[i] == '\t') shown[k++] = '\\', shown[k++] = 't';
+        else shown[k++] = (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f ? s[i] : '?';
+      shown[k] = '\0';
+      snprintf(why, sizeof why, "a header line (\"%s%s\"), but shards have none", shown, k < hl ? "..." : "");
+    }
+    if (rc != 1) r->seen_line = 1;
+    if (rc < 0 && r->skip_malformed) {
+      if (header) r->skips.header++;
+      else if (rc == -1) r->skips.fields++;
+      else r->skips.number++;
+      if (!r->skips.first[0])
+        snprintf(r->skips.first, sizeof r->skips.first, "%s:%llu: %s", r->path, (unsigned long long)r->line, why);
+      rc = 1;
+    }
     if (rc < 0)
-      return reader_fail(r, err, RT_ERR_INPUT, "%s:%llu: %s; fix or regenerate the shard", r->path,
-                         (unsigned long long)r->line, why);
+      return reader_fail(r, err, RT_ERR_INPUT,
+                         "%s:%llu: %s; fix or regenerate the shard, or set input.on_bad_event = skip to count "
+                         "and skip malformed lines", r->path, (unsigned long long)r->line, why);
     if (rc == 0) n++;
     r->pos += nl ? len + 1 : len;
   }
@@ -638,6 +666,33 @@ long rt_events_read(rt_event_reader *r, rt_event *buf, size_t max, rt_err *err) 
 }
 
 uint64_t rt_events_bytes_in(const rt_event_reader *r) { return r ? r->bytes_in : 0; }
+
+void rt_events_skip_malformed(rt_event_reader *r, int on) {
+  if (r) r->skip_malformed = on;
+}
+
+const rt_events_skips *rt_events_skipped(const rt_event_reader *r) { return &r->skips; }
+
+int rt_events_locate(const char *path, uint64_t idx, int skip_malformed, char *out, size_t cap) {
+  rt_event_reader *r;
+  rt_err err;
+  if (rt_events_open(path, &r, &err) != RT_OK) return -1;
+  rt_events_skip_malformed(r, skip_malformed);
+  rt_event ev;
+  int found = -1;
+  for (uint64_t i = 0;; i++) {
+    uint64_t at = r->base + r->pos; /* msgpack: where the next record starts */
+    if (rt_events_read(r, &ev, 1, &err) != 1) break;
+    if (i == idx) {
+      if (r->tsv) snprintf(out, cap, "%s:%llu", path, (unsigned long long)r->line);
+      else snprintf(out, cap, "%s: byte %llu", path, (unsigned long long)at);
+      found = 0;
+      break;
+    }
+  }
+  rt_events_close(r);
+  return found;
+}
 
 void rt_events_close(rt_event_reader *r) {
   if (!r) return;

@@ -47,6 +47,29 @@ int rt_events_open(const char *path, rt_event_reader **out, rt_err *err);
  * the decompression window and `max`, whatever the shard size. */
 long rt_events_read(rt_event_reader *r, rt_event *buf, size_t max, rt_err *err);
 
+/* Malformed TSV lines a reader skipped (rt_events_skip_malformed), by reason. */
+typedef struct rt_events_skips {
+  uint64_t fields;             /* not 4 tab-separated fields */
+  uint64_t number;             /* a field that is not a number of its type */
+  uint64_t header;             /* a header line: the first non-blank line, malformed, starting with a letter */
+  char first[RT_ERR_MSG_MAX];  /* "PATH:LINE: why" of the first one skipped; "" if none */
+} rt_events_skips;
+
+/* TSV shards: skip malformed lines (wrong field count, a field that is not a
+ * number, a header line) instead of failing, counting them by reason
+ * (input.on_bad_event = skip). Without it (the default) such a line is an
+ * error naming PATH:LINE (1-based). No effect on msgpack shards: a damaged
+ * msgpack stream cannot be resynchronised, so its errors always fail. */
+void rt_events_skip_malformed(rt_event_reader *r, int on);
+const rt_events_skips *rt_events_skipped(const rt_event_reader *r);
+
+/* Where event #idx (0-based, counting the events rt_events_read returned,
+ * with the same skip_malformed setting) of the shard at path is: writes
+ * "PATH:LINE" (TSV, 1-based) or "PATH: byte D" (msgpack, offset in the
+ * decompressed stream) to out and returns 0; -1 if the shard holds no such
+ * event. Re-reads the shard from the start: for error messages only. */
+int rt_events_locate(const char *path, uint64_t idx, int skip_malformed, char *out, size_t cap);
+
 /* Compressed bytes consumed so far (for progress reporting). */
 uint64_t rt_events_bytes_in(const rt_event_reader *r);
 

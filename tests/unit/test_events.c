@@ -629,6 +629,103 @@ Test(events, tsv_error_line_past_first_buffer) {
   expect_error(tpath("far.tsv"), 1000, ".tsv:30001: cluster \"three\"", NULL);
 }
 
+Test(events, tsv_header_line_is_named) {
+  const char *text = "user_id\tts\tcluster_id\tengagement\r\n1\t2\t3\t0.5\n";
+  put_file(tpath("h.tsv"), text, strlen(text));
+  char want[700];
+  snprintf(want, sizeof want,
+           "%s:1: a header line (\"user_id\\tts\\tcluster_id\\tengagement\"), but shards have none; fix or "
+           "regenerate the shard, or set input.on_bad_event = skip to count and skip malformed lines",
+           tpath("h.tsv"));
+  rt_event_reader *r;
+  rt_err err = {0};
+  rt_event ev[4];
+  cr_assert_eq(rt_events_open(tpath("h.tsv"), &r, &err), RT_OK);
+  cr_assert_eq(rt_events_read(r, ev, 4, &err), -1);
+  cr_assert_str_eq(err.msg, want);
+  rt_events_close(r);
+  /* only the first non-blank line can be a header: later, the same line has the wrong type */
+  bad_tsv("h2.tsv", "\n1\t2\t3\t0.5\nuser_id\tts\tcluster_id\tengagement\n", ":3: user \"user_id\"", NULL);
+  bad_tsv("h3.tsv", "\n\nuser\tts\n", ":3: a header line (\"user\\tts\")", NULL);
+}
+
+/* input.on_bad_event = skip: malformed lines are skipped and counted by reason;
+ * the events around them come through, and the first skipped line is named. */
+static void skip_case(const char *name, int zst) {
+  const char *text = "user\tts\tcluster\tengagement\n"   /* 1 header */
+                     "1\t100\t3\t0.5\n"                 /* 2 */
+                     "\n"                                 /* 3 blank */
+                     "1\t101\t3\n"                       /* 4 fields */
+                     "x\t102\t3\t0.5\n"                 /* 5 number (not the first line) */
+                     "1\t103\t3\t0.5\t1\n"             /* 6 fields */
+                     "1\t104\t3\tnan\n"                 /* 7 an event (NaN is the read stage's) */
+                     "1\t1e3\t3\t0.5\n"                 /* 8 number */
+                     "2\t105\t4\t1\r\n"                /* 9 */
+                     "1\t106\t-3\t0.5";                 /* 10 number, no final newline */
+  if (zst) {
+    size_t zl;
+    void *z = zcompress(text, strlen(text), &zl);
+    put_file(tpath(name), z, zl);
+    free(z);
+  } else {
+    put_file(tpath(name), text, strlen(text));
+  }
+  rt_event_reader *r;
+  rt_err err = {0};
+  cr_assert_eq(rt_events_open(tpath(name), &r, &err), RT_OK, "%s", err.msg);
+  rt_events_skip_malformed(r, 1);
+  rt_event ev[8];
+  size_t n = 0;
+  long got;
+  while ((got = rt_events_read(r, ev + n, 1, &err)) > 0) n += (size_t)got; /* one at a time: every refill */
+  cr_assert_eq(got, 0, "%s", err.msg);
+  cr_assert_eq(n, 3);
+  cr_assert_eq(ev[0].ts, 100);
+  cr_assert(isnan(ev[1].engagement));
+  cr_assert_eq(ev[2].user, 2);
+  cr_assert_eq(ev[2].cluster, 4);
+  const rt_events_skips *sk = rt_events_skipped(r);
+  cr_assert_eq(sk->header, 1);
+  cr_assert_eq(sk->fields, 2);
+  cr_assert_eq(sk->number, 3);
+  char want[700];
+  snprintf(want, sizeof want, "%s:1: a header line (\"user\\tts\\tcluster\\tengagement\"), but shards have none",
+           tpath(name));
+  cr_assert_str_eq(sk->first, want);
+  rt_events_close(r);
+  /* where each event is, counting as the skipping reader counts */
+  char where[600];
+  cr_assert_eq(rt_events_locate(tpath(name), 0, 1, where, sizeof where), 0);
+  snprintf(want, sizeof want, "%s:2", tpath(name));
+  cr_assert_str_eq(where, want);
+  cr_assert_eq(rt_events_locate(tpath(name), 2, 1, where, sizeof where), 0);
+  snprintf(want, sizeof want, "%s:9", tpath(name));
+  cr_assert_str_eq(where, want);
+  cr_assert_eq(rt_events_locate(tpath(name), 3, 1, where, sizeof where), -1);
+  /* without skipping, the header is an error: no event #0 */
+  cr_assert_eq(rt_events_locate(tpath(name), 0, 0, where, sizeof where), -1);
+}
+
+Test(events, tsv_skip_malformed_counts_by_reason) { skip_case("s.tsv", 0); }
+Test(events, tsv_zst_skip_malformed_counts_by_reason) { skip_case("s.tsv.zst", 1); }
+
+Test(events, locate_msgpack_byte_offset) {
+  rt_event ev[3] = {{1, 100, 3, 0.5f}, {123456789012ULL, 1767225600, 4000000001u, 1.0f}, {2, 5, 6, 0.25f}};
+  const char *names[] = {"l.msgpack", "l.msgpack.zst"};
+  for (int k = 0; k < 2; k++) {
+    write_events(tpath(names[k]), ev, 3);
+    char where[600], want[600];
+    cr_assert_eq(rt_events_locate(tpath(names[k]), 0, 0, where, sizeof where), 0);
+    snprintf(want, sizeof want, "%s: byte 0", tpath(names[k]));
+    cr_assert_str_eq(where, want);
+    /* [1, 100, 3, 0.5f]: 1 + 1 + 1 + 1 + 5 bytes */
+    cr_assert_eq(rt_events_locate(tpath(names[k]), 1, 0, where, sizeof where), 0);
+    snprintf(want, sizeof want, "%s: byte 9", tpath(names[k]));
+    cr_assert_str_eq(where, want);
+    cr_assert_eq(rt_events_locate(tpath(names[k]), 3, 0, where, sizeof where), -1);
+  }
+}
+
 Test(events, tsv_overlong_line) {
   size_t big = 300 * 1024;
   char *text = rt_xmalloc(big + 16);
