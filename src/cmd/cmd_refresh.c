@@ -514,8 +514,13 @@ static void add_endpoint(json_t *s, json_t *endpoint, const uint64_t *total, con
     return;
   }
   double in = (double)total[RT_M_infer_prompt_tokens], out = (double)total[RT_M_infer_completion_tokens];
+  /* Tokens answered through a Batch API cost half (both providers). */
+  double bin = (double)total[RT_M_infer_batch_prompt_tokens], bout = (double)total[RT_M_infer_batch_completion_tokens];
   json_t *c = json_object();
-  json_object_set_new(c, "usd", json_real(in * cfg->price_in_per_mtok / 1e6 + out * cfg->price_out_per_mtok / 1e6));
+  json_object_set_new(c, "usd", json_real((in - bin / 2) * cfg->price_in_per_mtok / 1e6 +
+                                          (out - bout / 2) * cfg->price_out_per_mtok / 1e6));
+  json_object_set_new(c, "batch_prompt_tokens", json_integer((json_int_t)bin));
+  json_object_set_new(c, "batch_completion_tokens", json_integer((json_int_t)bout));
   json_object_set_new(c, "prompt_tokens", json_integer((json_int_t)in));
   json_object_set_new(c, "completion_tokens", json_integer((json_int_t)out));
   json_object_set_new(c, "price_in_per_mtok", json_real(cfg->price_in_per_mtok));
@@ -657,6 +662,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   /* Stages 7–9 in batches, so prompts and answers in memory stay bounded. */
   size_t batch = (size_t)cfg->concurrency * 16;
   if (batch < 1024) batch = 1024;
+  if (rt_llm_client_batch(r.client)) batch = SIZE_MAX; /* batch mode: one provider run for all of a rank's pairs */
   uint64_t mine = ret.ctx.len, npairs = (uint64_t)job.cat.n * (job.cat.n - 1), done = 0;
   if (!base_mode) MPI_Allreduce(&mine, &npairs, 1, MPI_UINT64_T, MPI_SUM, job.comm);
   rt_progress prog;
@@ -694,7 +700,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   if (rc == RT_OK && stopped)
     rc = rt_err_set(&err, RT_ERR_INTERRUPTED, "interrupted by %s after %llu pairs on this rank",
                     rt_stop_name(rt_stop_requested()), (unsigned long long)done);
-  if (rc == RT_ERR_INTERRUPTED)
+  if (rc == RT_ERR_INTERRUPTED && rt_stop_requested()) /* (no signal: llm.batch_deadline said why) */
     rt_err_set(&err, RT_ERR_INTERRUPTED, "interrupted by %s: the LLM stage stopped (calls in flight had "
                "job.grace_s = %lld s); nothing published; every answer received is in the journal %s — rerun "
                "the same command to resume", rt_stop_name(rt_stop_requested()), (long long)cfg->grace_s,
@@ -723,6 +729,7 @@ int rt_cmd_refresh(int argc, char **argv) {
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job.comm, total);
   json_t *endpoint = rt_summary_llm(job.comm, r.client ? rt_llm_get_stats(r.client) : NULL); /* rank 0 */
+  if (rt_llm_client_batch(r.client)) rt_summary_batches(job.comm, endpoint, rt_llm_batch_report(r.client));
 
   /* Stage 11 (rank 0): gates, overlay, publish, summary. */
   overlay_ctx oc = {.candidates = (int)cfg->candidates, .day = r.day};
@@ -876,6 +883,7 @@ out:
     uint64_t tot[RT_M_COUNT];
     rt_metrics_reduce(job.comm, tot);
     json_t *ep = rt_summary_llm(job.comm, r.client ? rt_llm_get_stats(r.client) : NULL);
+    if (rt_llm_client_batch(r.client)) rt_summary_batches(job.comm, ep, rt_llm_batch_report(r.client));
     json_t *rss2 = rt_summary_rss(job.comm);
     if (job.rank == 0) {
       const char *st = rc == RT_ERR_INTERRUPTED ? "interrupted" : "failed";

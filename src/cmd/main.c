@@ -27,6 +27,13 @@ static const rt_command COMMANDS[] = {
     {"aggregate", rt_cmd_aggregate, "count triples per pair and day into a counts file (MPI)",
      "usage: mpirun -n N ragtide aggregate --config FILE --out COUNTS [--format tsv] [--set section.key=value ...]\n"
      "  --format tsv         write the counts as TSV instead of the counts file (docs/formats.md §4)\n"},
+    {"batches", rt_cmd_batches, "list (or cancel) a batch-mode refresh's provider batches",
+     "usage: ragtide batches --config FILE [--set section.key=value ...] [--cancel] [--json]\n"
+     "\n"
+     "Every batch that a refresh with llm.api = openai-batch or gemini-batch recorded in its run\n"
+     "directory (TABLE.run/batches-r*.jsonl), with its state as the provider reports it now.\n"
+     "  --cancel             cancel every batch that has not ended (a rerun then sends its requests again)\n"
+     "  --json               one JSON object per batch\n"},
     {"journal", rt_cmd_journal, "print the answer journal as JSON lines (key, day, answer)",
      "usage: ragtide journal dump JOURNAL\n"
      "One line per request answered: {\"key\": request hash, \"day\": when, \"answer\": text or null if\n"

@@ -59,8 +59,10 @@ static const keydef KEYS[] = {
   {"prompt.mode", K_ENUM, O(prompt_mode), "rag", "rag|base",
    "rag: prompts carry retrieved context (pairs with data); base: the fine-tuned prompt over all pairs"},
   {"prompt.template", K_STR, O(template_path), "jobs/prompts/rag.tmpl", NULL, "prompt template file"},
-  {"llm.api", K_ENUM, O(api), "openai", "openai|gemini|retrieval",
-   "openai: /v1/chat/completions; gemini: generateContent; retrieval: no calls, top retrieved successor"},
+  {"llm.api", K_ENUM, O(api), "openai", "openai|gemini|openai-batch|gemini-batch|retrieval",
+   "openai: /v1/chat/completions; gemini: generateContent; openai-batch / gemini-batch: the same requests "
+   "through the provider's Batch API (half price, results within 24 h); retrieval: no calls, top retrieved "
+   "successor"},
   {"llm.base_url", K_STR, O(base_url), "http://127.0.0.1:8088", NULL,
    "endpoint base URL (without /v1/...)"},
   {"llm.model", K_STR, O(model), "ragtide-sim", NULL, "model name sent with each request"},
@@ -87,6 +89,20 @@ static const keydef KEYS[] = {
    "price of a million prompt tokens (USD) for the cost estimate in the summary and --dry-run; 0 = none"},
   {"llm.price_out_per_mtok", K_DBL, O(price_out_per_mtok), "0", NULL,
    "price of a million completion tokens (USD)"},
+  {"llm.batch_retry", K_ENUM, O(batch_retry), "sync", "sync|batch",
+   "batch mode: failed batch lines are retried through the synchronous endpoint (sync) or in a follow-up "
+   "batch (batch); llm.max_attempts bounds the attempts"},
+  {"llm.batch_deadline", K_INT, O(batch_deadline), "0", NULL,
+   "batch mode: seconds the LLM stage waits for its batches; past it the run stops interrupted (exit 9) and a "
+   "rerun collects them; 0 = no bound"},
+  {"llm.batch_poll_s", K_DBL, O(batch_poll_s), "10", NULL,
+   "batch mode: first interval between polls of a batch's state; doubles up to llm.batch_poll_max_s"},
+  {"llm.batch_poll_max_s", K_DBL, O(batch_poll_max_s), "300", NULL, "batch mode: longest interval between polls"},
+  {"llm.batch_max_requests", K_INT, O(batch_max_requests), "0", NULL,
+   "batch mode: requests per batch; 0 = the provider's limit (50000)"},
+  {"llm.batch_max_bytes", K_INT, O(batch_max_bytes), "0", NULL,
+   "batch mode: bytes of one batch's input; 0 = the provider's limit (OpenAI input file 200 MB, Gemini inline "
+   "request 20 MB)"},
   {"match.fuzzy", K_BOOL, O(fuzzy), "false", NULL,
    "match non-exact answers to the most similar description (counted separately)"},
   {"match.fuzzy_threshold", K_DBL, O(fuzzy_threshold), "0.5", NULL,
@@ -393,6 +409,23 @@ int rt_config_validate(const rt_config *c, rt_err *err) {
     return rt_err_set(err, RT_ERR_USAGE, "config: llm.price_in_per_mtok and llm.price_out_per_mtok must be >= 0");
   if (c->progress_s < 0)
     return rt_err_set(err, RT_ERR_USAGE, "config: output.progress_s must be >= 0 (0 = no progress lines)");
+  if (c->batch_deadline < 0 || c->batch_deadline > 30LL * 86400)
+    return rt_err_set(err, RT_ERR_USAGE, "config: llm.batch_deadline = %lld: must be 0 (no bound) to 2592000 s",
+                      (long long)c->batch_deadline);
+  if (!(c->batch_poll_s >= 0.01 && c->batch_poll_s <= 3600) || !(c->batch_poll_max_s >= c->batch_poll_s) ||
+      !(c->batch_poll_max_s <= 86400))
+    return rt_err_set(err, RT_ERR_USAGE,
+                      "config: llm.batch_poll_s = %g / llm.batch_poll_max_s = %g: need 0.01 <= poll_s <= 3600 and "
+                      "poll_s <= poll_max_s <= 86400", c->batch_poll_s, c->batch_poll_max_s);
+  if (c->batch_max_requests < 0 || c->batch_max_requests > 50000)
+    return rt_err_set(err, RT_ERR_USAGE, "config: llm.batch_max_requests = %lld: must be 0 (the provider's limit) "
+                      "to 50000", (long long)c->batch_max_requests);
+  if (c->batch_max_bytes < 0 || c->batch_max_bytes > 200000000LL)
+    return rt_err_set(err, RT_ERR_USAGE, "config: llm.batch_max_bytes = %lld: must be 0 (the provider's limit) to "
+                      "200000000", (long long)c->batch_max_bytes);
+  if ((!strcmp(c->api, "openai-batch") || !strcmp(c->api, "gemini-batch")) && c->samples != 1)
+    return rt_err_set(err, RT_ERR_USAGE, "config: llm.samples = %lld: batch mode (llm.api = %s) sends one request "
+                      "per pair; set llm.samples = 1 or use the synchronous api", (long long)c->samples, c->api);
   if (!(c->fuzzy_threshold >= 0 && c->fuzzy_threshold <= 1))
     return rt_err_set(err, RT_ERR_USAGE, "config: match.fuzzy_threshold must be in [0, 1]");
   if (c->threads < 0 || c->threads > 1024)
@@ -414,7 +447,9 @@ static int operational(const char *name) {
                                     "llm.max_failed_fraction", "memory.per_rank_mb",
                                     "job.threads", "job.grace_s", "job.lock_stale_s",
                                     "llm.price_in_per_mtok", "llm.price_out_per_mtok",
-                                    "input.window_days", "input.window_lag_h"};
+                                    "input.window_days", "input.window_lag_h", "llm.batch_retry",
+                                    "llm.batch_deadline", "llm.batch_poll_s", "llm.batch_poll_max_s",
+                                    "llm.batch_max_requests", "llm.batch_max_bytes"};
   /* (output.* keys, progress_s included, are skipped below) */
   if (!strncmp(name, "output.", 7)) return 1;
   if (!strncmp(name, "eval.", 5)) return 1; /* read by `ragtide eval` only: never changes a table */
@@ -448,6 +483,9 @@ uint64_t rt_config_hash(const rt_config *cfg) {
     case K_DBL: snprintf(buf, sizeof buf, "%.17g", *(const double *)(base + k->off)); break;
     case K_BOOL: snprintf(buf, sizeof buf, "%d", *(const int *)(base + k->off)); break;
     }
+    /* Batch mode sends the same requests another way: same table. */
+    if (!strcmp(k->name, "llm.api") && !strcmp(v, "openai-batch")) v = "openai";
+    if (!strcmp(k->name, "llm.api") && !strcmp(v, "gemini-batch")) v = "gemini";
     h = (h ^ rt_hash_bytes(k->name, strlen(k->name))) * 0x100000001b3ULL;
     h = (h ^ rt_hash_bytes(v, strlen(v))) * 0x100000001b3ULL;
   }

@@ -39,7 +39,7 @@ typedef struct bfile {
 typedef struct bbatch {
   char id[40];           /* batch_N / batches/N */
   sim_api api;
-  char input_file[32];
+  char input_file[64];
   char model[128];
   char display[128];
   bline *lines;
@@ -340,6 +340,9 @@ static unsigned openai_create(sim_batches *b, const char *body, size_t len, char
     json_decref(j);
     return err_reply(SIM_API_OPENAI, 400, "the sim serves endpoint /v1/chat/completions, completion_window 24h", out);
   }
+  char fidbuf[64];
+  snprintf(fidbuf, sizeof fidbuf, "%s", fid);
+  fid = fidbuf;
   bfile *f = find_file(b, fid);
   if (!f || strcmp(f->purpose, "batch") != 0) {
     json_decref(j);
