@@ -22,6 +22,7 @@
 #include "llm/keys.h"
 
 #define MAX_RESP (1u << 30) /* an output file of 50,000 answers is far below */
+#define POLL_ERRORS 20      /* transient poll failures in a row before the run fails (exit 4; resumable) */
 
 struct rt_batch {
   const rt_batch_provider *p;
@@ -106,6 +107,7 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
   }
   CURLcode cr = curl_easy_perform(e);
   *status = 0;
+  h->last_status = 0;
   if (cr != CURLE_OK) {
     free(b.p);
     char msg[CURL_ERROR_SIZE + 64];
@@ -114,6 +116,7 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
     return rt_err_set(err, RT_ERR_ENDPOINT, "%s %s: %s%s", method, url, b.over ? "answer too large: " : "", msg);
   }
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+  h->last_status = *status;
   if (!b.p) b.p = rt_xstrdup("");
   *resp = b.p;
   *rlen = b.len;
@@ -129,6 +132,15 @@ int rt_bhttp_fail(const char *method, const char *url, long status, const char *
                                                       "the Batch API?)"
                                                     : "";
   return rt_err_set(err, RT_ERR_ENDPOINT, "%ld from %s %s: %s%s", status, method, url, *m ? m : "(no message)", hint);
+}
+
+/* The last exchange failed in a way worth retrying: no response, 429, 5xx. */
+static int transient(const rt_bhttp *h) { return h->last_status == 0 || h->last_status == 429 || h->last_status >= 500; }
+
+static void sleep_s(double s) {
+  if (s <= 0) return;
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  nanosleep(&ts, NULL);
 }
 
 /* --- set-up ------------------------------------------------------------------ */
@@ -332,6 +344,7 @@ typedef struct bent {
   char state[48];
   int64_t ok, failed, done, total;
   double submitted_at, ended_at, next_poll, interval;
+  int errors;        /* polls (or downloads) that failed in a row */
 } bent;
 
 typedef struct brun {
@@ -473,7 +486,16 @@ static int submit_one(brun *r, const uint32_t *sel, size_t k, int round, rt_err 
   }
   char label[300], id[160] = "";
   snprintf(label, sizeof label, "ragtide-%.*s", (int)(strlen(name) - 4), name);
-  rc = b->p->submit(&b->h, b->model, label, ids, bodies, lens, k, id, sizeof id, err);
+  /* A transient failure (no response, 429, 5xx) is retried with backoff, up
+   * to llm.max_attempts; a refusal (401, 400: over a limit) is not. */
+  for (int64_t attempt = 1;; attempt++) {
+    rc = b->p->submit(&b->h, b->model, label, ids, bodies, lens, k, id, sizeof id, err);
+    if (rc == RT_OK || !transient(&b->h) || attempt >= b->max_attempts) break;
+    double d = 2.0 * (double)(1 << (attempt < 6 ? attempt - 1 : 5));
+    rt_warn("batch submission failed (attempt %lld of %lld), again in %.0f s: %s", (long long)attempt,
+            (long long)b->max_attempts, d, err->msg);
+    sleep_s(d);
+  }
   free(ids);
   free(bodies);
   free(lens);
@@ -843,16 +865,26 @@ int rt_batch_run(rt_batch *b, rt_llm_client *c, const rt_llm_call *calls, size_t
         continue;
       }
       rt_batch_state st = {0};
-      rc = b->p->get(&b->h, be->id, &st, err);
-      if (rc) {
-        json_decref(st.op);
-        break;
+      rt_err pe = {0};
+      int prc = b->p->get(&b->h, be->id, &st, &pe);
+      if (prc == RT_OK) {
+        if (strcmp(st.state, be->state) != 0) changed = 1;
+        snprintf(be->state, sizeof be->state, "%s", st.state);
+        if (st.done >= 0) be->done = st.done;
+        if (st.terminal) prc = collect(&r, be, &st, &pe);
       }
-      if (strcmp(st.state, be->state) != 0) changed = 1;
-      snprintf(be->state, sizeof be->state, "%s", st.state);
-      if (st.done >= 0) be->done = st.done;
-      if (st.terminal) rc = collect(&r, be, &st, err);
       json_decref(st.op);
+      if (prc == RT_OK) {
+        be->errors = 0;
+      } else if (!transient(&b->h) || ++be->errors >= POLL_ERRORS) {
+        /* a refusal (401, 404: the key or the batch is gone), or the endpoint down for that many polls */
+        *err = pe;
+        rc = prc;
+        break;
+      } else {
+        rt_warn("batch %s: poll failed (%d in a row; the run fails after %d): %s", be->id, be->errors, POLL_ERRORS,
+                pe.msg);
+      }
       be->interval = be->interval * 2 < b->poll_max_s ? be->interval * 2 : b->poll_max_s;
       be->next_poll = rt_now() + be->interval;
       if (be->next_poll < next) next = be->next_poll;

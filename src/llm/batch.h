@@ -90,6 +90,7 @@ typedef struct rt_bhttp {
   char *base;                /* llm.base_url without a trailing '/' */
   long timeout_ms, connect_timeout_ms;
   int insecure;
+  long last_status;          /* of the last exchange: 0 = no response (transport error) */
 } rt_bhttp;
 
 /* method "GET" / "POST"; body (len bytes) or mime (multipart) or neither.
