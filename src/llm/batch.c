@@ -263,6 +263,8 @@ typedef struct rec {
   int64_t submitted_at, ended_at;
   char state[48];    /* the last recorded state ("" while not ended) */
   int64_t ok, failed;
+  char label[128];   /* the name the provider knows it by (OpenAI metadata.ragtide, Gemini displayName) */
+  int pending;       /* a "submitting" line with no "submitted" after it: id unknown */
 } rec;
 typedef RT_VEC(rec) rec_vec;
 
@@ -292,12 +294,21 @@ static void records_load(const char *dir, rec_vec *out) {
         json_t *j = json_loadb(line, (size_t)l, 0, &je);
         const char *ev = json_string_value(json_object_get(j, "event"));
         const char *id = json_string_value(json_object_get(j, "id"));
+        if (ev && !id && !strcmp(ev, "submitting")) id = "";
         if (!ev || !id) { /* a torn last line (killed while writing): nothing was submitted after it */
           json_decref(j);
           continue;
         }
-        rec *r = rec_find(out, id);
-        if (!strcmp(ev, "submitted") && !r) {
+        rec *r = *id ? rec_find(out, id) : NULL;
+        const char *idsn = json_string_value(json_object_get(j, "ids"));
+        rec *intent = NULL;
+        for (size_t k = 0; idsn && k < out->len && !intent; k++)
+          if (out->data[k].pending && !strcmp(out->data[k].ids, idsn)) intent = &out->data[k];
+        if (!strcmp(ev, "submitted") && intent && !r) { /* the intent resolved */
+          snprintf(intent->id, sizeof intent->id, "%s", id);
+          intent->pending = 0;
+          intent->submitted_at = json_integer_value(json_object_get(j, "at"));
+        } else if ((!strcmp(ev, "submitted") || !strcmp(ev, "submitting")) && !r && !intent) {
           rec x = {0};
           snprintf(x.id, sizeof x.id, "%s", id);
           const char *p = json_string_value(json_object_get(j, "provider"));
@@ -308,6 +319,9 @@ static void records_load(const char *dir, rec_vec *out) {
           x.round = json_integer_value(json_object_get(j, "round"));
           x.rank = json_integer_value(json_object_get(j, "rank"));
           x.submitted_at = json_integer_value(json_object_get(j, "at"));
+          const char *lab = json_string_value(json_object_get(j, "label"));
+          snprintf(x.label, sizeof x.label, "%s", lab ? lab : "");
+          x.pending = !strcmp(ev, "submitting");
           rt_vec_push(out, x);
         } else if (r && (!strcmp(ev, "ended") || !strcmp(ev, "cancel"))) {
           const char *s = json_string_value(json_object_get(j, "state"));
@@ -484,11 +498,29 @@ static int submit_one(brun *r, const uint32_t *sel, size_t k, int round, rt_err 
     bodies[j] = r->bodies[sel[j]];
     lens[j] = r->lens[sel[j]];
   }
-  char label[300], id[160] = "";
-  snprintf(label, sizeof label, "ragtide-%.*s", (int)(strlen(name) - 4), name);
+  /* A label unique to this submission: a rerun that finds the intent below
+   * but no id asks the provider for the batch by it. */
+  char label[128], id[160] = "";
+  struct timespec now_ts;
+  clock_gettime(CLOCK_REALTIME, &now_ts);
+  uint64_t nonce = rt_mix64(((uint64_t)now_ts.tv_sec << 30) ^ (uint64_t)now_ts.tv_nsec ^ ((uint64_t)getpid() << 16));
+  snprintf(label, sizeof label, "ragtide-%012" PRIx64 "-%.*s", (uint64_t)(nonce & 0xffffffffffffULL), (int)(strlen(name) - 4),
+           name);
+  json_t *intent = json_pack("{s:s,s:s,s:s,s:s,s:I,s:i,s:i,s:I}", "event", "submitting", "provider", b->p->name,
+                             "ids", name, "label", label, "requests", (json_int_t)k, "round", round, "rank", b->rank,
+                             "at", (json_int_t)wall());
+  rc = record_put(b, intent, err);
+  json_decref(intent);
+  if (rc) return rc;
   /* A transient failure (no response, 429, 5xx) is retried with backoff, up
    * to llm.max_attempts; a refusal (401, 400: over a limit) is not. */
   for (int64_t attempt = 1;; attempt++) {
+    /* An earlier attempt may have reached the provider with its answer lost. */
+    rt_err fe = {0};
+    if (attempt > 1 && b->p->find(&b->h, label, id, sizeof id, &fe) == RT_OK && *id) {
+      rc = RT_OK;
+      break;
+    }
     rc = b->p->submit(&b->h, b->model, label, ids, bodies, lens, k, id, sizeof id, err);
     if (rc == RT_OK || !transient(&b->h) || attempt >= b->max_attempts) break;
     double d = 2.0 * (double)(1 << (attempt < 6 ? attempt - 1 : 5));
@@ -500,11 +532,12 @@ static int submit_one(brun *r, const uint32_t *sel, size_t k, int round, rt_err 
   free(bodies);
   free(lens);
   if (rc) return rc;
+  rt_test_pause("batch-submitted"); /* crash tests: accepted, its id not yet recorded */
   /* Recorded before anything else: a rerun finds it and never submits it again. */
   double now = wall();
-  json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:I,s:i,s:i,s:I}", "event", "submitted", "provider", b->p->name, "id",
-                           id, "ids", name, "requests", (json_int_t)k, "round", round, "rank", b->rank, "at",
-                           (json_int_t)now);
+  json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:i,s:i,s:I}", "event", "submitted", "provider", b->p->name,
+                           "id", id, "ids", name, "label", label, "requests", (json_int_t)k, "round", round, "rank",
+                           b->rank, "at", (json_int_t)now);
   rc = record_put(b, line, err);
   json_decref(line);
   if (rc) return rc;
@@ -569,6 +602,32 @@ static int adopt(brun *r, rt_err *err) {
   for (size_t q = 0; q < recs.len; q++) {
     rec *x = &recs.data[q];
     if (strcmp(x->provider, r->b->p->name) != 0) continue;
+    if (x->pending) {
+      /* Killed between the provider accepting a batch and recording its id:
+       * ask the provider for it by its label. */
+      rt_err e = {0};
+      if (!*x->label || r->b->p->find(&r->b->h, x->label, x->id, sizeof x->id, &e) != RT_OK) {
+        rt_warn("a batch submission of an earlier attempt (%s) could not be looked up (%s); its requests are sent "
+                "again", x->ids, *e.msg ? e.msg : "no label");
+        continue;
+      }
+      if (!*x->id) {
+        rt_info("a batch submission of an earlier attempt (%s) never reached the provider; its requests are sent "
+                "again", x->ids);
+        continue;
+      }
+      char rp[4096];
+      snprintf(rp, sizeof rp, "%s/batches-r%lld.jsonl", r->b->dir, (long long)x->rank);
+      json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "event", "submitted", "provider",
+                               x->provider, "id", x->id, "ids", x->ids, "label", x->label, "requests",
+                               (json_int_t)x->requests, "round", (json_int_t)x->round, "rank", (json_int_t)x->rank,
+                               "at", (json_int_t)x->submitted_at);
+      if (record_put_at(r->b, rp, line, &e)) rt_warn("%s", e.msg);
+      json_decref(line);
+      rt_info("batch %s of an earlier attempt found by its label %s (killed before its id was recorded)", x->id,
+              x->label);
+      x->pending = 0;
+    }
     char path[4096];
     ids_path(r->b, x->ids, path, sizeof path);
     char *data = NULL;
@@ -964,6 +1023,17 @@ int rt_batch_list(const rt_config *cfg, int cancel, int json, rt_err *err) {
   for (size_t q = 0; q < recs.len && rc == RT_OK; q++) {
     rec *x = &recs.data[q];
     const rt_batch_provider *p = !strcmp(x->provider, "gemini") ? &rt_batch_gemini : &rt_batch_openai;
+    if (x->pending) {
+      char found[160] = "";
+      rt_err e = {0};
+      if (p == b->p && *x->label) p->find(&b->h, x->label, found, sizeof found, &e);
+      if (!*found) {
+        if (!json) printf("%-28s %-8s %-5lld %-22s %9lld  (submission interrupted; the provider has no batch %s)\n",
+                          "-", x->provider, (long long)x->rank, "never-submitted", (long long)x->requests, x->label);
+        continue;
+      }
+      snprintf(x->id, sizeof x->id, "%s", found);
+    }
     if (p != b->p) {
       rt_warn("batch %s was submitted with provider %s, not %s (llm.api): skipped", x->id, x->provider, b->p->name);
       continue;

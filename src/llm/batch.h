@@ -132,6 +132,9 @@ typedef struct rt_batch_provider {
   /* Every line of an ended batch to fn. */
   int (*collect)(rt_bhttp *h, const char *id, const rt_batch_state *st, rt_batch_line_fn fn, void *ud, rt_err *err);
   int (*cancel)(rt_bhttp *h, const char *id, rt_err *err);
+  /* The batch submitted with this label, if the provider has one: *id set,
+   * or "" when none (the submission never reached it). */
+  int (*find)(rt_bhttp *h, const char *label, char *id, size_t idcap, rt_err *err);
 } rt_batch_provider;
 
 extern const rt_batch_provider rt_batch_openai;

@@ -156,6 +156,49 @@ static int gem_cancel(rt_bhttp *h, const char *id, rt_err *err) {
   return rc;
 }
 
+static int gem_find(rt_bhttp *h, const char *label, char *id, size_t idcap, rt_err *err) {
+  *id = '\0';
+  char token[512] = "";
+  for (int page = 0; page < 1000; page++) { /* GET /v1beta/batches?pageSize=100[&pageToken=T] */
+    char url[1024];
+    snprintf(url, sizeof url, "%s/v1beta/batches?pageSize=100%s%s", h->base, *token ? "&pageToken=" : "", token);
+    long status = 0;
+    char *resp = NULL;
+    size_t rl = 0;
+    int rc = rt_bhttp_do(h, "GET", url, NULL, 0, NULL, &status, &resp, &rl, err);
+    if (rc) return rc;
+    if (status / 100 != 2) {
+      rc = rt_bhttp_fail("GET", url, status, resp, rl, err);
+      free(resp);
+      return rc;
+    }
+    json_error_t je;
+    json_t *l = json_loadb(resp, rl, 0, &je);
+    free(resp);
+    size_t i;
+    json_t *op;
+    json_array_foreach(json_object_get(l, "operations"), i, op) {
+      const char *dn = json_string_value(json_object_get(json_object_get(op, "metadata"), "displayName"));
+      const char *name = json_string_value(json_object_get(op, "name"));
+      if (dn && name && !strcmp(dn, label)) {
+        snprintf(id, idcap, "%s", name);
+        json_decref(l);
+        return RT_OK;
+      }
+    }
+    const char *nt = json_string_value(json_object_get(l, "nextPageToken"));
+    int more = nt && *nt;
+    if (more) {
+      char *e = curl_easy_escape(h->e, nt, 0);
+      snprintf(token, sizeof token, "%s", e ? e : "");
+      curl_free(e);
+    }
+    json_decref(l);
+    if (!more) break;
+  }
+  return RT_OK;
+}
+
 const rt_batch_provider rt_batch_gemini = {
   .name = "gemini",
   .max_requests = 50000,
@@ -165,4 +208,5 @@ const rt_batch_provider rt_batch_gemini = {
   .get = gem_get,
   .collect = gem_collect,
   .cancel = gem_cancel,
+  .find = gem_find,
 };

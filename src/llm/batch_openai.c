@@ -210,6 +210,45 @@ static int oai_cancel(rt_bhttp *h, const char *id, rt_err *err) {
   return rc;
 }
 
+static int oai_find(rt_bhttp *h, const char *label, char *id, size_t idcap, rt_err *err) {
+  *id = '\0';
+  char after[200] = "";
+  for (int page = 0; page < 1000; page++) { /* GET /v1/batches?limit=100[&after=ID], newest first */
+    char url[1024];
+    snprintf(url, sizeof url, "%s/v1/batches?limit=100%s%s", h->base, *after ? "&after=" : "", after);
+    long status = 0;
+    char *resp = NULL;
+    size_t rl = 0;
+    int rc = rt_bhttp_do(h, "GET", url, NULL, 0, NULL, &status, &resp, &rl, err);
+    if (rc) return rc;
+    if (status / 100 != 2) {
+      rc = rt_bhttp_fail("GET", url, status, resp, rl, err);
+      free(resp);
+      return rc;
+    }
+    json_error_t je;
+    json_t *l = json_loadb(resp, rl, 0, &je);
+    free(resp);
+    size_t i;
+    json_t *b;
+    const char *last = NULL;
+    json_array_foreach(json_object_get(l, "data"), i, b) {
+      const char *lab = json_string_value(json_object_get(json_object_get(b, "metadata"), "ragtide"));
+      last = json_string_value(json_object_get(b, "id"));
+      if (lab && last && !strcmp(lab, label)) {
+        snprintf(id, idcap, "%s", last);
+        json_decref(l);
+        return RT_OK;
+      }
+    }
+    int more = json_is_true(json_object_get(l, "has_more")) && last;
+    if (more) snprintf(after, sizeof after, "%s", last);
+    json_decref(l);
+    if (!more) break;
+  }
+  return RT_OK;
+}
+
 const rt_batch_provider rt_batch_openai = {
   .name = "openai",
   .max_requests = 50000,
@@ -219,4 +258,5 @@ const rt_batch_provider rt_batch_openai = {
   .get = oai_get,
   .collect = oai_collect,
   .cancel = oai_cancel,
+  .find = oai_find,
 };

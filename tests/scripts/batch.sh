@@ -14,7 +14,7 @@ make_data 30 400 6 11
 CAT="$T/data/catalog.tsv"
 start_sim fast "$CAT" --batch-delay-ms 600;                       FAST=$SIM_URL
 start_sim limit "$CAT" --batch-delay-ms 300 --batch-max-requests 100 --batch-max-bytes 100000; LIMIT=$SIM_URL
-start_sim flaky "$CAT" --batch-delay-ms 400 --batch-fail 0.2;     FLAKY=$SIM_URL
+start_sim flaky "$CAT" --batch-delay-ms 400 --batch-fail 0.2 --batch-get-fail 3; FLAKY=$SIM_URL
 start_sim expire "$CAT" --batch-delay-ms 2000 --batch-expire-ms 500; EXPIRE=$SIM_URL
 start_sim slow "$CAT" --batch-delay-ms 4000;                      SLOW=$SIM_URL
 SIM_URL=$FAST write_config
@@ -85,7 +85,9 @@ same flaky-batch sync-gemini
 rounds=$(summ flaky-batch 'max(b["round"] for b in s["endpoint"]["batches"]["list"])')
 [ "$rounds" -ge 2 ] || fail "retry batch: no follow-up round"
 [ "$(stat_of "$FLAKY" 's["by_endpoint"]["generate_content"]')" -eq 0 ] || fail "retry batch made sync calls"
-pass "partial failures: $fl lines retried synchronously; gemini follow-up batches up to round $rounds"
+gf=$(stat_of "$FLAKY" 's["batches"]["get_failures"]')
+[ "$gf" -gt 0 ] || fail "no batch poll failed (--batch-get-fail 3)"
+pass "partial failures: $fl lines retried synchronously; gemini follow-up batches up to round $rounds; $gf polls answered 503 ridden out"
 
 # 5. Expiry: a quarter of each batch answered in time, the rest (batch_expired) retried synchronously.
 refresh expire openai-batch "$EXPIRE" 2>"$T/log" || { cat "$T/log"; fail "expire run"; }
@@ -146,3 +148,23 @@ same cancel sync-openai
 [ "$(stat_of "$SLOW" 's["batches"]["created"]')" -eq "$c2" ] || fail "--cancel: rerun submitted batches"
 [ "$(stat_of "$SLOW" 's["by_endpoint"]["chat_completions"]')" -gt "$chat0" ] || fail "--cancel: nothing retried"
 pass "ragtide batches --cancel: $RANKS cancelled; the rerun retried their lines synchronously, identical table"
+
+# 9. Killed after the provider accepted a batch but before its id was recorded
+# (RAGTIDE_TEST_PAUSE=batch-submitted): the rerun finds it by its label.
+RAGTIDE_TEST_PAUSE=batch-submitted mpirun --oversubscribe -n $RANKS "$RT" refresh --config "$T/job.ini" \
+  --set output.table="$T/out/intent.rtt" --set llm.api=gemini-batch --set llm.base_url="$SLOW" >"$T/intent.log" 2>&1 &
+MP=$!
+for _ in $(seq 400); do [ "$(grep -c 'paused at batch-submitted' "$T/intent.log")" -eq $RANKS ] && break; sleep 0.05; done
+[ "$(grep -c 'paused at batch-submitted' "$T/intent.log")" -eq $RANKS ] || { cat "$T/intent.log"; fail "not paused"; }
+grep -q '"event":"submitted"' "$T"/out/intent.rtt.run/batches-r*.jsonl && fail "an id was recorded before the pause"
+ranks=$(pgrep -P $MP || true)
+kill -9 $MP
+wait $MP 2>/dev/null || true
+for _ in $(seq 200); do alive=0; for p in $ranks; do kill -0 "$p" 2>/dev/null && alive=1; done; [ $alive -eq 0 ] && break; sleep 0.05; done
+[ $alive -eq 0 ] || fail "ranks $ranks still alive 10 s after kill -9 of mpirun"
+c3=$(stat_of "$SLOW" 's["batches"]["created"]')
+refresh intent gemini-batch "$SLOW" 2>"$T/log" || { cat "$T/log"; fail "rerun after a kill before the id was recorded"; }
+same intent sync-gemini
+[ "$(stat_of "$SLOW" 's["batches"]["created"]')" -eq "$c3" ] || fail "intent: the rerun submitted batches again"
+grep -q "found by its label" "$T/log" || fail "intent: not found by label"
+pass "killed between acceptance and the record: the rerun found the $RANKS batches by label, 0 resubmitted"

@@ -49,6 +49,7 @@ typedef struct bbatch {
   int terminal;          /* 0 running; 1 completed; 2 expired; 3 cancelled; 4 failed */
   int cancel_asked;
   double cancel_t;
+  uint64_t gets;         /* GETs of this batch (--batch-get-fail) */
   size_t ok, failed;
   char out_file[32], err_file[32];
   json_t *inlined;       /* Gemini: the inlinedResponses array */
@@ -63,7 +64,7 @@ struct sim_batches {
   bbatch *b;
   size_t nb, capb;
   sim_counts counts;
-  uint64_t created, cancelled, uploads, downloads, gets, lines, lines_ok, lines_failed, expired, rejected;
+  uint64_t created, cancelled, uploads, downloads, gets, get_failures, lines, lines_ok, lines_failed, expired, rejected;
 };
 
 static double mono(void) {
@@ -514,6 +515,9 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
       if (!x->terminal && !x->cancel_asked) x->cancel_asked = 1, x->cancel_t = mono();
       *out = dumps(openai_obj(b, x));
       st = 200;
+    } else if (!slash && get && b->ctx->opt.batch_get_fail && ++x->gets % b->ctx->opt.batch_get_fail == 0) {
+      b->get_failures++;
+      st = err_reply(SIM_API_OPENAI, 503, "simulated unavailability (--batch-get-fail)", out);
     } else if (!slash && get) {
       b->gets++;
       advance(b, x);
@@ -542,6 +546,9 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
       advance(b, x); /* Gemini: cancelled at once */
       *out = rt_xstrdup("{}");
       st = 200;
+    } else if (!colon && get && b->ctx->opt.batch_get_fail && ++x->gets % b->ctx->opt.batch_get_fail == 0) {
+      b->get_failures++;
+      st = err_reply(SIM_API_GEMINI, 503, "simulated unavailability (--batch-get-fail)", out);
     } else if (!colon && get) {
       b->gets++;
       advance(b, x);
@@ -562,8 +569,8 @@ char *sim_batches_stats(sim_batches *b) {
 #define U(x) (unsigned long long)(x)
   snprintf(s, 512,
            "{\"created\":%llu,\"cancelled\":%llu,\"expired\":%llu,\"rejected\":%llu,\"uploads\":%llu,"
-           "\"downloads\":%llu,\"gets\":%llu,\"lines\":%llu,\"lines_ok\":%llu,\"lines_failed\":%llu}",
-           U(b->created), U(b->cancelled), U(b->expired), U(b->rejected), U(b->uploads), U(b->downloads), U(b->gets),
+           "\"downloads\":%llu,\"gets\":%llu,\"get_failures\":%llu,\"lines\":%llu,\"lines_ok\":%llu,\"lines_failed\":%llu}",
+           U(b->created), U(b->cancelled), U(b->expired), U(b->rejected), U(b->uploads), U(b->downloads), U(b->gets), U(b->get_failures),
            U(b->lines), U(b->lines_ok), U(b->lines_failed));
 #undef U
   pthread_mutex_unlock(&b->mu);

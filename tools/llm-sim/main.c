@@ -56,6 +56,7 @@ static const char usage[] =
     "  --batch-expire-ms E   a batch still running after E ms expires (default 0: never)\n"
     "  --batch-max-requests N  reject (400) a batch of more requests (default 0: no limit)\n"
     "  --batch-max-bytes N   reject (400) a larger input file / inline request (default 0: no limit)\n"
+    "  --batch-get-fail N    every Nth GET of a batch answers 503 (default 0: never)\n"
     "  --require-key K       require Authorization: Bearer K (OpenAI) / x-goog-api-key: K (Gemini)\n"
     "  --threads N           server threads (default 2)\n"
     "  --help                this text\n"
@@ -101,7 +102,7 @@ static int parse_uint(const char *flag, const char *s, unsigned long long lo, un
 enum {
   O_CATALOG = 256, O_PORT, O_PORT_FILE, O_SEED, O_LATENCY, O_LATENCY_DIST, O_LATENCY_P99, O_CAPACITY,
   O_RPS, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
-  O_HELP, O_BDELAY, O_BFAIL, O_BEXPIRE, O_BMAXREQ, O_BMAXBYTES,
+  O_HELP, O_BDELAY, O_BFAIL, O_BEXPIRE, O_BMAXREQ, O_BMAXBYTES, O_BGETFAIL,
 };
 
 static int parse_args(int argc, char **argv, sim_opts *o) {
@@ -124,6 +125,7 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     {"batch-expire-ms", required_argument, 0, O_BEXPIRE},
     {"batch-max-requests", required_argument, 0, O_BMAXREQ},
     {"batch-max-bytes", required_argument, 0, O_BMAXBYTES},
+    {"batch-get-fail", required_argument, 0, O_BGETFAIL},
     {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
   };
   memset(o, 0, sizeof *o);
@@ -179,6 +181,7 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     case O_BEXPIRE: rc = parse_double("--batch-expire-ms", optarg, 0, 8.64e7, &o->batch_expire_ms); break;
     case O_BMAXREQ: rc = parse_uint("--batch-max-requests", optarg, 0, 100000000, &o->batch_max_requests); break;
     case O_BMAXBYTES: rc = parse_uint("--batch-max-bytes", optarg, 0, 1ULL << 40, &o->batch_max_bytes); break;
+    case O_BGETFAIL: rc = parse_uint("--batch-get-fail", optarg, 0, 1000000, &o->batch_get_fail); break;
     case O_HELP: fputs(usage, stdout); exit(0);
     case ':':
       fprintf(stderr, "ragtide-llm-sim: %s needs a value; see --help\n", flag);

@@ -48,6 +48,7 @@ typedef struct sim_opts {
   double batch_fail;        /* fraction of batch lines failed (500) */
   double batch_expire_ms;   /* > 0 and < delay: the batch expires then */
   unsigned long long batch_max_requests, batch_max_bytes; /* 0: no limit; over: 400 */
+  unsigned long long batch_get_fail; /* every Nth GET of one batch answers 503 (0: never) */
   /* derived: log-normal parameters (ln ms) */
   double ln_mu, ln_sigma;
 } sim_opts;
@@ -199,7 +200,8 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
                             const char *file, size_t file_len, const char *purpose, char **out, size_t *out_len,
                             int *jsonl);
 /* Counters as a JSON object (malloc'ed): created, cancelled, expired,
- * rejected, uploads, downloads, gets, lines, lines_ok, lines_failed. */
+ * rejected, uploads, downloads, gets, get_failures, lines, lines_ok,
+ * lines_failed. */
 char *sim_batches_stats(sim_batches *b);
 
 /* --- http.c ---------------------------------------------------------------- */
