@@ -417,7 +417,8 @@ static void on_line(void *ud, const char *id, long index, const char *body, size
   bent *be = r->cur;
   long i = call_of(r, id);
   if (i < 0 && !id && index >= 0 && (size_t)index < be->n && be->calls[index] != UINT32_MAX) i = be->calls[index];
-  if (i < 0 || r->st[i] != C_PENDING) return; /* not ours, or already settled */
+  /* not ours, or settled; an answer also settles a call another batch failed */
+  if (i < 0 || !(r->st[i] == C_PENDING || (body && r->st[i] == C_RETRY))) return;
   rt_llm_stats *s = rt_llm_client_stats_mut(r->c);
   if (body) {
     char *text = NULL, w[256] = "";
@@ -602,32 +603,6 @@ static int adopt(brun *r, rt_err *err) {
   for (size_t q = 0; q < recs.len; q++) {
     rec *x = &recs.data[q];
     if (strcmp(x->provider, r->b->p->name) != 0) continue;
-    if (x->pending) {
-      /* Killed between the provider accepting a batch and recording its id:
-       * ask the provider for it by its label. */
-      rt_err e = {0};
-      if (!*x->label || r->b->p->find(&r->b->h, x->label, x->id, sizeof x->id, &e) != RT_OK) {
-        rt_warn("a batch submission of an earlier attempt (%s) could not be looked up (%s); its requests are sent "
-                "again", x->ids, *e.msg ? e.msg : "no label");
-        continue;
-      }
-      if (!*x->id) {
-        rt_info("a batch submission of an earlier attempt (%s) never reached the provider; its requests are sent "
-                "again", x->ids);
-        continue;
-      }
-      char rp[4096];
-      snprintf(rp, sizeof rp, "%s/batches-r%lld.jsonl", r->b->dir, (long long)x->rank);
-      json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "event", "submitted", "provider",
-                               x->provider, "id", x->id, "ids", x->ids, "label", x->label, "requests",
-                               (json_int_t)x->requests, "round", (json_int_t)x->round, "rank", (json_int_t)x->rank,
-                               "at", (json_int_t)x->submitted_at);
-      if (record_put_at(r->b, rp, line, &e)) rt_warn("%s", e.msg);
-      json_decref(line);
-      rt_info("batch %s of an earlier attempt found by its label %s (killed before its id was recorded)", x->id,
-              x->label);
-      x->pending = 0;
-    }
     char path[4096];
     ids_path(r->b, x->ids, path, sizeof path);
     char *data = NULL;
@@ -645,7 +620,9 @@ static int adopt(brun *r, rt_err *err) {
       *nl = '\0';
       long i = call_of(r, p);
       uint32_t v = UINT32_MAX;
-      if (i >= 0 && r->st[i] == C_NEW) {
+      /* (a call may be in several recorded batches: a failed line and its
+       * follow-up; whichever answers it settles it) */
+      if (i >= 0 && (r->st[i] == C_NEW || r->st[i] == C_PENDING)) {
         v = (uint32_t)i;
         mine++;
       }
@@ -655,6 +632,34 @@ static int adopt(brun *r, rt_err *err) {
     if (!mine) {
       free(calls.data);
       continue;
+    }
+    if (x->pending) {
+      /* Killed between the provider accepting a batch and recording its id:
+       * ask the provider for it by its label. */
+      rt_err fe = {0};
+      if (!*x->label || r->b->p->find(&r->b->h, x->label, x->id, sizeof x->id, &fe) != RT_OK) {
+        rt_warn("a batch submission of an earlier attempt (%s) could not be looked up (%s); its requests are sent "
+                "again", x->ids, *fe.msg ? fe.msg : "no label");
+        free(calls.data);
+        continue;
+      }
+      if (!*x->id) {
+        rt_info("a batch submission of an earlier attempt (%s) never reached the provider; its requests are sent "
+                "again", x->ids);
+        free(calls.data);
+        continue;
+      }
+      char rp[4096];
+      snprintf(rp, sizeof rp, "%s/batches-r%lld.jsonl", r->b->dir, (long long)x->rank);
+      json_t *line = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I}", "event", "submitted", "provider",
+                               x->provider, "id", x->id, "ids", x->ids, "label", x->label, "requests",
+                               (json_int_t)x->requests, "round", (json_int_t)x->round, "rank", (json_int_t)x->rank,
+                               "at", (json_int_t)x->submitted_at);
+      if (record_put_at(r->b, rp, line, &fe)) rt_warn("%s", fe.msg);
+      json_decref(line);
+      rt_info("batch %s of an earlier attempt found by its label %s (killed before its id was recorded)", x->id,
+              x->label);
+      x->pending = 0;
     }
     bent be = {0};
     snprintf(be.id, sizeof be.id, "%s", x->id);
@@ -668,10 +673,11 @@ static int adopt(brun *r, rt_err *err) {
     be.next_poll = 0; /* ask at once */
     be.total = (int64_t)calls.len;
     snprintf(be.state, sizeof be.state, "%s", *x->state ? x->state : "submitted");
+    uint8_t round = (uint8_t)(x->round > 0 && x->round < 200 ? x->round : 1);
     for (size_t j = 0; j < be.n; j++)
       if (be.calls[j] != UINT32_MAX) {
         r->st[be.calls[j]] = C_PENDING;
-        r->tries[be.calls[j]] = (uint8_t)(x->round > 0 && x->round < 200 ? x->round : 1);
+        if (r->tries[be.calls[j]] < round) r->tries[be.calls[j]] = round;
       }
     rt_vec_push(&r->batches, be);
     rt_info("batch %s (%s, recorded by an earlier attempt) holds %zu of this rank's requests: collecting it, not "
