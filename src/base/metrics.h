@@ -64,6 +64,13 @@
   X(infer, failed, SUM)                                                        \
   X(infer, prompt_tokens, SUM)                                                 \
   X(infer, completion_tokens, SUM)                                             \
+  X(infer, batches, SUM)                                                       \
+  X(infer, batches_collected, SUM)                                             \
+  X(infer, batch_lines, SUM)                                                   \
+  X(infer, batch_lines_failed, SUM)                                            \
+  X(infer, batch_prompt_tokens, SUM)                                           \
+  X(infer, batch_completion_tokens, SUM)                                       \
+  X(infer, batch_wait_us, MAX)                                                 \
   X(infer, us, MAX)                                                            \
   X(match, answers, SUM)                                                       \
   X(match, exact, SUM)                                                         \

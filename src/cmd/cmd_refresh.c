@@ -181,6 +181,7 @@ static int publish_stage(refresh *r, rt_err *err) {
   uint64_t total[RT_M_COUNT];
   rt_metrics_reduce(job->comm, total);
   json_t *endpoint = rt_summary_llm(job->comm, r->client ? rt_llm_get_stats(r->client) : NULL); /* rank 0 */
+  if (rt_llm_client_batch(r->client)) rt_summary_batches(job->comm, endpoint, rt_llm_batch_report(r->client));
 
   overlay_ctx oc = {.candidates = (int)cfg->candidates, .day = r->day};
   double exact = -1, failed = -1, ctx_changed = -1;
@@ -325,6 +326,7 @@ static void failed_summary(refresh *r, int rc, const rt_err *err) {
   uint64_t tot[RT_M_COUNT];
   rt_metrics_reduce(r->job->comm, tot);
   json_t *ep = rt_summary_llm(r->job->comm, r->client ? rt_llm_get_stats(r->client) : NULL);
+  if (rt_llm_client_batch(r->client)) rt_summary_batches(r->job->comm, ep, rt_llm_batch_report(r->client));
   json_t *rss = rt_summary_rss(r->job->comm);
   if (r->job->rank != 0) return;
   const char *st = rc == RT_ERR_INTERRUPTED ? "interrupted" : "failed";

@@ -32,6 +32,7 @@ int rt_cmd_drift(int argc, char **argv);
 int rt_cmd_export_finetune(int argc, char **argv);
 int rt_cmd_import(int argc, char **argv);
 int rt_cmd_eval(int argc, char **argv);
+int rt_cmd_batches(int argc, char **argv);
 
 /* Look a command up by name; NULL if unknown. */
 const rt_command *rt_command_find(const char *name);

@@ -43,6 +43,14 @@ static const rt_command COMMANDS[] = {
      "                       (--format counts, the default: docs/formats.md §4)\n"
      "  --set S.K=V          override one key (repeatable; --set=S.K=V too)\n",
      "--config --out --format --set"},
+    {"batches", rt_cmd_batches, "list (or cancel) a batch-mode refresh's provider batches",
+     "usage: ragtide batches --config FILE [--set section.key=value ...] [--cancel] [--json]\n"
+     "\n"
+     "Every batch that a refresh with llm.api = openai-batch or gemini-batch recorded in its run\n"
+     "directory (TABLE.run/batches-r*.jsonl), with its state as the provider reports it now.\n"
+     "  --cancel             cancel every batch that has not ended (a rerun then sends its requests again)\n"
+     "  --json               one JSON object per batch\n",
+     "--config --set --cancel --json"},
     {"journal", rt_cmd_journal, "print the answer journal as JSON lines (key, day, answer)",
      "usage: ragtide journal dump JOURNAL\n"
      "One line per request answered: {\"key\": request hash, \"day\": when, \"answer\": text or null if\n"

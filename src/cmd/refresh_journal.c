@@ -116,9 +116,10 @@ void refresh_dry_report(refresh *r, uint64_t pairs) {
   printf("  prompt tokens (estimate)   %.0f\n", in_tok);
   printf("  completion tokens (at most) %.0f (llm.max_tokens = %lld)\n", out_tok, (long long)cfg->max_tokens);
   if (cfg->price_in_per_mtok > 0 || cfg->price_out_per_mtok > 0)
-    printf("  estimated cost             $%.2f (at most; $%g / $%g per million tokens in / out)\n",
-           in_tok * cfg->price_in_per_mtok / 1e6 + out_tok * cfg->price_out_per_mtok / 1e6, cfg->price_in_per_mtok,
-           cfg->price_out_per_mtok);
+    printf("  estimated cost             $%.2f (at most; $%g / $%g per million tokens in / out%s)\n",
+           (rt_llm_client_batch(r->client) ? 0.5 : 1.0) * /* a Batch API charges half */
+               (in_tok * cfg->price_in_per_mtok / 1e6 + out_tok * cfg->price_out_per_mtok / 1e6),
+           cfg->price_in_per_mtok, cfg->price_out_per_mtok, rt_llm_client_batch(r->client) ? ", batch: half" : "");
   else
     printf("  estimated cost             set llm.price_in_per_mtok and llm.price_out_per_mtok to see it\n");
   fflush(stdout);

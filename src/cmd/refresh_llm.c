@@ -207,6 +207,7 @@ int refresh_llm_stage(refresh *r, rt_err *err) {
   int rc = RT_OK;
   size_t batch = (size_t)cfg->concurrency * 16;
   if (batch < 1024) batch = 1024;
+  if (rt_llm_client_batch(r->client)) batch = SIZE_MAX; /* batch mode: one provider run for all of a rank's pairs */
   uint64_t mine = r->ret.ctx.len, done = 0;
   r->npairs = (uint64_t)job->cat.n * (job->cat.n - 1);
   if (!r->base_mode) MPI_Allreduce(&mine, &r->npairs, 1, MPI_UINT64_T, MPI_SUM, job->comm);
@@ -245,7 +246,7 @@ int refresh_llm_stage(refresh *r, rt_err *err) {
   if (rc == RT_OK && stopped)
     rc = rt_err_set(err, RT_ERR_INTERRUPTED, "interrupted by %s after %llu pairs on this rank",
                     rt_stop_name(rt_stop_requested()), (unsigned long long)done);
-  if (rc == RT_ERR_INTERRUPTED)
+  if (rc == RT_ERR_INTERRUPTED && rt_stop_requested()) /* (no signal: llm.batch_deadline said why) */
     rt_err_set(err, RT_ERR_INTERRUPTED, "interrupted by %s: the LLM stage stopped (calls in flight had "
                "job.grace_s = %lld s); nothing published; every answer received is in the journal %s — rerun "
                "the same command to resume", rt_stop_name(rt_stop_requested()), (long long)cfg->grace_s,

@@ -89,8 +89,13 @@ void refresh_add_endpoint(json_t *s, json_t *endpoint, const uint64_t *total, co
     return;
   }
   double in = (double)total[RT_M_infer_prompt_tokens], out = (double)total[RT_M_infer_completion_tokens];
+  /* Tokens answered through a Batch API cost half (both providers). */
+  double bin = (double)total[RT_M_infer_batch_prompt_tokens], bout = (double)total[RT_M_infer_batch_completion_tokens];
   json_t *c = json_object();
-  json_object_set_new(c, "usd", json_real(in * cfg->price_in_per_mtok / 1e6 + out * cfg->price_out_per_mtok / 1e6));
+  json_object_set_new(c, "usd", json_real((in - bin / 2) * cfg->price_in_per_mtok / 1e6 +
+                                          (out - bout / 2) * cfg->price_out_per_mtok / 1e6));
+  json_object_set_new(c, "batch_prompt_tokens", json_integer((json_int_t)bin));
+  json_object_set_new(c, "batch_completion_tokens", json_integer((json_int_t)bout));
   json_object_set_new(c, "prompt_tokens", json_integer((json_int_t)in));
   json_object_set_new(c, "completion_tokens", json_integer((json_int_t)out));
   json_object_set_new(c, "price_in_per_mtok", json_real(cfg->price_in_per_mtok));

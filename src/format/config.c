@@ -118,8 +118,10 @@ static const keydef KEYS[] = {
       DOC("rag: prompts carry retrieved context (pairs with data); base: the fine-tuned prompt over all pairs")),
   KEY("prompt.template", K_STR, template_path, "jobs/prompts/rag.tmpl", FOR(R | F), FLAGS(KF_NOHASH),
       DOC("prompt template file")),
-  KEY("llm.api", K_ENUM, api, "openai", ONEOF("openai|gemini|retrieval"), FOR(R),
-      DOC("openai: /v1/chat/completions; gemini: generateContent; retrieval: no calls, top retrieved successor")),
+  KEY("llm.api", K_ENUM, api, "openai", ONEOF("openai|gemini|openai-batch|gemini-batch|retrieval"), FOR(R),
+      DOC("openai: /v1/chat/completions; gemini: generateContent; openai-batch / gemini-batch: the same requests "
+          "through the provider's Batch API (half price, results within 24 h); retrieval: no calls, top retrieved "
+          "successor")),
   KEY("llm.base_url", K_STR, base_url, "http://127.0.0.1:8088", FOR(R), FLAGS(KF_NOHASH),
       DOC("endpoint base URL (without /v1/...)")),
   KEY("llm.model", K_STR, model, "ragtide-sim", FOR(R), DOC("model name sent with each request")),
@@ -156,6 +158,23 @@ static const keydef KEYS[] = {
       DOC("price of a million prompt tokens (USD) for the cost estimate in the summary and --dry-run; 0 = none")),
   KEY("llm.price_out_per_mtok", K_DBL, price_out_per_mtok, "0", RANGE(0, 1e6), NOTE("USD"), FOR(R),
       FLAGS(KF_NOHASH), DOC("price of a million completion tokens (USD)")),
+  KEY("llm.batch_retry", K_ENUM, batch_retry, "sync", ONEOF("sync|batch"), FOR(R), FLAGS(KF_NOHASH),
+      DOC("batch mode: failed batch lines are retried through the synchronous endpoint (sync) or in a follow-up "
+          "batch (batch); llm.max_attempts bounds the attempts")),
+  KEY("llm.batch_deadline", K_INT, batch_deadline, "0", RANGE(0, 2592000), NOTE("s; 0 = no bound"), FOR(R),
+      FLAGS(KF_NOHASH),
+      DOC("batch mode: seconds the LLM stage waits for its batches; past it the run stops interrupted (exit 9) "
+          "and a rerun collects them; 0 = no bound")),
+  KEY("llm.batch_poll_s", K_DBL, batch_poll_s, "10", RANGE(0.01, 3600), NOTE("s"), FOR(R), FLAGS(KF_NOHASH),
+      DOC("batch mode: first interval between polls of a batch's state; doubles up to llm.batch_poll_max_s")),
+  KEY("llm.batch_poll_max_s", K_DBL, batch_poll_max_s, "300", RANGE(0.01, 86400), NOTE("s; >= llm.batch_poll_s"),
+      FOR(R), FLAGS(KF_NOHASH), DOC("batch mode: longest interval between polls")),
+  KEY("llm.batch_max_requests", K_INT, batch_max_requests, "0", RANGE(0, 50000), NOTE("0 = the provider's limit"),
+      FOR(R), FLAGS(KF_NOHASH), DOC("batch mode: requests per batch; 0 = the provider's limit (50000)")),
+  KEY("llm.batch_max_bytes", K_INT, batch_max_bytes, "0", RANGE(0, 200000000), NOTE("0 = the provider's limit"),
+      FOR(R), FLAGS(KF_NOHASH),
+      DOC("batch mode: bytes of one batch's input; 0 = the provider's limit (OpenAI input file 200 MB, Gemini "
+          "inline request 20 MB)")),
   KEY("match.fuzzy", K_BOOL, fuzzy, "false", FOR(R),
       DOC("match non-exact answers to the most similar description (counted separately)")),
   KEY("match.fuzzy_threshold", K_DBL, fuzzy_threshold, "0.5", RANGE(0, 1), FOR(R),
@@ -539,6 +558,13 @@ int rt_config_validate(const rt_config *c, const char *cmd, rt_err *err) {
                       c->file_ ? c->file_ : "config", k->name, cmd, unless ? ", " : "", unless ? unless : "", cmd);
   }
   /* Across keys. */
+  if (c->batch_poll_max_s < c->batch_poll_s)
+    return rt_err_set(err, RT_ERR_USAGE, "%s: llm.batch_poll_max_s = %g must be >= llm.batch_poll_s = %g",
+                      c->file_ ? c->file_ : "config", c->batch_poll_max_s, c->batch_poll_s);
+  if ((!strcmp(c->api, "openai-batch") || !strcmp(c->api, "gemini-batch")) && c->samples != 1)
+    return rt_err_set(err, RT_ERR_USAGE, "%s: llm.samples = %lld: batch mode (llm.api = %s) sends one request "
+                      "per pair; set llm.samples = 1 or use the synchronous api", c->file_ ? c->file_ : "config",
+                      (long long)c->samples, c->api);
   const keydef *ws = find_key("input.window_start"), *we = find_key("input.window_end");
   int window = has_value(c, ws) || has_value(c, we);
   char o1[300], o2[300];
@@ -580,6 +606,9 @@ uint64_t rt_config_hash(const rt_config *cfg) {
     case K_DBL: snprintf(buf, sizeof buf, "%.17g", *(const double *)(base + k->off)); break;
     case K_BOOL: snprintf(buf, sizeof buf, "%d", *(const int *)(base + k->off)); break;
     }
+    /* Batch mode sends the same requests another way: same table. */
+    if (!strcmp(k->name, "llm.api") && !strcmp(v, "openai-batch")) v = "openai";
+    if (!strcmp(k->name, "llm.api") && !strcmp(v, "gemini-batch")) v = "gemini";
     h = (h ^ rt_hash_bytes(k->name, strlen(k->name))) * 0x100000001b3ULL;
     h = (h ^ rt_hash_bytes(v, strlen(v))) * 0x100000001b3ULL;
   }

@@ -44,7 +44,7 @@ typedef struct rt_config {
   char *prompt_mode;       /* "rag" | "base" */
   char *template_path;     /* prompt template file */
   /* [llm] */
-  char *api;               /* "openai" | "gemini" | "retrieval" */
+  char *api;               /* "openai" | "gemini" | "openai-batch" | "gemini-batch" | "retrieval" */
   char *base_url;
   char *model;
   int64_t concurrency;     /* requests in flight per rank */
@@ -65,6 +65,13 @@ typedef struct rt_config {
   char *headers;           /* extra headers, "Name: value; Name2: value2" */
   double price_in_per_mtok;  /* USD per million prompt tokens (0: no cost estimate) */
   double price_out_per_mtok; /* USD per million completion tokens */
+  /* llm.api = openai-batch | gemini-batch (llm/batch.h) */
+  char *batch_retry;         /* "sync" | "batch": where failed batch lines go */
+  int64_t batch_deadline;    /* seconds the LLM stage may wait for batches (0 = no bound) */
+  double batch_poll_s;       /* first poll interval; doubles up to batch_poll_max_s */
+  double batch_poll_max_s;
+  int64_t batch_max_requests; /* per batch; 0 = the provider's limit */
+  int64_t batch_max_bytes;    /* per batch input; 0 = the provider's limit */
   /* [match] */
   int fuzzy;
   double fuzzy_threshold;

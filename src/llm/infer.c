@@ -31,6 +31,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "llm/batch.h"
 #include "llm/keys.h"
 #include "llm/ratelimit.h"
 #include "llm/request.h"
@@ -123,6 +124,7 @@ struct rt_llm_client {
   rt_rng rng;
   rt_llm_stats stats;
   rt_llm_hooks hooks;
+  rt_batch *batch;    /* llm.api = openai-batch | gemini-batch: rt_llm_run goes through batch.c */
 };
 
 /* --- curl callbacks -------------------------------------------------------- */
@@ -422,6 +424,13 @@ int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client
   c->timeout_ms = cfg->timeout_ms;
   c->max_failed_fraction = cfg->max_failed_fraction;
   rt_share_init(&c->share);
+  if (rt_batch_api(cfg->api)) {
+    rc = rt_batch_new(cfg, c->share.rank, &c->batch, err);
+    if (rc) {
+      rt_llm_client_free(c);
+      return rc;
+    }
+  }
   c->rng.s = rt_mix64((uint64_t)cfg->seed ^ ((uint64_t)c->share.rank << 32) ^ 0x6c6c6d5f6a69ULL);
   double now = rt_now();
   c->now = now;
@@ -531,6 +540,7 @@ int rt_llm_client_new(const rt_config *cfg, const rt_catalog *cat, rt_llm_client
 
 void rt_llm_client_free(rt_llm_client *c) {
   if (!c) return;
+  rt_batch_free(c->batch);
   for (size_t i = 0; i < c->nslots; i++) {
     if (c->slots[i].easy) curl_easy_cleanup(c->slots[i].easy);
     free(c->slots[i].buf);
@@ -589,10 +599,13 @@ void rt_llm_answer_free(rt_llm_answer *a) {
   a->text = a->error = NULL;
 }
 
-uint64_t rt_llm_request_key(const rt_llm_client *c, const rt_llm_call *call) {
-  size_t len;
-  char *body = rt_llm_build_body_ex(&c->fmt, call->system, call->user, seed_of(c, 0), call->exclude,
-                                    call->n_exclude, &len);
+const rt_llm_reqfmt *rt_llm_client_fmt(const rt_llm_client *c) { return &c->fmt; }
+rt_llm_stats *rt_llm_client_stats_mut(rt_llm_client *c) { return &c->stats; }
+rt_llm_hooks *rt_llm_client_hooks(rt_llm_client *c) { return &c->hooks; }
+int rt_llm_client_batch(const rt_llm_client *c) { return c && c->batch; }
+json_t *rt_llm_batch_report(const rt_llm_client *c) { return c && c->batch ? rt_batch_report(c->batch) : NULL; }
+
+static uint64_t key_of(const rt_llm_client *c, const char *body, size_t len) {
   XXH3_state_t *st = XXH3_createState();
   if (!st) {
     fprintf(stderr, "ragtide: out of memory hashing a request\n");
@@ -603,8 +616,21 @@ uint64_t rt_llm_request_key(const rt_llm_client *c, const rt_llm_call *call) {
   XXH3_64bits_update(st, body, len);
   uint64_t h = XXH3_64bits_digest(st);
   XXH3_freeState(st);
-  free(body);
   return h;
+}
+
+char *rt_llm_call_body(const rt_llm_client *c, const rt_llm_call *call, size_t *len, uint64_t *key) {
+  char *body = rt_llm_build_body_ex(&c->fmt, call->system, call->user, seed_of(c, 0), call->exclude,
+                                    call->n_exclude, len);
+  *key = key_of(c, body, *len);
+  return body;
+}
+
+uint64_t rt_llm_request_key(const rt_llm_client *c, const rt_llm_call *call) {
+  size_t len;
+  uint64_t key;
+  free(rt_llm_call_body(c, call, &len, &key));
+  return key;
 }
 
 /* --- one run ---------------------------------------------------------------- */
@@ -1166,6 +1192,11 @@ static void abandon(run *r, const char *reason, int interrupted) {
 }
 
 int rt_llm_run(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answer *answers, rt_err *err) {
+  if (c->batch) return rt_batch_run(c->batch, c, calls, n, answers, err);
+  return rt_llm_run_sync(c, calls, n, answers, err);
+}
+
+int rt_llm_run_sync(rt_llm_client *c, const rt_llm_call *calls, size_t n, rt_llm_answer *answers, rt_err *err) {
   double t0 = rt_now();
   if (n) memset(answers, 0, n * sizeof *answers);
   c->stats.calls += n;

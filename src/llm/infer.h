@@ -132,6 +132,15 @@ uint64_t rt_llm_request_key(const rt_llm_client *c, const rt_llm_call *call);
 
 const rt_llm_stats *rt_llm_get_stats(const rt_llm_client *c);
 
+/* llm.api = openai-batch | gemini-batch: rt_llm_run submits the calls as
+ * provider batches and collects them (llm/batch.h); same contract. */
+int rt_llm_client_batch(const rt_llm_client *c);
+/* The batches of the last rt_llm_run (ids, states, times) as a JSON array
+ * (new reference; llm/batch.h rt_batch_report), NULL for a synchronous
+ * client. */
+struct json_t;
+struct json_t *rt_llm_batch_report(const rt_llm_client *c);
+
 /* The endpoint URL requests go to (no key in it), for messages. */
 const char *rt_llm_client_url(const rt_llm_client *c);
 void rt_llm_answer_free(rt_llm_answer *a);

@@ -159,15 +159,16 @@ static char *build_fragment(const rt_llm_reqfmt *f, const uint32_t *excl, int ne
 
 int rt_llm_reqfmt_init(rt_llm_reqfmt *f, const rt_config *cfg, const rt_catalog *cat, rt_err *err) {
   memset(f, 0, sizeof *f);
-  if (!cfg->api || strcmp(cfg->api, "openai") == 0)
+  /* The batch apis send the same bodies (llm/batch.h). */
+  if (!cfg->api || strcmp(cfg->api, "openai") == 0 || strcmp(cfg->api, "openai-batch") == 0)
     f->api = RT_LLM_API_OPENAI;
-  else if (strcmp(cfg->api, "gemini") == 0)
+  else if (strcmp(cfg->api, "gemini") == 0 || strcmp(cfg->api, "gemini-batch") == 0)
     f->api = RT_LLM_API_GEMINI;
   else if (strcmp(cfg->api, "retrieval") == 0)
     return rt_err_set(err, RT_ERR_USAGE,
                       "llm.api = retrieval makes no LLM calls: the caller must not create an endpoint client");
   else
-    return rt_err_set(err, RT_ERR_USAGE, "llm.api = \"%s\" is not openai, gemini or retrieval", cfg->api);
+    return rt_err_set(err, RT_ERR_USAGE, "llm.api = \"%s\" is not openai, gemini, openai-batch, gemini-batch or retrieval", cfg->api);
   const char *c = cfg->constrain ? cfg->constrain : "off";
   if (strcmp(c, "off") == 0)
     f->constrain = RT_LLM_CONSTRAIN_OFF;

@@ -1,5 +1,6 @@
 /* summary.c — reduce counters, write the run summary. */
 #include "pipeline/summary.h"
+#include "pipeline/collective.h"
 #include "base/metrics.h"
 #include "base/util.h"
 #include "llm/infer.h"
@@ -173,4 +174,49 @@ json_t *rt_summary_llm(MPI_Comm comm, const rt_llm_stats *s) {
   json_object_set_new(o, "tokens", tok);
   json_object_set_new(o, "rate", rate);
   return o;
+}
+
+void rt_summary_batches(MPI_Comm comm, json_t *into, json_t *mine) {
+  char *s = json_dumps(mine ? mine : json_array(), JSON_COMPACT);
+  json_decref(mine);
+  size_t len = strlen(s);
+  void *all = NULL;
+  size_t alen = 0;
+  rt_gather_bytes(comm, s, len + 1, &all, &alen); /* each rank's array, NUL-terminated */
+  free(s);
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  if (rank != 0 || !into) {
+    free(all);
+    return;
+  }
+  json_t *list = json_array(), *by = json_object();
+  double longest = 0;
+  json_int_t req = 0, ok = 0, failed = 0;
+  for (size_t off = 0; off < alen;) {
+    const char *p = (const char *)all + off;
+    size_t l = strnlen(p, alen - off);
+    json_error_t je;
+    json_t *a = json_loadb(p, l, 0, &je);
+    size_t i;
+    json_t *b;
+    json_array_foreach(a, i, b) {
+      json_array_append(list, b);
+      const char *st = json_string_value(json_object_get(b, "state"));
+      json_t *n = json_object_get(by, st ? st : "?");
+      json_object_set_new(by, st ? st : "?", json_integer(n ? json_integer_value(n) + 1 : 1));
+      req += json_integer_value(json_object_get(b, "requests"));
+      ok += json_integer_value(json_object_get(b, "ok"));
+      failed += json_integer_value(json_object_get(b, "failed"));
+      double sec = json_real_value(json_object_get(b, "seconds"));
+      if (sec > longest) longest = sec;
+    }
+    json_decref(a);
+    off += l + 1;
+  }
+  free(all);
+  json_t *o = json_pack("{s:I,s:o,s:I,s:I,s:I,s:f,s:o}", "count", (json_int_t)json_array_size(list), "by_state", by,
+                        "requests", req, "answered", ok, "failed_lines", failed, "seconds_to_complete", longest,
+                        "list", list);
+  json_object_set_new(into, "batches", o);
 }

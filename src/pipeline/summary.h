@@ -39,6 +39,14 @@ struct rt_llm_stats;
  * The latency histograms are merged by adding their buckets. */
 json_t *rt_summary_llm(MPI_Comm comm, const struct rt_llm_stats *s);
 
+/* Collective: every rank's batches (llm.api = *-batch; `mine` = its
+ * rt_llm_batch_report array, stolen; NULL = none) into rank 0's `into`
+ * object as "batches": {"count", "by_state": {STATE: N}, "requests",
+ * "answered", "failed_lines", "seconds_to_complete" (the longest submission
+ * to end), "list": [{"id", "provider", "state", "requests", "ok", "failed",
+ * "round", "adopted", "submitted_at", "ended_at", "seconds"}]}. */
+void rt_summary_batches(MPI_Comm comm, json_t *into, json_t *mine);
+
 /* Write obj as pretty JSON to path atomically. */
 int rt_summary_write(json_t *obj, const char *path, rt_err *err);
 /* The summary as written: indented JSON and a newline (malloc'ed; *len

@@ -25,7 +25,7 @@
 
 #define MAX_BODY (64u << 20) /* a whole-catalog enum of 100k clusters fits */
 
-typedef enum { R_CHAT, R_GEMINI, R_MODELS, R_STATS, R_HEALTH, R_404, R_405 } route;
+typedef enum { R_CHAT, R_GEMINI, R_MODELS, R_STATS, R_HEALTH, R_404, R_405, R_BATCH } route;
 typedef enum { ST_NEW, ST_QUEUED, ST_DELAYED, ST_HUNG, ST_DONE } req_state;
 
 typedef struct sim_req {
@@ -45,6 +45,10 @@ typedef struct sim_req {
   long rl_limit, rl_remaining;
   double rl_reset;
   struct sim_req *next; /* FIFO (ST_QUEUED) or hang list (ST_HUNG) */
+  /* R_BATCH multipart upload (POST /v1/files) */
+  RT_VEC(char) file;
+  char *purpose;
+  int has_file;
 } sim_req;
 
 typedef struct counters {
@@ -70,6 +74,7 @@ struct sim_server {
   sim_req **heap;                 /* delayed, min-heap on due */
   size_t heap_len, heap_cap;
   uint64_t suspended;             /* connections we suspended and not yet saw again */
+  sim_batches *batches;           /* the batch endpoints (batch.c, own lock) */
 };
 
 /* --- helpers --------------------------------------------------------------- */
@@ -182,6 +187,10 @@ static route route_of(const char *url, const char *method, sim_api *api) {
   int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
   *api = SIM_API_OPENAI;
   if (strcmp(url, "/v1/chat/completions") == 0) return post ? R_CHAT : R_405;
+  if (sim_batches_route(url)) {
+    *api = strncmp(url, "/v1beta", 7) == 0 ? SIM_API_GEMINI : SIM_API_OPENAI;
+    return get || post ? R_BATCH : R_405;
+  }
   static const char gpre[] = "/v1beta/models/", gsuf[] = ":generateContent";
   size_t ul = strlen(url), pl = sizeof gpre - 1, sl = sizeof gsuf - 1;
   if (ul > pl + sl && strncmp(url, gpre, pl) == 0 && strcmp(url + ul - sl, gsuf) == 0 &&
@@ -211,24 +220,44 @@ static char *stats_json(sim_server *s) {
   pthread_mutex_lock(&s->mu);
   counters c = s->st;
   pthread_mutex_unlock(&s->mu);
-  char *b = rt_xmalloc(1024);
+  char *bs = sim_batches_stats(s->batches);
+  char *b = rt_xmalloc(1536);
 #define U(x) (unsigned long long)(x)
-  snprintf(b, 1024,
+  snprintf(b, 1536,
            "{\"requests\":%llu,\"answered\":%llu,\"http_400\":%llu,\"http_401\":%llu,\"http_404\":%llu,"
            "\"http_405\":%llu,\"http_413\":%llu,\"http_429\":%llu,\"http_500\":%llu,\"http_503\":%llu,"
            "\"hangs\":%llu,\"resets\":%llu,\"malformed\":%llu,\"off_catalog\":%llu,\"noisy\":%llu,"
            "\"queued\":%llu,\"in_flight\":%llu,\"max_in_flight\":%llu,\"in_service\":%llu,"
            "\"max_in_service\":%llu,\"http_502\":%llu,\"http_504\":%llu,\"sporadic_429\":%llu,"
            "\"by_endpoint\":{\"chat_completions\":%llu,"
-           "\"generate_content\":%llu,\"models\":%llu,\"other\":%llu}}",
+           "\"generate_content\":%llu,\"models\":%llu,\"other\":%llu},\"batches\":%s}",
            U(c.requests), U(c.answered), U(c.http_400), U(c.http_401), U(c.http_404), U(c.http_405),
            U(c.http_413), U(c.http_429), U(c.http_500), U(c.http_503), U(c.hangs), U(c.resets),
            U(c.malformed), U(c.off_catalog), U(c.noisy), U(c.queued), U(c.in_flight),
            U(c.max_in_flight), U(c.in_service), U(c.max_in_service), U(c.http_502), U(c.http_504),
            U(c.sporadic_429), U(c.ep_chat), U(c.ep_gemini),
-           U(c.ep_models), U(c.ep_other));
+           U(c.ep_models), U(c.ep_other), bs);
 #undef U
+  free(bs);
   return b;
+}
+
+/* A multipart field of POST /v1/files: "purpose" and "file" (the JSONL). */
+static enum MHD_Result on_post_field(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+                                     const char *ctype, const char *enc, const char *data, uint64_t off,
+                                     size_t size) {
+  (void)kind, (void)filename, (void)ctype, (void)enc, (void)off;
+  sim_req *r = cls;
+  if (strcmp(key, "file") == 0) {
+    r->has_file = 1;
+    for (size_t i = 0; i < size; i++) rt_vec_push(&r->file, data[i]);
+  } else if (strcmp(key, "purpose") == 0) {
+    size_t old = r->purpose ? strlen(r->purpose) : 0;
+    r->purpose = rt_xrealloc(r->purpose, old + size + 1);
+    memcpy(r->purpose + old, data, size);
+    r->purpose[old + size] = '\0';
+  }
+  return MHD_YES;
 }
 
 /* --- request life cycle ---------------------------------------------------- */
@@ -334,6 +363,29 @@ static enum MHD_Result on_complete(sim_server *s, sim_req *r, const char *url, c
     r->state = ST_DONE;
     return reply(r->con, 200, b, strlen(b), 0, NULL);
   }
+  case R_BATCH: {
+    if (r->too_big) {
+      snprintf(msg, sizeof msg, "request body over %u MiB", MAX_BODY >> 20);
+      return reply_error(s, r, 413, msg, 0, &s->st.http_413);
+    }
+    if (!auth_ok(s, r))
+      return reply_error(s, r, 401, "missing or wrong API key", 0, &s->st.http_401);
+    if (strcmp(url, "/v1/files") == 0 && strcmp(method, "POST") == 0) {
+      /* multipart/form-data: libmicrohttpd's post processor splits the fields */
+      struct MHD_PostProcessor *pp = MHD_create_post_processor(r->con, 65536, on_post_field, r);
+      if (!pp) return reply_error(s, r, 400, "POST /v1/files needs multipart/form-data (purpose, file)", 0,
+                                  &s->st.http_400);
+      MHD_post_process(pp, r->body ? r->body : "", r->len);
+      MHD_destroy_post_processor(pp);
+    }
+    char *out = NULL;
+    size_t out_len = 0;
+    int jsonl = 0;
+    unsigned st = sim_batches_handle(s->batches, method, url, r->body, r->len, r->has_file ? r->file.data : NULL,
+                                     r->file.len, r->purpose, &out, &out_len, &jsonl);
+    r->state = ST_DONE;
+    return reply(r->con, st, out, out_len, 0, NULL);
+  }
   case R_404:
   case R_405:
     pthread_mutex_lock(&s->mu);
@@ -418,7 +470,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     return MHD_YES;
   }
   if (*upload_size) {
-    if ((r->route == R_CHAT || r->route == R_GEMINI) && !r->too_big) {
+    if ((r->route == R_CHAT || r->route == R_GEMINI || r->route == R_BATCH) && !r->too_big) {
       if (r->len + *upload_size > MAX_BODY) {
         r->too_big = 1;
         free(r->body);
@@ -460,6 +512,8 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **req_cls,
   sim_req *r = *req_cls;
   if (!r) return;
   free(r->body);
+  free(r->file.data);
+  free(r->purpose);
   sim_request_free(&r->rq);
   sim_outcome_free(&r->out);
   free(r);
@@ -513,6 +567,7 @@ int sim_server_start(sim_ctx *ctx, sim_server **out, int *port, rt_err *err) {
   pthread_cond_init(&s->cv, &ca);
   pthread_condattr_destroy(&ca);
   sim_bucket_init(&s->bucket, ctx->opt.rps, mono());
+  s->batches = sim_batches_new(ctx);
 
   /* Thousands of concurrent delayed requests need as many descriptors. */
   struct rlimit rl;
@@ -600,6 +655,7 @@ void sim_server_stop(sim_server *s) {
   MHD_stop_daemon(s->d);
   if (ls != MHD_INVALID_SOCKET) close(ls);
   sim_counts_free(&s->counts);
+  sim_batches_free(s->batches);
   free(s->heap);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);

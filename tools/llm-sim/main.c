@@ -53,6 +53,12 @@ static const char usage[] =
     "  --off-catalog X       fraction answering a description that is not in the catalog\n"
     "  --noise X             fraction answering a catalog description with noise (case, keyword\n"
     "                        order, spaces, punctuation) that rt_normalize_desc() undoes\n"
+"  --batch-delay-ms D    batch endpoints: creation to completion (default 1000)\n"
+    "  --batch-fail X        fraction of batch lines failed with a 500 (default 0)\n"
+    "  --batch-expire-ms E   a batch still running after E ms expires (default 0: never)\n"
+    "  --batch-max-requests N  reject (400) a batch of more requests (default 0: no limit)\n"
+    "  --batch-max-bytes N   reject (400) a larger input file / inline request (default 0: no limit)\n"
+    "  --batch-get-fail N    every Nth GET of a batch answers 503 (default 0: never)\n"
     "  --require-key K       require Authorization: Bearer K (OpenAI) / x-goog-api-key: K (Gemini)\n"
     "  --threads N           server threads (default 2)\n"
     "  --help                this text\n"
@@ -98,7 +104,7 @@ static int parse_uint(const char *flag, const char *s, unsigned long long lo, un
 enum {
   O_CATALOG = 256, O_PORT, O_PORT_FILE, O_SEED, O_LATENCY, O_LATENCY_DIST, O_LATENCY_P99, O_CAPACITY,
   O_RPS, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_FAULT_ATTEMPTS, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
-  O_HELP,
+  O_HELP, O_BDELAY, O_BFAIL, O_BEXPIRE, O_BMAXREQ, O_BMAXBYTES, O_BGETFAIL,
 };
 
 static int parse_args(int argc, char **argv, sim_opts *o) {
@@ -118,12 +124,18 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     {"malformed", required_argument, 0, O_MALFORMED}, {"off-catalog", required_argument, 0, O_OFF},
     {"noise", required_argument, 0, O_NOISE}, {"follow", required_argument, 0, O_FOLLOW},
     {"threads", required_argument, 0, O_THREADS}, {"require-key", required_argument, 0, O_KEY},
+    {"batch-delay-ms", required_argument, 0, O_BDELAY}, {"batch-fail", required_argument, 0, O_BFAIL},
+    {"batch-expire-ms", required_argument, 0, O_BEXPIRE},
+    {"batch-max-requests", required_argument, 0, O_BMAXREQ},
+    {"batch-max-bytes", required_argument, 0, O_BMAXBYTES},
+    {"batch-get-fail", required_argument, 0, O_BGETFAIL},
     {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
   };
   memset(o, 0, sizeof *o);
   o->follow = 0.8;
   o->threads = 2;
   o->retry_after = 1;
+  o->batch_delay_ms = 1000;
   int c, rc = 0;
   unsigned long long u;
   opterr = 0;
@@ -173,6 +185,12 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
       if (!*optarg) rc = bad_value("--require-key", "", "a non-empty key");
       o->require_key = optarg;
       break;
+    case O_BDELAY: rc = parse_double("--batch-delay-ms", optarg, 0, 8.64e7, &o->batch_delay_ms); break;
+    case O_BFAIL: rc = parse_double("--batch-fail", optarg, 0, 1, &o->batch_fail); break;
+    case O_BEXPIRE: rc = parse_double("--batch-expire-ms", optarg, 0, 8.64e7, &o->batch_expire_ms); break;
+    case O_BMAXREQ: rc = parse_uint("--batch-max-requests", optarg, 0, 100000000, &o->batch_max_requests); break;
+    case O_BMAXBYTES: rc = parse_uint("--batch-max-bytes", optarg, 0, 1ULL << 40, &o->batch_max_bytes); break;
+    case O_BGETFAIL: rc = parse_uint("--batch-get-fail", optarg, 0, 1000000, &o->batch_get_fail); break;
     case O_HELP: fputs(usage, stdout); exit(0);
     case ':':
       fprintf(stderr, "ragtide-llm-sim: %s needs a value; see --help\n", flag);

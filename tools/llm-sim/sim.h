@@ -44,6 +44,12 @@ typedef struct sim_opts {
   double follow;
   unsigned threads;
   const char *require_key;  /* NULL: no auth */
+  /* batch endpoints (batch.c) */
+  double batch_delay_ms;    /* creation to completion */
+  double batch_fail;        /* fraction of batch lines failed (500) */
+  double batch_expire_ms;   /* > 0 and < delay: the batch expires then */
+  unsigned long long batch_max_requests, batch_max_bytes; /* 0: no limit; over: 400 */
+  unsigned long long batch_get_fail; /* every Nth GET of one batch answers 503 (0: never) */
   /* derived: log-normal parameters (ln ms) */
   double ln_mu, ln_sigma;
 } sim_opts;
@@ -140,6 +146,7 @@ enum {
   SIM_D_FOLLOW = 1, SIM_D_CHOICE, SIM_D_ENUM, SIM_D_RESET, SIM_D_HANG, SIM_D_500, SIM_D_503,
   SIM_D_MALFORMED, SIM_D_OFF, SIM_D_NOISE, SIM_D_LAT1, SIM_D_LAT2, SIM_D_TEXT, SIM_D_ID,
   SIM_D_429, SIM_D_502, SIM_D_504, /* appended: the older streams keep their draws */
+  SIM_D_BATCH_FAIL,
 };
 
 uint64_t sim_draw64(uint64_t seed, uint64_t prompt_hash, uint64_t n, unsigned tag);
@@ -174,6 +181,29 @@ int sim_bucket_take(sim_bucket *b, double now);
 /* The bucket as OpenAI's headers show it (after a take): limit = burst,
  * remaining = whole tokens left, reset = seconds until it is full again. */
 void sim_bucket_state(const sim_bucket *b, long *limit, long *remaining, double *reset_s);
+
+/* --- batch.c -------------------------------------------------------------- */
+
+/* The providers' batch endpoints in memory (thread-safe): OpenAI POST
+ * /v1/files (multipart: purpose, file), GET /v1/files/{id}[/content], POST
+ * and GET /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel;
+ * Gemini POST /v1beta/models/{m}:batchGenerateContent (inline requests), GET
+ * /v1beta/batches[/{id}], POST /v1beta/batches/{id}:cancel. */
+typedef struct sim_batches sim_batches;
+sim_batches *sim_batches_new(const sim_ctx *ctx);
+void sim_batches_free(sim_batches *b);
+/* 1 when url is one of the batch endpoints above. */
+int sim_batches_route(const char *url);
+/* Answer one request: returns the HTTP status, *out the malloc'ed body
+ * (*jsonl = 1: JSON lines, else JSON). file/purpose: the multipart fields of
+ * an upload (NULL otherwise). */
+unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url, const char *body, size_t len,
+                            const char *file, size_t file_len, const char *purpose, char **out, size_t *out_len,
+                            int *jsonl);
+/* Counters as a JSON object (malloc'ed): created, cancelled, expired,
+ * rejected, uploads, downloads, gets, get_failures, lines, lines_ok,
+ * lines_failed. */
+char *sim_batches_stats(sim_batches *b);
 
 /* --- http.c ---------------------------------------------------------------- */
 
