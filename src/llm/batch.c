@@ -134,6 +134,34 @@ int rt_bhttp_fail(const char *method, const char *url, long status, const char *
   return rt_err_set(err, RT_ERR_ENDPOINT, "%ld from %s %s: %s%s", status, method, url, *m ? m : "(no message)", hint);
 }
 
+int rt_bhttp_ok(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len, curl_mime *mime,
+                char **resp, size_t *rlen, rt_err *err) {
+  long status = 0;
+  *resp = NULL;
+  *rlen = 0;
+  int rc = rt_bhttp_do(h, method, url, body, len, mime, &status, resp, rlen, err);
+  if (rc == RT_OK && status / 100 != 2) rc = rt_bhttp_fail(method, url, status, *resp, *rlen, err);
+  if (rc) {
+    free(*resp);
+    *resp = NULL;
+    *rlen = 0;
+  }
+  return rc;
+}
+
+json_t *rt_bhttp_json(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len,
+                      curl_mime *mime, rt_err *err) {
+  char *resp;
+  size_t rl;
+  if (rt_bhttp_ok(h, method, url, body, len, mime, &resp, &rl, err)) return NULL;
+  json_error_t je;
+  json_t *v = json_loadb(resp, rl, 0, &je);
+  free(resp);
+  if (!v) rt_err_set(err, RT_ERR_ENDPOINT, "%s %s: the answer is not JSON (%s at byte %d)", method, url, je.text,
+                     je.position);
+  return v;
+}
+
 /* The last exchange failed in a way worth retrying: no response, 429, 5xx. */
 static int transient(const rt_bhttp *h) { return h->last_status == 0 || h->last_status == 429 || h->last_status >= 500; }
 

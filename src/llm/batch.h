@@ -102,6 +102,14 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
 /* A non-2xx answer as an error naming method, URL, status and the
  * provider's message, with a hint for 401/403/404. */
 int rt_bhttp_fail(const char *method, const char *url, long status, const char *resp, size_t rlen, rt_err *err);
+/* rt_bhttp_do where only a 2xx answer will do: any other status is the
+ * rt_bhttp_fail error. On failure *resp is NULL (nothing to free). */
+int rt_bhttp_ok(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len, curl_mime *mime,
+                char **resp, size_t *rlen, rt_err *err);
+/* rt_bhttp_ok, the answer parsed as JSON: the value (the caller's), or NULL
+ * with err set (RT_ERR_ENDPOINT "... is not JSON" for a body that is not). */
+json_t *rt_bhttp_json(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len,
+                      curl_mime *mime, rt_err *err);
 
 /* A provider's state of one batch. */
 typedef struct rt_batch_state {

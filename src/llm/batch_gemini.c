@@ -46,25 +46,15 @@ static int gem_submit(rt_bhttp *h, const char *model, const char *label, char *c
   char *m = curl_easy_escape(h->e, model, 0);
   snprintf(url, sizeof url, "%s/v1beta/models/%s:batchGenerateContent", h->base, m ? m : model);
   curl_free(m);
-  long st = 0;
-  char *resp = NULL;
-  size_t rl = 0;
-  int rc = rt_bhttp_do(h, "POST", url, data, (size_t)(p - data), NULL, &st, &resp, &rl, err);
+  json_t *op = rt_bhttp_json(h, "POST", url, data, (size_t)(p - data), NULL, err);
   free(data);
-  if (rc) return rc;
-  if (st / 100 != 2) {
-    rc = rt_bhttp_fail("POST", url, st, resp, rl, err);
-    free(resp);
-    return rc;
-  }
-  json_error_t je;
-  json_t *op = json_loadb(resp, rl, 0, &je);
+  if (!op) return err->code;
+  int rc = RT_OK;
   const char *name = json_string_value(json_object_get(op, "name"));
   if (!name) name = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
   if (name && !strncmp(name, "batches/", 8)) snprintf(id, idcap, "%s", name);
   else rc = rt_err_set(err, RT_ERR_ENDPOINT, "POST %s: the answer names no batch (batches/...)", url);
   json_decref(op);
-  free(resp);
   return rc;
 }
 
@@ -78,19 +68,8 @@ static int64_t count_of(json_t *stats, const char *k) {
 static int gem_get(rt_bhttp *h, const char *id, rt_batch_state *st, rt_err *err) {
   char url[1024];
   snprintf(url, sizeof url, "%s/v1beta/%s", h->base, id);
-  long status = 0;
-  char *resp = NULL;
-  size_t rl = 0;
-  int rc = rt_bhttp_do(h, "GET", url, NULL, 0, NULL, &status, &resp, &rl, err);
-  if (rc) return rc;
-  if (status / 100 != 2) {
-    rc = rt_bhttp_fail("GET", url, status, resp, rl, err);
-    free(resp);
-    return rc;
-  }
-  json_error_t je;
-  json_t *op = json_loadb(resp, rl, 0, &je);
-  free(resp);
+  json_t *op = rt_bhttp_json(h, "GET", url, NULL, 0, NULL, err);
+  if (!op) return err->code;
   json_t *md = json_object_get(op, "metadata");
   const char *s = json_string_value(json_object_get(md, "state"));
   if (!s) {
@@ -147,11 +126,9 @@ static int gem_collect(rt_bhttp *h, const char *id, const rt_batch_state *st, rt
 static int gem_cancel(rt_bhttp *h, const char *id, rt_err *err) {
   char url[1024];
   snprintf(url, sizeof url, "%s/v1beta/%s:cancel", h->base, id);
-  long status = 0;
-  char *resp = NULL;
-  size_t rl = 0;
-  int rc = rt_bhttp_do(h, "POST", url, "{}", 2, NULL, &status, &resp, &rl, err);
-  if (rc == RT_OK && status / 100 != 2) rc = rt_bhttp_fail("POST", url, status, resp, rl, err);
+  char *resp;
+  size_t rl;
+  int rc = rt_bhttp_ok(h, "POST", url, "{}", 2, NULL, &resp, &rl, err); /* the answer's body is not needed */
   free(resp);
   return rc;
 }
@@ -162,19 +139,8 @@ static int gem_find(rt_bhttp *h, const char *label, char *id, size_t idcap, rt_e
   for (int page = 0; page < 1000; page++) { /* GET /v1beta/batches?pageSize=100[&pageToken=T] */
     char url[1024];
     snprintf(url, sizeof url, "%s/v1beta/batches?pageSize=100%s%s", h->base, *token ? "&pageToken=" : "", token);
-    long status = 0;
-    char *resp = NULL;
-    size_t rl = 0;
-    int rc = rt_bhttp_do(h, "GET", url, NULL, 0, NULL, &status, &resp, &rl, err);
-    if (rc) return rc;
-    if (status / 100 != 2) {
-      rc = rt_bhttp_fail("GET", url, status, resp, rl, err);
-      free(resp);
-      return rc;
-    }
-    json_error_t je;
-    json_t *l = json_loadb(resp, rl, 0, &je);
-    free(resp);
+    json_t *l = rt_bhttp_json(h, "GET", url, NULL, 0, NULL, err);
+    if (!l) return err->code;
     size_t i;
     json_t *op;
     json_array_foreach(json_object_get(l, "operations"), i, op) {

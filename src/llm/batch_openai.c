@@ -59,66 +59,37 @@ static int oai_submit(rt_bhttp *h, const char *model, const char *label, char *c
   snprintf(fname, sizeof fname, "%s.jsonl", label);
   curl_mime_filename(part, fname);
   curl_mime_type(part, "application/jsonl");
-  long st = 0;
-  char *resp = NULL;
-  size_t rl = 0;
-  int rc = rt_bhttp_do(h, "POST", url, NULL, 0, mime, &st, &resp, &rl, err);
+  json_t *f = rt_bhttp_json(h, "POST", url, NULL, 0, mime, err);
   curl_mime_free(mime);
   free(data);
-  if (rc) return rc;
-  if (st / 100 != 2) {
-    rc = rt_bhttp_fail("POST", url, st, resp, rl, err);
-    free(resp);
-    return rc;
-  }
-  json_error_t je;
-  json_t *f = json_loadb(resp, rl, 0, &je);
+  if (!f) return err->code;
   const char *fid = json_string_value(json_object_get(f, "id"));
   if (!fid) {
     json_decref(f);
-    free(resp);
     return rt_err_set(err, RT_ERR_ENDPOINT, "POST %s: the answer has no file id", url);
   }
   json_t *req = json_pack("{s:s,s:s,s:s,s:{s:s}}", "input_file_id", fid, "endpoint", OAI_ENDPOINT,
                           "completion_window", "24h", "metadata", "ragtide", label);
   json_decref(f);
-  free(resp);
   char *body = json_dumps(req, JSON_COMPACT);
   json_decref(req);
   url_of(h, url, sizeof url, "/v1/batches");
-  rc = rt_bhttp_do(h, "POST", url, body, strlen(body), NULL, &st, &resp, &rl, err);
+  json_t *b = rt_bhttp_json(h, "POST", url, body, strlen(body), NULL, err);
   free(body);
-  if (rc) return rc;
-  if (st / 100 != 2) {
-    rc = rt_bhttp_fail("POST", url, st, resp, rl, err);
-    free(resp);
-    return rc;
-  }
-  json_t *b = json_loadb(resp, rl, 0, &je);
+  if (!b) return err->code;
   const char *bid = json_string_value(json_object_get(b, "id"));
+  int rc = RT_OK;
   if (bid) snprintf(id, idcap, "%s", bid);
   else rc = rt_err_set(err, RT_ERR_ENDPOINT, "POST %s: the answer has no batch id", url);
   json_decref(b);
-  free(resp);
   return rc;
 }
 
 static int oai_get(rt_bhttp *h, const char *id, rt_batch_state *st, rt_err *err) {
   char url[1024];
   snprintf(url, sizeof url, "%s/v1/batches/%s", h->base, id);
-  long status = 0;
-  char *resp = NULL;
-  size_t rl = 0;
-  int rc = rt_bhttp_do(h, "GET", url, NULL, 0, NULL, &status, &resp, &rl, err);
-  if (rc) return rc;
-  if (status / 100 != 2) {
-    rc = rt_bhttp_fail("GET", url, status, resp, rl, err);
-    free(resp);
-    return rc;
-  }
-  json_error_t je;
-  json_t *b = json_loadb(resp, rl, 0, &je);
-  free(resp);
+  json_t *b = rt_bhttp_json(h, "GET", url, NULL, 0, NULL, err);
+  if (!b) return err->code;
   const char *s = json_string_value(json_object_get(b, "status"));
   if (!s) {
     json_decref(b);
@@ -144,16 +115,10 @@ static int oai_get(rt_bhttp *h, const char *id, rt_batch_state *st, rt_err *err)
 static int oai_lines(rt_bhttp *h, const char *fid, rt_batch_line_fn fn, void *ud, rt_err *err) {
   char url[1024];
   snprintf(url, sizeof url, "%s/v1/files/%s/content", h->base, fid);
-  long status = 0;
-  char *resp = NULL;
-  size_t rl = 0;
-  int rc = rt_bhttp_do(h, "GET", url, NULL, 0, NULL, &status, &resp, &rl, err);
+  char *resp;
+  size_t rl;
+  int rc = rt_bhttp_ok(h, "GET", url, NULL, 0, NULL, &resp, &rl, err);
   if (rc) return rc;
-  if (status / 100 != 2) {
-    rc = rt_bhttp_fail("GET", url, status, resp, rl, err);
-    free(resp);
-    return rc;
-  }
   const char *p = resp, *end = resp + rl;
   while (p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -201,11 +166,9 @@ static int oai_collect(rt_bhttp *h, const char *id, const rt_batch_state *st, rt
 static int oai_cancel(rt_bhttp *h, const char *id, rt_err *err) {
   char url[1024];
   snprintf(url, sizeof url, "%s/v1/batches/%s/cancel", h->base, id);
-  long status = 0;
-  char *resp = NULL;
-  size_t rl = 0;
-  int rc = rt_bhttp_do(h, "POST", url, "{}", 2, NULL, &status, &resp, &rl, err);
-  if (rc == RT_OK && status / 100 != 2) rc = rt_bhttp_fail("POST", url, status, resp, rl, err);
+  char *resp;
+  size_t rl;
+  int rc = rt_bhttp_ok(h, "POST", url, "{}", 2, NULL, &resp, &rl, err); /* the answer's body is not needed */
   free(resp);
   return rc;
 }
@@ -216,19 +179,8 @@ static int oai_find(rt_bhttp *h, const char *label, char *id, size_t idcap, rt_e
   for (int page = 0; page < 1000; page++) { /* GET /v1/batches?limit=100[&after=ID], newest first */
     char url[1024];
     snprintf(url, sizeof url, "%s/v1/batches?limit=100%s%s", h->base, *after ? "&after=" : "", after);
-    long status = 0;
-    char *resp = NULL;
-    size_t rl = 0;
-    int rc = rt_bhttp_do(h, "GET", url, NULL, 0, NULL, &status, &resp, &rl, err);
-    if (rc) return rc;
-    if (status / 100 != 2) {
-      rc = rt_bhttp_fail("GET", url, status, resp, rl, err);
-      free(resp);
-      return rc;
-    }
-    json_error_t je;
-    json_t *l = json_loadb(resp, rl, 0, &je);
-    free(resp);
+    json_t *l = rt_bhttp_json(h, "GET", url, NULL, 0, NULL, err);
+    if (!l) return err->code;
     size_t i;
     json_t *b;
     const char *last = NULL;
