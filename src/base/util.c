@@ -32,6 +32,20 @@ void *rt_xrealloc(void *p, size_t n) {
   if (!q) oom(n);
   return q;
 }
+
+int rt_buf_append(char **buf, size_t *len, size_t *cap, const void *p, size_t n, size_t max, size_t first_cap) {
+  if (*len + n > max) return -1;
+  if (*len + n + 1 > *cap) {
+    size_t nc = *cap ? *cap : first_cap;
+    while (nc < *len + n + 1) nc *= 2;
+    *buf = rt_xrealloc(*buf, nc);
+    *cap = nc;
+  }
+  memcpy(*buf + *len, p, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+  return 0;
+}
 char *rt_xstrdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *d = rt_xmalloc(n);

@@ -14,6 +14,10 @@
 void *rt_xmalloc(size_t n);
 void *rt_xcalloc(size_t n, size_t size);
 void *rt_xrealloc(void *p, size_t n);
+/* Append n bytes to the growable, NUL-terminated buffer (*buf, *len, *cap),
+ * doubling its storage from first_cap bytes. 0, or -1 with nothing appended
+ * when *len would pass max (a response or body over its bound). */
+int rt_buf_append(char **buf, size_t *len, size_t *cap, const void *p, size_t n, size_t max, size_t first_cap);
 char *rt_xstrdup(const char *s);
 
 /* Growable array of elements of one type: RT_VEC(uint64_t) v = {0};

@@ -58,19 +58,10 @@ typedef struct buf {
 static size_t on_data(char *p, size_t size, size_t nmemb, void *ud) {
   buf *b = ud;
   size_t n = size * nmemb;
-  if (b->len + n > MAX_RESP) {
+  if (rt_buf_append(&b->p, &b->len, &b->cap, p, n, MAX_RESP, 65536)) {
     b->over = 1;
-    return 0;
+    return 0; /* aborts the transfer */
   }
-  if (b->len + n + 1 > b->cap) {
-    size_t nc = b->cap ? b->cap : 65536;
-    while (nc < b->len + n + 1) nc *= 2;
-    b->p = rt_xrealloc(b->p, nc);
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  b->p[b->len] = '\0';
   return n;
 }
 

@@ -132,19 +132,10 @@ struct rt_llm_client {
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
   slot *s = ud;
   size_t n = size * nmemb;
-  if (s->len + n > MAX_RESPONSE) {
+  if (rt_buf_append(&s->buf, &s->len, &s->cap, p, n, MAX_RESPONSE, 4096)) {
     s->overflow = 1;
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
   }
-  if (s->len + n + 1 > s->cap) {
-    size_t nc = s->cap ? s->cap : 4096;
-    while (nc < s->len + n + 1) nc *= 2;
-    s->buf = rt_xrealloc(s->buf, nc);
-    s->cap = nc;
-  }
-  memcpy(s->buf + s->len, p, n);
-  s->len += n;
-  s->buf[s->len] = '\0';
   return n;
 }
 

@@ -471,21 +471,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
   }
   if (*upload_size) {
     if ((r->route == R_CHAT || r->route == R_GEMINI || r->route == R_BATCH) && !r->too_big) {
-      if (r->len + *upload_size > MAX_BODY) {
+      if (rt_buf_append(&r->body, &r->len, &r->cap, upload, *upload_size, MAX_BODY, 4096)) {
         r->too_big = 1;
         free(r->body);
         r->body = NULL;
         r->len = r->cap = 0;
-      } else {
-        if (r->len + *upload_size + 1 > r->cap) {
-          size_t nc = r->cap ? r->cap : 4096;
-          while (nc < r->len + *upload_size + 1) nc *= 2;
-          r->body = rt_xrealloc(r->body, nc);
-          r->cap = nc;
-        }
-        memcpy(r->body + r->len, upload, *upload_size);
-        r->len += *upload_size;
-        r->body[r->len] = '\0';
       }
     }
     *upload_size = 0;
