@@ -125,7 +125,9 @@ int rt_gates_eval(rt_gates *g, MPI_Comm comm, const rt_result_buf *results, cons
   return rc;
 }
 
-int rt_gates_check(const rt_gates *g, const rt_config *cfg, rt_err *err) {
+/* Recall and coverage; served: the table now at cfg->table, or NULL. */
+static int check_recall_coverage(const rt_gates *g, const rt_config *cfg, const ragtide_table_info *si,
+                                 rt_err *err) {
   char a[32], b[32];
   if (g->holdout) {
     rt_format_utc(g->hold_start, a, sizeof a);
@@ -146,14 +148,9 @@ int rt_gates_check(const rt_gates *g, const rt_config *cfg, rt_err *err) {
                         g->horizon, a, b, 100 * recall, (unsigned long long)g->hits, (unsigned long long)g->positions,
                         100 * cfg->min_recall);
   }
-  if (cfg->min_coverage_ratio <= 0) return RT_OK;
-  ragtide_table *served = NULL;
-  char msg[256];
-  if (ragtide_table_open(cfg->table, &served, msg, sizeof msg) != RAGTIDE_OK) return RT_OK; /* nothing served yet */
-  const ragtide_table_info *si = ragtide_table_get_info(served);
+  if (cfg->min_coverage_ratio <= 0 || !si) return RT_OK; /* no gate, or nothing served yet */
   uint64_t old = si->count_by_prov[RAGTIDE_PROV_RAG] + si->count_by_prov[RAGTIDE_PROV_BASE] +
                  si->count_by_prov[RAGTIDE_PROV_RETRIEVAL];
-  ragtide_table_close(served);
   if (old && (double)g->covered_new < cfg->min_coverage_ratio * (double)old)
     return rt_err_set(err, RT_ERR_COVERAGE, "coverage gate: the new table predicts (rag or base) %llu pairs, %.1f%% "
                       "of the %llu of the served table %s, below gates.min_coverage_ratio %.1f%%; nothing published "
@@ -162,15 +159,6 @@ int rt_gates_check(const rt_gates *g, const rt_config *cfg, rt_err *err) {
                       (unsigned long long)g->covered_new, 100.0 * (double)g->covered_new / (double)old,
                       (unsigned long long)old, cfg->table, 100 * cfg->min_coverage_ratio);
   return RT_OK;
-}
-
-int64_t rt_served_window_end(const char *path) {
-  ragtide_table *t;
-  char msg[256];
-  if (ragtide_table_open(path, &t, msg, sizeof msg) != RAGTIDE_OK) return 0;
-  int64_t we = ragtide_table_get_info(t)->window_end;
-  ragtide_table_close(t);
-  return we;
 }
 
 int rt_gates_decide(const rt_gates *g, const rt_config *cfg, const rt_gate_input *in, const char **status,
@@ -194,9 +182,15 @@ int rt_gates_decide(const rt_gates *g, const rt_config *cfg, const rt_gate_input
                       "rerun asks again",
                       exact * 100, cfg->min_exact_match * 100, (unsigned long long)in->exact,
                       (unsigned long long)in->answers);
-  int rc = rt_gates_check(g, cfg, err); /* recall (exit 12), coverage (exit 13) */
+  /* The served table, opened once for the coverage gate and the window. */
+  ragtide_table *t = NULL;
+  char msg[256];
+  if (ragtide_table_open(cfg->table, &t, msg, sizeof msg) != RAGTIDE_OK) t = NULL; /* nothing served yet */
+  const ragtide_table_info *si = t ? ragtide_table_get_info(t) : NULL;
+  int rc = check_recall_coverage(g, cfg, si, err); /* recall (exit 12), coverage (exit 13) */
+  int64_t served = si && !in->base_mode && !in->force ? si->window_end : 0;
+  if (t) ragtide_table_close(t);
   if (rc) return rc;
-  int64_t served = in->base_mode || in->force ? 0 : rt_served_window_end(cfg->table);
   if (served > cfg->window_end) {
     /* Never a step back: a late or re-run of an older window must not
      * replace a table built from newer logs. */

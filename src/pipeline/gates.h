@@ -71,11 +71,6 @@ int rt_gates_route(rt_gates *g, const rt_plan *plan, MPI_Comm comm, const char *
 int rt_gates_eval(rt_gates *g, MPI_Comm comm, const rt_result_buf *results, const ragtide_table *base, uint32_t ncl,
                   rt_err *err);
 
-/* Rank 0: RT_OK, or RT_ERR_RECALL / RT_ERR_COVERAGE with the figures, the
- * floor and what to do. The served table is the one now at cfg->table (no
- * coverage gate when there is none). */
-int rt_gates_check(const rt_gates *g, const rt_config *cfg, rt_err *err);
-
 /* What the gates read of the run (rank 0, summed over ranks). */
 typedef struct rt_gate_input {
   uint64_t calls;    /* endpoint calls made (journal answers excluded) */
@@ -89,16 +84,15 @@ typedef struct rt_gate_input {
 /* Rank 0, after the LLM stage: every gate in order, the first failure
  * decides, else RT_OK (publish). In order: the error budget
  * (llm.max_failed_fraction, RT_ERR_ENDPOINT), the exact-match rate
- * (gates.min_exact_match, RT_ERR_GATE), rt_gates_check (recall, coverage),
+ * (gates.min_exact_match, RT_ERR_GATE), recall (RT_ERR_RECALL) and coverage
+ * against the table now served at cfg->table (RT_ERR_COVERAGE; none when
+ * nothing is served),
  * and never a step back (a served table whose window ends later than this
  * run's: RT_ERR_STALE unless in->force). *status is set to "halted" or
  * "stale" on failure. *exact_rate and *failed_frac get the figures (-1: no
  * answers / no calls). */
 int rt_gates_decide(const rt_gates *g, const rt_config *cfg, const rt_gate_input *in, const char **status,
                     double *exact_rate, double *failed_frac, rt_err *err);
-
-/* The window end of the table served at path (0: none, or a base table). */
-int64_t rt_served_window_end(const char *path);
 
 void rt_gates_free(rt_gates *g);
 
