@@ -119,6 +119,7 @@ struct rt_llm_client {
   int dns_checked;    /* the host name was looked up once (rt_llm_run) */
   uint64_t nstarted;  /* transfers started */
   double tok_started; /* their estimated tokens */
+  double tok_inflight; /* estimated tokens of the transfers in flight */
   double hdr_margin_s; /* refill time kept in reserve (10 ms; x1.25 per quota 429 despite it, <= 250 ms) */
   rt_share share;
   rt_rng rng;
@@ -746,6 +747,7 @@ static void start(run *r, uint32_t ji, double now) {
   s->seq = c->nstarted++;
   s->tok_seq = c->tok_started;
   c->tok_started += j->tokens;
+  c->tok_inflight += j->tokens;
   s->len = 0;
   s->overflow = 0;
   s->sends = 0;
@@ -762,6 +764,7 @@ static void start(run *r, uint32_t ji, double now) {
   s->sh->dirty = 1;
   if (mc != CURLM_OK) {
     /* Cannot happen with a valid handle; treat as a failed attempt. */
+    c->tok_inflight -= j->tokens;
     c->free_slots[c->nfree++] = s;
     s->j = NULL;
     char why[256];
@@ -803,8 +806,8 @@ static void url_host(const char *url, char *out, size_t cap) {
 /* OpenAI's x-ratelimit-* headers of a response: mirror the quota they show
  * into this rank's share (rt_hdr_quota, ratelimit.h). Read only while they
  * are known to be sent, on the first 2xx (to find out) and on 429s. Returns
- * 1 when a 429 came with remaining-requests or remaining-tokens = 0 (the
- * quota is exhausted). */
+ * 1 when a 429 came with fewer remaining requests or tokens than the
+ * request costs (the quota is exhausted). */
 static int read_quota_headers(rt_llm_client *c, slot *s, long status, double now) {
 #if RT_HEADER_API
   if (c->fmt.api != RT_LLM_API_OPENAI || c->hdr_state < 0) {
@@ -821,7 +824,9 @@ static int read_quota_headers(rt_llm_client *c, slot *s, long status, double now
     if (!header_num(s->easy, names[k][0], &lim) || !header_num(s->easy, names[k][1], &rem) || lim <= 0) continue;
     header_dur(s->easy, names[k][2], &reset);
     any = 1;
-    if (rem < 1) exhausted = 1;
+    /* Exhausted for this request: fewer left than it costs (1 request, or its
+     * estimated tokens; a token quota can refuse with some left). */
+    if (rem < (k ? (double)s->j->tokens : 1.0)) exhausted = 1;
     rt_hdr_quota *q = k ? &c->hq_tok : &c->hq_req;
     rt_bucket *b = k ? &c->hdr_tok : &c->hdr_req;
     if (q->limit >= 0 && s->seq < q->seq) continue; /* an older request's view */
@@ -856,7 +861,7 @@ static int read_quota_headers(rt_llm_client *c, slot *s, long status, double now
      * those in flight). So a view lowers the mirror, and raises it only when
      * it is far above (a quota reset, ranks that stopped); the first one
      * counts everything in flight as not yet taken. */
-    double inflight = (double)(c->nslots - c->nfree);
+    double inflight = k ? c->tok_inflight : (double)(c->nslots - c->nfree); /* in the quota's unit */
     if (first) b->level = view - inflight;
     else if (view < cur) b->level = view;
     else if (view > cur + inflight + 0.1 * b->cap) b->level = view - inflight;
@@ -1046,6 +1051,7 @@ static void finish(run *r, slot *s, CURLcode res, double now) {
     if (ra > r->b429_pause) r->b429_pause = ra;
   }
   s->j = NULL;
+  c->tok_inflight -= j->tokens;
   c->free_slots[c->nfree++] = s;
   if (o == OUT_OK) {
     job_final(r, j, text, NULL);
@@ -1156,6 +1162,7 @@ static void abandon(run *r, const char *reason, int interrupted) {
     c->free_slots[c->nfree++] = s;
   }
   r->inflight = 0;
+  c->tok_inflight = 0;
   char msg[600];
   snprintf(msg, sizeof msg, "not answered: the run stopped (%s)", reason);
   for (size_t k = 0; k < r->n; k++) {

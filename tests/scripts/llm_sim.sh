@@ -86,6 +86,8 @@ start seed2 --follow 0 --seed 2
 start f500 --fail-500 1
 start rps --rps 5
 start rpsh --rps 0.01 --ratelimit-headers
+start tpmh --tpm 600000 --ratelimit-headers
+start tpm0 --tpm 0.6 --ratelimit-headers
 start f429 --fail-429 1 --retry-after 3
 start f502 --fail-502 1
 start f504 --fail-504 1
@@ -240,6 +242,18 @@ hdr() { grep -i "^$2:" "$T/h$1.txt" | tr -d '\r' | awk '{print $2}'; }
 expect "headers: 1st answered, limit 1, remaining 0" "$(cat "$T/code1.txt"),$(hdr 1 x-ratelimit-limit-requests),$(hdr 1 x-ratelimit-remaining-requests)" "200,1,0"
 expect "headers: 2nd is 429 with remaining 0, reset 1m40s" "$(cat "$T/code2.txt"),$(hdr 2 x-ratelimit-remaining-requests),$(hdr 2 x-ratelimit-reset-requests)" "429,0,1m40s"
 grep -qi '^x-ratelimit' "$T/h.txt" && fail "--rps without --ratelimit-headers sent x-ratelimit headers" || ok
+# 8b'. --tpm with --ratelimit-headers: the -tokens trio; a request costs its prompt tokens plus
+#      max_tokens, as OpenAI charges. --tpm 600000: 10000 tokens/s, burst 10000, full at the start.
+chat_body "$T/chatmt.json" "$PROMPT" '{"max_tokens": 64}'
+expect "--tpm: answered" "$(post "$(url tpmh)/v1/chat/completions" "$T/chatmt.json" /dev/null -D "$T/h3.txt")" 200
+expect "--tpm headers: limit, remaining = burst - (prompt + max_tokens)" \
+  "$(hdr 3 x-ratelimit-limit-tokens),$(hdr 3 x-ratelimit-remaining-tokens)" "10000,$((10000 - WANT_PT - 64))"
+grep -qi '^x-ratelimit-limit-requests' "$T/h3.txt" && fail "--tpm without --rps sent -requests headers" || ok
+#      --tpm 0.6: burst 1 token, refilled at 0.01/s: the 2nd request is a 429 that says 100 s.
+for i in 4 5; do post "$(url tpm0)/v1/chat/completions" "$T/chatmt.json" /dev/null -D "$T/h$i.txt" >"$T/code$i.txt"; done
+expect "--tpm: 2nd is 429, remaining-tokens 0, reset-tokens 1m40s, Retry-After 100" \
+  "$(cat "$T/code4.txt"),$(cat "$T/code5.txt"),$(hdr 5 x-ratelimit-remaining-tokens),$(hdr 5 x-ratelimit-reset-tokens),$(hdr 5 retry-after)" \
+  "200,429,0,1m40s,100"
 
 # 8c. --fail-429 (rate-independent, Retry-After --retry-after), --fail-502, --fail-504.
 U=$(url f429)

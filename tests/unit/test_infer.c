@@ -771,6 +771,34 @@ Test(infer, paces_to_ratelimit_headers) {
   rt_llm_client_free(c);
 }
 
+Test(infer, paces_to_ratelimit_token_headers) {
+  /* OpenAI's -tokens trio alone (sim --tpm 120000: 2000 tokens/s, burst
+   * 2000; a call costs its prompt/4 + max_tokens, ~100 here, so ~20 calls/s):
+   * the client mirrors the token quota and paces to it, no AIMD, at most the
+   * few 429s that taught it. The sim charged exactly the client's estimates. */
+  start_sim("--tpm", "120000", "--ratelimit-headers", NULL);
+  set("llm.concurrency=16");
+  set("llm.max_attempts=10");
+  set("llm.max_tokens=60");
+  set("llm.max_failed_fraction=0");
+  size_t n = 80;
+  char **texts;
+  rt_llm_call *calls = make_calls(n, &texts);
+  json_int_t want = 0;
+  for (size_t i = 0; i < n; i++) want += (json_int_t)((strlen(calls[i].system) + strlen(calls[i].user) + 3) / 4 + 60);
+  free_calls(calls, texts, NULL, n);
+  rt_llm_client *c;
+  json_t *j;
+  const rt_llm_stats *s = plain_run(&c, n, &j);
+  cr_assert_eq(json_integer_value(json_object_get(j, "tpm_tokens")), want, "the sim charged %lld tokens, want %lld",
+               (long long)json_integer_value(json_object_get(j, "tpm_tokens")), (long long)want);
+  cr_assert_leq(s->http_429, 2, "%llu 429s", (unsigned long long)s->http_429);
+  cr_assert_eq(s->http_429_quota, s->http_429, "a 429 with remaining-tokens 0 is a quota signal");
+  cr_assert_eq(s->rate_cuts, 0);
+  json_decref(j);
+  rt_llm_client_free(c);
+}
+
 Test(infer, host_that_does_not_resolve_fails_at_once) {
   /* RFC 6761: .invalid never resolves. The first answer stops the run (no
    * backoff and retries), exit code 4 (RT_ERR_ENDPOINT), the host named. */

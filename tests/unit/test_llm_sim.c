@@ -214,16 +214,23 @@ Test(llm_sim, prompt_counts_count_per_prompt) {
 
 Test(llm_sim, token_bucket_limits_and_says_when_to_retry) {
   sim_bucket b;
-  sim_bucket_init(&b, 5, 100.0);
+  sim_bucket_init(&b, 5, 5, 100.0);
   for (int i = 0; i < 5; i++) cr_assert_eq(sim_bucket_take(&b, 100.0), 0);
   cr_assert_eq(sim_bucket_take(&b, 100.0), 1);
   cr_assert_eq(sim_bucket_take(&b, 100.1), 1);
   cr_assert_eq(sim_bucket_take(&b, 100.25), 0, "0.25 s refills 1.25 tokens");
-  sim_bucket_init(&b, 0.1, 0);
+  sim_bucket_init(&b, 0.1, 0.1, 0);
   cr_assert_eq(sim_bucket_take(&b, 0), 0);
   cr_assert_eq(sim_bucket_take(&b, 0), 10, "0.1 rps: the next token in 10 s");
-  sim_bucket_init(&b, 0, 0);
+  sim_bucket_init(&b, 0, 0, 0);
   for (int i = 0; i < 1000; i++) cr_assert_eq(sim_bucket_take(&b, 0), 0, "rps 0 is unlimited");
+  /* --tpm 60000: 1000 tokens/s, burst 1000; requests cost their tokens */
+  sim_bucket_init(&b, 1000, 1000, 50.0);
+  cr_assert_eq(sim_bucket_take_n(&b, 600, 50.0), 0);
+  cr_assert_eq(sim_bucket_take_n(&b, 600, 50.0), 1, "400 left of 600: 0.2 s, rounded up to 1 s");
+  cr_assert_eq(sim_bucket_take_n(&b, 600, 50.2), 0, "0.2 s refilled 200");
+  cr_assert_eq(sim_bucket_take_n(&b, 5000, 51.2), 0, "a cost over the burst takes a full bucket");
+  cr_assert_float_eq(b.tokens, 0, 1e-9);
 }
 
 Test(llm_sim, fault_rates_and_retries_get_fresh_draws) {
@@ -455,7 +462,7 @@ Test(llm_sim, durations_and_bucket_state_as_openai_headers_say) {
   sim_format_duration(0, b, sizeof b);
   cr_assert_str_eq(b, "0s");
   sim_bucket bk;
-  sim_bucket_init(&bk, 10, 100.0);
+  sim_bucket_init(&bk, 10, 10, 100.0);
   for (int i = 0; i < 4; i++) cr_assert_eq(sim_bucket_take(&bk, 100.0), 0);
   long lim, rem;
   double reset;

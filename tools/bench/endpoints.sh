@@ -13,8 +13,11 @@
 #    and without --ratelimit-headers. Snapshots of the sim's /stats 5 s after the client started
 #    and at its end give the rate answered after the first 5 s (target 95-100% of R) and the share
 #    of requests answered 429 after the first 5 s (target <= 1%, <= 0.1% with the headers).
+# 3. A token limit: sim --tpm T (OpenAI's tokens-per-minute, charged as prompt + max_tokens), no
+#    rpm set on the client, with and without the -tokens headers: the tokens let through after the
+#    first 5 s against T/60, and the 429 share, as in 2.
 # Knobs (env): BENCH_INFLIGHT="64 512", BENCH_ROUNDS=600, BENCH_RPS="500 2000",
-#   BENCH_RPS_SECONDS=15, BENCH_RUNS=3, BENCH_PARTS="1 2".
+#   BENCH_RPS_SECONDS=15, BENCH_TPM="4000000", BENCH_RUNS=3, BENCH_PARTS="1 2 3".
 # The client and the sim share this machine's cores (and whatever else runs on it).
 set -euo pipefail
 
@@ -26,7 +29,8 @@ ROUNDS="${BENCH_ROUNDS:-600}"
 RPS="${BENCH_RPS:-500 2000}"
 RPS_SECONDS="${BENCH_RPS_SECONDS:-15}"
 RUNS="${BENCH_RUNS:-3}"
-PARTS="${BENCH_PARTS:-1 2}"
+PARTS="${BENCH_PARTS:-1 2 3}"
+TPM="${BENCH_TPM:-4000000}"
 
 for f in "$SIM" "$BUILD/libragtide_llm.a" "$BUILD/libragtide_base.a" "$BUILD/libragtide.a"; do
   [[ -e "$f" ]] || { echo "endpoints.sh: $f missing: cmake --build $BUILD first" >&2; exit 2; }
@@ -40,10 +44,11 @@ mpicc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$SRC/src" -I"$SRC/include" "$S
   "$BUILD/libragtide_llm.a" "$BUILD/libragtide_base.a" "$BUILD/libragtide.a" \
   $(pkg-config --libs libcurl jansson inih libxxhash libzstd msgpack) -lm -o "$DRIVE"
 
-python3 - "$SIM" "$DRIVE" "$WORK" "$INFLIGHT" "$ROUNDS" "$RPS" "$RPS_SECONDS" "$RUNS" "$PARTS" <<'EOF'
+python3 - "$SIM" "$DRIVE" "$WORK" "$INFLIGHT" "$ROUNDS" "$RPS" "$RPS_SECONDS" "$RUNS" "$PARTS" "$TPM" <<'EOF'
 import json, os, statistics, subprocess, sys, time, urllib.request
-sim, drive, work, inflight, rounds, rps, rps_s, runs, parts = sys.argv[1:]
+sim, drive, work, inflight, rounds, rps, rps_s, runs, parts, tpm = sys.argv[1:]
 inflight = [int(x) for x in inflight.split()]; rps = [int(x) for x in rps.split()]
+tpm = [int(x) for x in tpm.split()]
 rounds, rps_s, runs, parts = int(rounds), int(rps_s), int(runs), parts.split()
 cat = os.path.join(work, "catalog.tsv")
 words = ["jazz","hiking","cooking","chess","surfing","poetry","anime","baking","cycling","opera"]
@@ -104,35 +109,51 @@ if "1" in parts:
                   f"{med(fa[m],'requests'):<10.0f}{med(fa[m],'http_429'):<8.0f}{med(fa[m],'http_5xx'):<7.0f}"
                   f"{med(fa[m],'rate_cuts'):<5.0f}{sum(r['failed'] for r in fa[m] + ff):<7}"
                   f"{med(ff,'cpu_us_per_request'):<10.1f}{med(fa[m],'cpu_us_per_request'):<9.1f}", flush=True)
+def limited(simargs, n, extra, unit, per_s):
+    """One run against a limited sim; after its first 5 s: the rate answered as a fraction of
+    the limit (unit "requests": answered/s over per_s; "tokens": tokens the --tpm bucket let
+    through/s over per_s) and the share of requests answered 429."""
+    p, port = start_sim("--latency-ms", "50", *simargs)
+    try:
+        t0 = time.monotonic()
+        d = subprocess.Popen(drive_cmd(port, n, 256, *extra), stdout=subprocess.PIPE, text=True)
+        time.sleep(max(0.0, 5.0 - (time.monotonic() - t0)))
+        s5, t5 = stats(port), time.monotonic()
+        out = d.communicate()[0]
+        te = time.monotonic()
+        s2 = stats(port)
+    finally:
+        p.terminate(); p.wait()
+    r = json.loads(out)
+    key = "answered" if unit == "requests" else "tpm_tokens"
+    dr = s2["requests"] - s5["requests"]
+    r["after5"] = (s2[key] - s5[key]) / (te - t5) / per_s if te > t5 else 0
+    r["share5"] = (s2["http_429"] - s5["http_429"]) / dr if dr else 0
+    return r
+
+def limited_rows(label, limit, simargs, n, extra, unit, per_s):
+    for hdr in (0, 1):
+        rows = [limited(simargs + (["--ratelimit-headers"] if hdr else []), n, extra, unit, per_s)
+                for _ in range(runs)]
+        med = lambda key: statistics.median(r[key] for r in rows)
+        print(f"{limit:<9}{'on' if hdr else 'off':<9}{rows[0]['calls']:<8}{med('wall_s'):<8.2f}{med('after5'):<11.3f}"
+              f"{med('share5'):<13.4f}{med('http_429'):<7.0f}{med('rate_cuts'):<6.0f}{med('rate_limit'):<11.0f}"
+              f"{med('hdr_rate'):<9.0f}", flush=True)
+
+HEAD = (f"{'limit':<9}{'headers':<9}{'calls':<8}{'wall':<8}{'after5s/L':<11}{'429_after5s':<13}{'429s':<7}"
+        f"{'cuts':<6}{'final_rate':<11}{'hdr_rate':<9}")
 if "2" in parts:
     print(f"## 2. a real limit: sim --rps R, llm.concurrency 256, {rps_s} x R calls; after the first 5 s "
           f"(medians of {runs} runs)")
-    print(f"{'R':<7}{'headers':<9}{'calls':<8}{'wall':<8}{'after5s/R':<11}{'429_after5s':<13}{'429s':<7}"
-          f"{'cuts':<6}{'final_rate':<11}{'hdr_rate':<9}")
+    print(HEAD)
     for R in rps:
-        for hdr in (0, 1):
-            rows = []
-            for _ in range(runs):
-                p, port = start_sim("--latency-ms", "50", "--rps", str(R), *(["--ratelimit-headers"] if hdr else []))
-                try:
-                    n = R * rps_s
-                    t0 = time.monotonic()
-                    d = subprocess.Popen(drive_cmd(port, n, 256, "--set", f"llm.rpm={R * 6000}"),
-                                         stdout=subprocess.PIPE, text=True)
-                    time.sleep(max(0.0, 5.0 - (time.monotonic() - t0)))
-                    s5, t5 = stats(port), time.monotonic()
-                    out = d.communicate()[0]
-                    te = time.monotonic()
-                    s2 = stats(port)
-                finally:
-                    p.terminate(); p.wait()
-                r = json.loads(out)
-                dr = s2["requests"] - s5["requests"]
-                r["after5"] = (s2["answered"] - s5["answered"]) / (te - t5) / R if te > t5 else 0
-                r["share5"] = (s2["http_429"] - s5["http_429"]) / dr if dr else 0
-                rows.append(r)
-            med = lambda key: statistics.median(r[key] for r in rows)
-            print(f"{R:<7}{'on' if hdr else 'off':<9}{rows[0]['calls']:<8}{med('wall_s'):<8.2f}{med('after5'):<11.3f}"
-                  f"{med('share5'):<13.4f}{med('http_429'):<7.0f}{med('rate_cuts'):<6.0f}{med('rate_limit'):<11.0f}"
-                  f"{med('hdr_rate'):<9.0f}", flush=True)
+        limited_rows(R, R, ["--rps", str(R)], R * rps_s, ["--set", f"llm.rpm={R * 6000}"], "requests", R)
+if "3" in parts:
+    # A request costs its prompt (bytes/4, ~65 tokens here) plus llm.max_tokens (64) of the quota.
+    print(f"## 3. a token limit: sim --tpm T (burst T/60), llm.concurrency 256, llm.max_tokens 64, "
+          f"{rps_s} s worth of calls; tokens let through after the first 5 s against T/60 (medians of {runs} runs)")
+    print(HEAD)
+    for T in tpm:
+        n = int(T / 60 / 130 * rps_s)
+        limited_rows(T, T, ["--tpm", str(T)], n, ["--set", "llm.max_tokens=64"], "tokens", T / 60)
 EOF

@@ -205,25 +205,28 @@ void sim_counts_free(sim_counts *c) {
 
 /* --- token bucket ---------------------------------------------------------- */
 
-void sim_bucket_init(sim_bucket *b, double rps, double now) {
-  b->rate = rps;
-  b->burst = rps > 1 ? rps : 1;
+void sim_bucket_init(sim_bucket *b, double rate, double burst, double now) {
+  b->rate = rate;
+  b->burst = burst > 1 ? burst : 1;
   b->tokens = b->burst;
   b->last = now;
 }
 
-int sim_bucket_take(sim_bucket *b, double now) {
+int sim_bucket_take(sim_bucket *b, double now) { return sim_bucket_take_n(b, 1, now); }
+
+int sim_bucket_take_n(sim_bucket *b, double cost, double now) {
   if (b->rate <= 0) return 0;
   if (now > b->last) {
     b->tokens += (now - b->last) * b->rate;
     if (b->tokens > b->burst) b->tokens = b->burst;
     b->last = now;
   }
-  if (b->tokens >= 1) {
-    b->tokens -= 1;
+  if (cost > b->burst) cost = b->burst; /* else it could never pass */
+  if (b->tokens >= cost) {
+    b->tokens -= cost;
     return 0;
   }
-  double wait = ceil((1 - b->tokens) / b->rate);
+  double wait = ceil((cost - b->tokens) / b->rate);
   return wait < 1 ? 1 : wait > 86400 ? 86400 : (int)wait;
 }
 

@@ -41,9 +41,9 @@ typedef struct sim_req {
   int has_slot;   /* holds one of --capacity service slots */
   int in_flight;  /* counted in in_flight */
   double due;     /* ST_DELAYED: when to resume (monotonic seconds) */
-  int rl;         /* --ratelimit-headers: the bucket below is sent with the response */
-  long rl_limit, rl_remaining;
-  double rl_reset;
+  int rl;         /* --ratelimit-headers: bit 1 the request trio, bit 2 the token trio */
+  long rl_limit, rl_remaining, rl_tok_limit, rl_tok_remaining;
+  double rl_reset, rl_tok_reset;
   struct sim_req *next; /* FIFO (ST_QUEUED) or hang list (ST_HUNG) */
   /* R_BATCH multipart upload (POST /v1/files) */
   RT_VEC(char) file;
@@ -55,6 +55,7 @@ typedef struct counters {
   uint64_t requests, answered, http_400, http_401, http_404, http_405, http_413, http_429, http_500,
       http_503, hangs, resets, malformed, off_catalog, noisy, queued;
   uint64_t http_502, http_504, sporadic_429; /* sporadic_429: --fail-429 (also in http_429) */
+  uint64_t tpm_tokens;                       /* tokens the --tpm bucket let through */
   uint64_t ep_chat, ep_gemini, ep_models, ep_other;
   uint64_t in_flight, max_in_flight, in_service, max_in_service;
 } counters;
@@ -68,7 +69,8 @@ struct sim_server {
   int timer_started, timer_stop, stopping;
   counters st;
   sim_counts counts;
-  sim_bucket bucket;
+  sim_bucket bucket;              /* --rps */
+  sim_bucket tok_bucket;          /* --tpm */
   sim_req *fifo_head, *fifo_tail; /* waiting for a capacity slot */
   sim_req *hung;                  /* never answered until shutdown */
   sim_req **heap;                 /* delayed, min-heap on due */
@@ -78,6 +80,16 @@ struct sim_server {
 };
 
 /* --- helpers --------------------------------------------------------------- */
+
+/* The completion budget a request asks for (OpenAI max_tokens or
+ * max_completion_tokens, Gemini generationConfig.maxOutputTokens); 0 if none. */
+static json_int_t max_tokens_of(const sim_request *rq) {
+  json_t *v = rq->api == SIM_API_GEMINI
+                  ? json_object_get(json_object_get(rq->root, "generationConfig"), "maxOutputTokens")
+                  : json_object_get(rq->root, "max_tokens");
+  if (!v && rq->api != SIM_API_GEMINI) v = json_object_get(rq->root, "max_completion_tokens");
+  return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+}
 
 static double mono(void) {
   struct timespec ts;
@@ -156,7 +168,7 @@ static enum MHD_Result reply(struct MHD_Connection *con, unsigned status, char *
     snprintf(b, sizeof b, "%d", retry_after);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, b);
   }
-  if (rl && rl->rl) { /* OpenAI's names and formats (the -tokens trio is not simulated) */
+  if (rl && (rl->rl & 1)) { /* OpenAI's names and formats */
     char b[32];
     snprintf(b, sizeof b, "%ld", rl->rl_limit);
     MHD_add_response_header(resp, "x-ratelimit-limit-requests", b);
@@ -164,6 +176,15 @@ static enum MHD_Result reply(struct MHD_Connection *con, unsigned status, char *
     MHD_add_response_header(resp, "x-ratelimit-remaining-requests", b);
     sim_format_duration(rl->rl_reset, b, sizeof b);
     MHD_add_response_header(resp, "x-ratelimit-reset-requests", b);
+  }
+  if (rl && (rl->rl & 2)) {
+    char b[32];
+    snprintf(b, sizeof b, "%ld", rl->rl_tok_limit);
+    MHD_add_response_header(resp, "x-ratelimit-limit-tokens", b);
+    snprintf(b, sizeof b, "%ld", rl->rl_tok_remaining);
+    MHD_add_response_header(resp, "x-ratelimit-remaining-tokens", b);
+    sim_format_duration(rl->rl_tok_reset, b, sizeof b);
+    MHD_add_response_header(resp, "x-ratelimit-reset-tokens", b);
   }
   enum MHD_Result rc = MHD_queue_response(con, status, resp);
   MHD_destroy_response(resp);
@@ -228,14 +249,14 @@ static char *stats_json(sim_server *s) {
            "\"http_405\":%llu,\"http_413\":%llu,\"http_429\":%llu,\"http_500\":%llu,\"http_503\":%llu,"
            "\"hangs\":%llu,\"resets\":%llu,\"malformed\":%llu,\"off_catalog\":%llu,\"noisy\":%llu,"
            "\"queued\":%llu,\"in_flight\":%llu,\"max_in_flight\":%llu,\"in_service\":%llu,"
-           "\"max_in_service\":%llu,\"http_502\":%llu,\"http_504\":%llu,\"sporadic_429\":%llu,"
+           "\"max_in_service\":%llu,\"http_502\":%llu,\"http_504\":%llu,\"sporadic_429\":%llu,\"tpm_tokens\":%llu,"
            "\"by_endpoint\":{\"chat_completions\":%llu,"
            "\"generate_content\":%llu,\"models\":%llu,\"other\":%llu},\"batches\":%s}",
            U(c.requests), U(c.answered), U(c.http_400), U(c.http_401), U(c.http_404), U(c.http_405),
            U(c.http_413), U(c.http_429), U(c.http_500), U(c.http_503), U(c.hangs), U(c.resets),
            U(c.malformed), U(c.off_catalog), U(c.noisy), U(c.queued), U(c.in_flight),
            U(c.max_in_flight), U(c.in_service), U(c.max_in_service), U(c.http_502), U(c.http_504),
-           U(c.sporadic_429), U(c.ep_chat), U(c.ep_gemini),
+           U(c.sporadic_429), U(c.tpm_tokens), U(c.ep_chat), U(c.ep_gemini),
            U(c.ep_models), U(c.ep_other), bs);
 #undef U
   free(bs);
@@ -406,7 +427,7 @@ static enum MHD_Result on_complete(sim_server *s, sim_req *r, const char *url, c
   else s->st.ep_gemini++;
   int retry = o->rps > 0 ? sim_bucket_take(&s->bucket, mono()) : 0;
   if (o->rps > 0 && o->ratelimit_headers && r->api == SIM_API_OPENAI) {
-    r->rl = 1;
+    r->rl |= 1;
     sim_bucket_state(&s->bucket, &r->rl_limit, &r->rl_remaining, &r->rl_reset);
   }
   pthread_mutex_unlock(&s->mu);
@@ -432,6 +453,22 @@ static enum MHD_Result on_complete(sim_server *s, sim_req *r, const char *url, c
   if (bad) {
     snprintf(msg, sizeof msg, "%s %s: %s", method, url, why);
     return reply_error(s, r, 400, msg, 0, &s->st.http_400);
+  }
+  if (o->tpm > 0) { /* charged as OpenAI does: the prompt's tokens plus the completion it may use */
+    double cost = (double)((r->rq.content_bytes + 3) / 4) + (double)max_tokens_of(&r->rq);
+    pthread_mutex_lock(&s->mu);
+    int wait = sim_bucket_take_n(&s->tok_bucket, cost, mono());
+    if (!wait) s->st.tpm_tokens += (uint64_t)cost;
+    if (o->ratelimit_headers && r->api == SIM_API_OPENAI) {
+      r->rl |= 2;
+      sim_bucket_state(&s->tok_bucket, &r->rl_tok_limit, &r->rl_tok_remaining, &r->rl_tok_reset);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (wait) {
+      snprintf(msg, sizeof msg, "rate limit of %g tokens/min reached (--tpm; this request: %.0f); retry after %d s",
+               o->tpm, cost, wait);
+      return reply_error(s, r, 429, msg, wait, &s->st.http_429);
+    }
   }
   pthread_mutex_lock(&s->mu);
   if (s->stopping) {
@@ -556,7 +593,8 @@ int sim_server_start(sim_ctx *ctx, sim_server **out, int *port, rt_err *err) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&s->cv, &ca);
   pthread_condattr_destroy(&ca);
-  sim_bucket_init(&s->bucket, ctx->opt.rps, mono());
+  sim_bucket_init(&s->bucket, ctx->opt.rps, ctx->opt.rps, mono());
+  sim_bucket_init(&s->tok_bucket, ctx->opt.tpm / 60, ctx->opt.tpm / 60, mono());
   s->batches = sim_batches_new(ctx);
 
   /* Thousands of concurrent delayed requests need as many descriptors. */

@@ -36,8 +36,10 @@ static const char usage[] =
     "  --rps R               token-bucket limit in requests/s, burst max(1,R); over it 429 with\n"
     "                        Retry-After (default 0: unlimited)\n"
     "                        (Gemini: no Retry-After; RetryInfo in the error's details)\n"
-    "  --ratelimit-headers   with --rps: OpenAI's x-ratelimit-limit/remaining/reset-requests\n"
-    "                        headers on every inference response, from the --rps bucket\n"
+    "  --tpm T               token-bucket limit in tokens/min (prompt bytes/4 + max_tokens, charged\n"
+    "                        as OpenAI does), burst T/60; over it 429 as for --rps (default 0)\n"
+    "  --ratelimit-headers   OpenAI's x-ratelimit-limit/remaining/reset-requests (with --rps)\n"
+    "                        and -tokens (with --tpm) headers on every inference response\n"
     "  --fail-429 X          fraction answered 429 at once, independent of the rate (a busy\n"
     "                        shared capacity), with Retry-After (default 0)\n"
     "  --retry-after S       the Retry-After seconds of --fail-429 (default 1)\n"
@@ -103,7 +105,7 @@ static int parse_uint(const char *flag, const char *s, unsigned long long lo, un
 
 enum {
   O_CATALOG = 256, O_PORT, O_PORT_FILE, O_SEED, O_LATENCY, O_LATENCY_DIST, O_LATENCY_P99, O_CAPACITY,
-  O_RPS, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_FAULT_ATTEMPTS, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
+  O_RPS, O_TPM, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_FAULT_ATTEMPTS, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
   O_HELP, O_BDELAY, O_BFAIL, O_BEXPIRE, O_BMAXREQ, O_BMAXBYTES, O_BGETFAIL,
 };
 
@@ -115,6 +117,7 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     {"latency-dist", required_argument, 0, O_LATENCY_DIST},
     {"latency-p99-ms", required_argument, 0, O_LATENCY_P99},
     {"capacity", required_argument, 0, O_CAPACITY}, {"rps", required_argument, 0, O_RPS},
+    {"tpm", required_argument, 0, O_TPM},
     {"fail-500", required_argument, 0, O_F500}, {"fail-503", required_argument, 0, O_F503},
     {"fail-429", required_argument, 0, O_F429}, {"fail-502", required_argument, 0, O_F502},
     {"fail-504", required_argument, 0, O_F504}, {"retry-after", required_argument, 0, O_RETRY_AFTER},
@@ -157,6 +160,7 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
       if (!(rc = parse_uint("--capacity", optarg, 0, 1000000, &u))) o->capacity = (unsigned)u;
       break;
     case O_RPS: rc = parse_double("--rps", optarg, 0, 1e300, &o->rps); break;
+    case O_TPM: rc = parse_double("--tpm", optarg, 0, 1e300, &o->tpm); break;
     case O_F500: rc = parse_double("--fail-500", optarg, 0, 1, &o->fail500); break;
     case O_F503: rc = parse_double("--fail-503", optarg, 0, 1, &o->fail503); break;
     case O_F429: rc = parse_double("--fail-429", optarg, 0, 1, &o->fail429); break;
@@ -269,10 +273,10 @@ int main(int argc, char **argv) {
   fflush(stdout);
   const sim_opts *o = &ctx.opt;
   rt_info("ragtide-llm-sim: %u clusters from %s, seed %llu, follow %g, latency %g ms%s, capacity %u, "
-          "rps %g%s, faults reset %g hang %g 429 %g (Retry-After %d) 500 %g 502 %g 503 %g 504 %g malformed %g "
+          "rps %g tpm %g%s, faults reset %g hang %g 429 %g (Retry-After %d) 500 %g 502 %g 503 %g 504 %g malformed %g "
           "off-catalog %g noise %g, %u threads%s", ctx.cat.n, o->catalog_path, (unsigned long long)o->seed,
           o->follow, o->latency_ms, o->latency_lognormal ? " (log-normal)" : "", o->capacity, o->rps,
-          o->ratelimit_headers ? " with rate-limit headers" : "", o->reset, o->hang, o->fail429, o->retry_after,
+          o->tpm, o->ratelimit_headers ? " with rate-limit headers" : "", o->reset, o->hang, o->fail429, o->retry_after,
           o->fail500, o->fail502, o->fail503, o->fail504, o->malformed, o->off_catalog, o->noise, o->threads,
           o->require_key ? ", API key required" : "");
 

@@ -36,11 +36,12 @@ typedef struct sim_opts {
   double latency_p99_ms;
   unsigned capacity;        /* max requests in service, 0 = unlimited */
   double rps;               /* 0 = unlimited */
+  double tpm;               /* tokens per minute (prompt + max_tokens estimate, as OpenAI charges), 0 = unlimited */
   double fail500, fail503, hang, reset, malformed, off_catalog, noise;
   double fail429, fail502, fail504; /* rate-independent 429 (Retry-After: retry_after), 502, 504 */
   int retry_after;          /* seconds in the Retry-After of --fail-429 (default 1) */
   int fault_attempts;       /* --fault-attempts K: resets, hangs, 429s and 5xx only on a prompt's first K attempts (0: any) */
-  int ratelimit_headers;    /* OpenAI x-ratelimit-*-requests headers from the --rps bucket */
+  int ratelimit_headers;    /* OpenAI x-ratelimit-*-requests/-tokens headers from the --rps/--tpm buckets */
   double follow;
   unsigned threads;
   const char *require_key;  /* NULL: no auth */
@@ -171,13 +172,17 @@ typedef struct sim_counts {
 uint64_t sim_counts_next(sim_counts *c, uint64_t key); /* returns the old count, then increments */
 void sim_counts_free(sim_counts *c);
 
-/* Token bucket, burst max(1, rps) (not thread-safe; http.c locks around it).
- * Returns 0 when a token was taken, else the Retry-After seconds (>= 1). */
+/* Token bucket of `rate` units/s, burst max(1, burst) (not thread-safe;
+ * http.c locks around it). --rps: rate R, burst R; --tpm: rate T/60, burst
+ * T/60 (one second's worth, as for --rps). take_n takes `cost` units (one
+ * request, or its estimated tokens; a cost over the burst waits for a full
+ * bucket). Returns 0 when they were taken, else the Retry-After seconds (>= 1). */
 typedef struct sim_bucket {
   double rate, burst, tokens, last;
 } sim_bucket;
-void sim_bucket_init(sim_bucket *b, double rps, double now);
+void sim_bucket_init(sim_bucket *b, double rate, double burst, double now);
 int sim_bucket_take(sim_bucket *b, double now);
+int sim_bucket_take_n(sim_bucket *b, double cost, double now);
 /* The bucket as OpenAI's headers show it (after a take): limit = burst,
  * remaining = whole tokens left, reset = seconds until it is full again. */
 void sim_bucket_state(const sim_bucket *b, long *limit, long *remaining, double *reset_s);
