@@ -592,6 +592,7 @@ int rt_cmd_rollback(int argc, char **argv) {
    * rollback, or rotate the backups under it. */
   rt_lock *lock = NULL;
   int rc = rt_lock_acquire(pos[0], "rollback", 600, &lock, &err);
+  if (rc == RT_OK) rt_table_sweep(pos[0], NULL); /* finish or clear what a dead run left first */
   if (rc == RT_OK) rc = rt_table_rollback(pos[0], to, side, 2, &err);
   rt_lock_release(lock);
   if (rc) {

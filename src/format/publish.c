@@ -89,16 +89,21 @@ int rt_table_commit(const char *staged, const char *path, int keep, const rt_pub
     if ((rc = rotate(side[i].path, keep, err)) != RT_OK) rt_err_wrap(err, "publishing %s: ", path);
   if (rc == RT_OK) rt_test_pause("publish");
   /* The table first: it is what serving reads. A crash before the side
-   * files follow leaves them one generation behind (their run_id says so),
-   * never a summary that claims a table not yet served. */
+   * files follow leaves them staged under SIDE.new.PID, and the next
+   * rt_table_sweep renames them into place (the staged table being gone
+   * says the table went first); never a summary that claims a table not
+   * yet served. */
   if (rc == RT_OK && rename(staged, path) != 0)
     rc = rt_err_set(err, RT_ERR_OUTPUT, "cannot rename %s over %s: %s", staged, path, strerror(errno));
   if (rc) {
-    unlink(staged);
+    /* Side files first: a staged side whose staged table is gone means the
+     * table was renamed, and rt_table_sweep completes that publish. */
     for (size_t i = 0; i < written; i++) unlink(tmp[i]);
+    unlink(staged);
     free(tmp);
     return rc;
   }
+  rt_test_pause("publish-sides");
   for (size_t i = 0; i < nside; i++)
     if (!side[i].data) {
       unlink(side[i].path); /* this generation has none; the old one is kept as backup 1 */
@@ -169,6 +174,25 @@ static int all_writers_dead(const char *suffix) {
   return found;
 }
 
+/* A side file staged by a publish that died after renaming its table
+ * (BASE.SIDE.new.PID, and BASE.new.PID gone: rt_table_commit renames the
+ * table first and, on failure, removes staged sides before the staged
+ * table): rename it over BASE.SIDE, so the side files describe the served
+ * table again. 1 when `name` was such a file and is now in place. */
+static int finish_side(const char *dir, const char *base, const char *name, const char *full) {
+  size_t bl = strlen(base);
+  const char *nw = strstr(name + bl, ".new.");
+  if (!nw || nw == name + bl || strchr(nw + 5, '.')) return 0; /* the staged table itself, or a .tmp. inside */
+  char table_staged[8192], served[8192];
+  snprintf(table_staged, sizeof table_staged, "%s/%s%s", dir, base, nw); /* BASE.new.PID */
+  if (exists(table_staged)) return 0;                                     /* died before the table: roll back */
+  snprintf(served, sizeof served, "%s/%.*s", dir, (int)(nw - name), name);
+  if (rename(full, served) != 0) return 0;
+  rt_warn("%s: completed the publish of a run that died after renaming its table (its side file was "
+          "still staged as %s)", served, full);
+  return 1;
+}
+
 int rt_table_sweep(const char *path, int *removed) {
   if (removed) *removed = 0;
   char dir[4096], base[1024];
@@ -185,14 +209,22 @@ int rt_table_sweep(const char *path, int *removed) {
   if (!d) return -1;
   size_t bl = strlen(base);
   struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (strncmp(e->d_name, base, bl) != 0 || e->d_name[bl] != '.') continue;
-    if (!all_writers_dead(e->d_name + bl)) continue;
-    char full[8192];
-    snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
-    if (unlink(full) == 0) {
-      rt_warn("removed %s, left by a run that died", full);
-      if (removed) (*removed)++;
+  /* Two passes: staged tables (BASE.new.PID) go last, since whether one is
+   * there decides what becomes of the side files staged with it. */
+  for (int pass = 0; pass < 2; pass++) {
+    rewinddir(d);
+    while ((e = readdir(d)) != NULL) {
+      if (strncmp(e->d_name, base, bl) != 0 || e->d_name[bl] != '.') continue;
+      if (!all_writers_dead(e->d_name + bl)) continue;
+      int staged_table = !strncmp(e->d_name + bl, ".new.", 5) && !strchr(e->d_name + bl + 5, '.');
+      if (staged_table != pass) continue;
+      char full[8192];
+      snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+      if (!pass && finish_side(dir, base, e->d_name, full)) continue;
+      if (unlink(full) == 0) {
+        rt_warn("removed %s, left by a run that died", full);
+        if (removed) (*removed)++;
+      }
     }
   }
   closedir(d);

@@ -45,11 +45,14 @@ int rt_table_commit(const char *staged, const char *path, int keep, const rt_pub
 int rt_table_publish(ragtide_table_builder *b, const char *path, int keep, rt_err *err);
 int rt_table_publish_bytes(const void *data, size_t len, const char *path, int keep, rt_err *err);
 
-/* Remove what runs that died left beside PATH: files named PATH.<...> with
- * a ".new.PID" or ".tmp.PID" part whose every PID is no live process (a
- * temp table, summary, contexts or journal being replaced). Call only while
- * holding PATH's lock (format/lock.h): no live writer then. *removed counts
- * them. Returns -1 when the directory cannot be read. */
+/* Clean up after runs that died beside PATH: files named PATH.<...> with a
+ * ".new.PID" or ".tmp.PID" part whose every PID is no live process (a temp
+ * table, summary, contexts or journal being replaced). A side file staged
+ * by a publish that died after renaming its table (PATH.SIDE.new.PID with
+ * PATH.new.PID gone) is renamed into place, completing that publish; every
+ * other one is removed. Call only while holding PATH's lock (format/lock.h):
+ * no live writer then. *removed counts the removed ones. Returns -1 when the
+ * directory cannot be read. */
 int rt_table_sweep(const char *path, int *removed);
 
 /* Serve generation n again: PATH.n becomes PATH and PATH..PATH.n-1 move

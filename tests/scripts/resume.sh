@@ -161,6 +161,31 @@ grep -q "left by a run that died" "$T/rerun.log" || fail "publish kill: litter n
 cmp -s "$T/out/table.rtt.1" "$T/old.rtt" || fail "publish kill: table.rtt.1 is not the previous table"
 pass "publish kill: served table untouched, litter swept, one backup"
 
+# 4b. kill -9 after the table's rename, before its side files' (summary,
+#     contexts): the next run completes that publish, so the summary beside
+#     each generation describes that generation.
+fresh_out
+refresh --set output.created_at=2026-01-05 --set input.window_end=2026-01-05 2>"$T/old.log" ||
+  { cat "$T/old.log"; fail "older-window run"; }
+b=$(requests)
+RAGTIDE_TEST_PAUSE=publish-sides RAGTIDE_TEST_PAUSE_FILE="$T/paused" refresh_bg "$T/run.log"
+mp=$!; wait_file "$T/paused"; rm -f "$T/paused"
+kill9 $mp
+cmp -s "$T/out/table.rtt" "$T/ref/table.rtt" || fail "sides kill: the new table should be served already"
+staged=$(ls "$T"/out/table.rtt.summary.json.new.* 2>/dev/null | head -1)
+[ -n "$staged" ] && [ -n "$(ls "$T"/out/table.rtt.contexts.new.* 2>/dev/null)" ] ||
+  { ls "$T/out"; fail "sides kill: no staged summary and contexts"; }
+cp "$staged" "$T/staged.summary.json"
+cmp -s "$T/out/table.rtt.summary.json" "$staged" && fail "sides kill: premise: the summary was already renamed"
+check_resumed "kill -9 between the table's rename and its side files'" "$b"
+grep -q "completed the publish of a run that died" "$T/rerun.log" || { cat "$T/rerun.log"; fail "sides kill: not completed"; }
+cmp -s "$T/out/table.rtt.summary.json.1" "$T/staged.summary.json" ||
+  fail "sides kill: table.rtt.summary.json.1 is not the killed run's summary"
+cmp -s "$T/out/table.rtt.1" "$T/ref/table.rtt" || fail "sides kill: table.rtt.1 is not the killed run's table"
+[ "$(summary "$T/out/table.rtt.summary.json.2" 's["window"]["end"][:10]')" = 2026-01-05 ] ||
+  fail "sides kill: generation 2's summary is not the older run's"
+pass "kill after the table's rename: the next run put the staged summary and contexts in place"
+
 # 5. SIGTERM to one rank mid-LLM: graceful stop, exit 9, nothing published.
 fresh_out; b=$(requests)
 refresh_bg "$T/run.log"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "format/publish.h"
@@ -264,4 +265,52 @@ Test(publish, failed_publish_leaves_old_file_byte_identical) {
   free(bak1);
   /* A missing directory fails cleanly too. */
   cr_assert_eq(rt_table_publish_bytes("x", 1, "/nonexistent-dir/t", 1, &err), RT_ERR_OUTPUT);
+}
+
+static void put(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "%s", path);
+  fputs(text, f);
+  fclose(f);
+}
+
+Test(publish, sweep_completes_a_publish_that_died_after_its_table) {
+  /* A pid that is surely dead: a child that has exited and been reaped. */
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  cr_assert_gt(dead, 0);
+  while (waitpid(dead, NULL, 0) < 0) {
+  }
+  char sfx[64];
+  /* Died after renaming its table: the staged summary goes into place. */
+  put(ppath(".summary.json"), "old");
+  snprintf(sfx, sizeof sfx, ".summary.json.new.%ld", (long)dead);
+  put(ppath(sfx), "new");
+  snprintf(sfx, sizeof sfx, ".contexts.new.%ld", (long)dead);
+  put(ppath(sfx), "ctx");
+  snprintf(sfx, sizeof sfx, ".summary.json.new.%ld.tmp.%ld", (long)dead, (long)dead);
+  put(ppath(sfx), "half"); /* a side file still being written: removed */
+  int removed = -1;
+  cr_assert_eq(rt_table_sweep(ppath(""), &removed), 0);
+  cr_assert_eq(removed, 1);
+  cr_assert_str_eq(text_of(ppath(".summary.json")), "new");
+  cr_assert_str_eq(text_of(ppath(".contexts")), "ctx");
+  cr_assert_str_eq(text_of(ppath(sfx)), "");
+  /* Died before its table's rename (the staged table is still there): all of
+   * it is removed, the served files stay. */
+  snprintf(sfx, sizeof sfx, ".new.%ld", (long)dead);
+  put(ppath(sfx), "staged table");
+  snprintf(sfx, sizeof sfx, ".summary.json.new.%ld", (long)dead);
+  put(ppath(sfx), "newer");
+  cr_assert_eq(rt_table_sweep(ppath(""), &removed), 0);
+  cr_assert_eq(removed, 2);
+  cr_assert_str_eq(text_of(ppath(".summary.json")), "new");
+  cr_assert_str_eq(text_of(ppath(sfx)), "");
+  /* A live writer's files are left alone. */
+  snprintf(sfx, sizeof sfx, ".summary.json.new.%ld", (long)getpid());
+  put(ppath(sfx), "mine");
+  cr_assert_eq(rt_table_sweep(ppath(""), &removed), 0);
+  cr_assert_eq(removed, 0);
+  cr_assert_str_eq(text_of(ppath(".summary.json")), "new");
+  cr_assert_str_eq(text_of(ppath(sfx)), "mine");
 }
