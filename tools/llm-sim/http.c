@@ -155,6 +155,20 @@ static void leave_flight_locked(sim_server *s, sim_req *r) {
   release_slot_locked(s, r);
 }
 
+/* OpenAI's x-ratelimit-{limit,remaining,reset}-KIND headers, in its formats. */
+static void add_ratelimit(struct MHD_Response *resp, const char *kind, long limit, long remaining, double reset) {
+  char name[48], b[32];
+  snprintf(name, sizeof name, "x-ratelimit-limit-%s", kind);
+  snprintf(b, sizeof b, "%ld", limit);
+  MHD_add_response_header(resp, name, b);
+  snprintf(name, sizeof name, "x-ratelimit-remaining-%s", kind);
+  snprintf(b, sizeof b, "%ld", remaining);
+  MHD_add_response_header(resp, name, b);
+  snprintf(name, sizeof name, "x-ratelimit-reset-%s", kind);
+  sim_format_duration(reset, b, sizeof b);
+  MHD_add_response_header(resp, name, b);
+}
+
 static enum MHD_Result reply(struct MHD_Connection *con, unsigned status, char *body, size_t len,
                              int retry_after, const sim_req *rl) {
   struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, body, free);
@@ -168,24 +182,8 @@ static enum MHD_Result reply(struct MHD_Connection *con, unsigned status, char *
     snprintf(b, sizeof b, "%d", retry_after);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, b);
   }
-  if (rl && (rl->rl & 1)) { /* OpenAI's names and formats */
-    char b[32];
-    snprintf(b, sizeof b, "%ld", rl->rl_limit);
-    MHD_add_response_header(resp, "x-ratelimit-limit-requests", b);
-    snprintf(b, sizeof b, "%ld", rl->rl_remaining);
-    MHD_add_response_header(resp, "x-ratelimit-remaining-requests", b);
-    sim_format_duration(rl->rl_reset, b, sizeof b);
-    MHD_add_response_header(resp, "x-ratelimit-reset-requests", b);
-  }
-  if (rl && (rl->rl & 2)) {
-    char b[32];
-    snprintf(b, sizeof b, "%ld", rl->rl_tok_limit);
-    MHD_add_response_header(resp, "x-ratelimit-limit-tokens", b);
-    snprintf(b, sizeof b, "%ld", rl->rl_tok_remaining);
-    MHD_add_response_header(resp, "x-ratelimit-remaining-tokens", b);
-    sim_format_duration(rl->rl_tok_reset, b, sizeof b);
-    MHD_add_response_header(resp, "x-ratelimit-reset-tokens", b);
-  }
+  if (rl && (rl->rl & 1)) add_ratelimit(resp, "requests", rl->rl_limit, rl->rl_remaining, rl->rl_reset);
+  if (rl && (rl->rl & 2)) add_ratelimit(resp, "tokens", rl->rl_tok_limit, rl->rl_tok_remaining, rl->rl_tok_reset);
   enum MHD_Result rc = MHD_queue_response(con, status, resp);
   MHD_destroy_response(resp);
   return rc;
