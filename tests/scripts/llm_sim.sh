@@ -90,6 +90,8 @@ start tpmh --tpm 600000 --ratelimit-headers
 start tpm0 --tpm 0.6 --ratelimit-headers
 start f429 --fail-429 1 --retry-after 3
 start f502 --fail-502 1
+start fa1 --fail-500 1 --fault-attempts 1
+start fa2 --fail-429 1 --fault-attempts 2
 start f504 --fail-504 1
 start key --require-key 'sk-test-123'
 start faults --hang 0 --reset 0 --malformed 1
@@ -261,6 +263,12 @@ expect "--fail-429 1 status" "$(post "$U/v1/chat/completions" "$T/chat.json" "$T
 grep -qi '^retry-after: 3' "$T/h429.txt" && ok || fail "--fail-429 has no Retry-After: 3 ($(cat "$T/h429.txt"))"
 expect "--fail-429 gemini status" "$(post "$U/v1beta/models/g:generateContent" "$T/gem.json" "$T/r.json")" 429
 expect "--fail-429 gemini: no RetryInfo (not a quota)" "$(jget "$T/r.json" "'details' in j['error']")" "False"
+# 8d. --fault-attempts K: faults only on a prompt's first K attempts (issue 11's endpoint).
+codes() { local u=$1 k=$2 out=""; for _ in $(seq "$k"); do out="$out$(post "$u/v1/chat/completions" "$T/chat.json" /dev/null) "; done; echo "$out"; }
+expect "--fault-attempts 1: the 1st attempt fails, the retries go through" "$(codes "$(url fa1)" 3)" "500 200 200 "
+expect "--fault-attempts 2: the first two fail" "$(codes "$(url fa2)" 3)" "429 429 200 "
+chat_body "$T/other.json" "another prompt, its own attempts"
+expect "--fault-attempts: counted per prompt" "$(post "$(url fa1)/v1/chat/completions" "$T/other.json" /dev/null)" 500
 U=$(url f502)
 expect "--fail-502 1 status" "$(post "$U/v1/chat/completions" "$T/chat.json" "$T/r.json")" 502
 U=$(url f504)

@@ -385,7 +385,7 @@ void sim_respond(const sim_ctx *ctx, const sim_request *rq, uint64_t n, sim_outc
   /* Faults in a fixed order, each from its own draw; the first that fires wins.
    * With --fault-attempts K only a prompt's first K attempts can fail (the
    * endpoint of issue 11: a retry goes through). */
-  if (o->fault_attempts && n > (uint64_t)o->fault_attempts) goto answer;
+  if (o->fault_attempts && n >= (uint64_t)o->fault_attempts) goto answer; /* n counts from 0 */
   if (sim_draw_unit(seed, h, n, SIM_D_RESET) < o->reset) {
     out->kind = SIM_OUT_RESET;
     return;
