@@ -66,6 +66,9 @@ static int rotate(const char *path, int keep, rt_err *err) {
   return RT_OK;
 }
 
+/* SIDE.new.PID.none: staged in place of a side file this generation lacks. */
+#define NONE_SUFFIX ".none"
+
 static void staged_name(char *buf, size_t cap, const char *path) {
   snprintf(buf, cap, "%s.new.%ld", path, (long)getpid());
 }
@@ -82,7 +85,12 @@ int rt_table_commit(const char *staged, const char *path, int keep, const rt_pub
    * anything served moves. */
   for (; written < nside && rc == RT_OK; written++) {
     staged_name(tmp[written], sizeof tmp[written], side[written].path);
-    if (side[written].data) rc = rt_write_file_atomic(tmp[written], side[written].data, side[written].len, err);
+    if (side[written].data) {
+      rc = rt_write_file_atomic(tmp[written], side[written].data, side[written].len, err);
+    } else { /* a marker: this generation has none (rt_table_sweep acts on it after a crash) */
+      strncat(tmp[written], NONE_SUFFIX, sizeof tmp[written] - strlen(tmp[written]) - 1);
+      rc = rt_write_file_atomic(tmp[written], "", 0, err);
+    }
   }
   if (rc == RT_OK && (rc = rotate(path, keep, err)) != RT_OK) rt_err_wrap(err, "publishing %s: ", path);
   for (size_t i = 0; i < nside && rc == RT_OK; i++)
@@ -107,6 +115,7 @@ int rt_table_commit(const char *staged, const char *path, int keep, const rt_pub
   for (size_t i = 0; i < nside; i++)
     if (!side[i].data) {
       unlink(side[i].path); /* this generation has none; the old one is kept as backup 1 */
+      unlink(tmp[i]);
     } else if (rename(tmp[i], side[i].path) != 0) {
       int e = errno;
       rc = rt_err_set(err, RT_ERR_OUTPUT, "published %s, but cannot rename %s over %s: %s", path, tmp[i],
@@ -182,11 +191,22 @@ static int all_writers_dead(const char *suffix) {
 static int finish_side(const char *dir, const char *base, const char *name, const char *full) {
   size_t bl = strlen(base);
   const char *nw = strstr(name + bl, ".new.");
-  if (!nw || nw == name + bl || strchr(nw + 5, '.')) return 0; /* the staged table itself, or a .tmp. inside */
+  if (!nw || nw == name + bl) return 0; /* the staged table itself */
+  const char *dot = strchr(nw + 5, '.');
+  int none = dot && !strcmp(dot, NONE_SUFFIX);
+  if (dot && !none) return 0; /* a .tmp. inside: half written */
   char table_staged[8192], served[8192];
-  snprintf(table_staged, sizeof table_staged, "%s/%s%s", dir, base, nw); /* BASE.new.PID */
-  if (exists(table_staged)) return 0;                                     /* died before the table: roll back */
+  snprintf(table_staged, sizeof table_staged, "%s/%s%.*s", dir, base, (int)((dot ? dot : nw + strlen(nw)) - nw),
+           nw);                              /* BASE.new.PID */
+  if (exists(table_staged)) return 0;       /* died before the table: roll back */
   snprintf(served, sizeof served, "%s/%.*s", dir, (int)(nw - name), name);
+  if (none) {
+    unlink(served);
+    unlink(full);
+    rt_warn("%s: removed, completing the publish of a run that died after renaming its table (that "
+            "generation has none; the previous one is kept as backup 1)", served);
+    return 1;
+  }
   if (rename(full, served) != 0) return 0;
   rt_warn("%s: completed the publish of a run that died after renaming its table (its side file was "
           "still staged as %s)", served, full);

@@ -27,7 +27,8 @@ typedef struct rt_pub_side {
  * describe it in the side files) before anything served changes:
  *   rt_table_stage: serialize b to PATH.new.PID, fsynced; *staged = that
  *     name (malloc'ed). Nothing served changes.
- *   rt_table_commit: write each side file to SIDE.new.PID (fsynced); rotate
+ *   rt_table_commit: write each side file to SIDE.new.PID (fsynced; one the
+ *     generation lacks as an empty SIDE.new.PID.none marker); rotate
  *     the backups of the table and of every side file (delete FILE.K,
  *     FILE.i -> FILE.i+1, hard-link FILE as FILE.1: link, not rename, so
  *     FILE is never missing); rename the staged table over PATH, then each
@@ -49,8 +50,9 @@ int rt_table_publish_bytes(const void *data, size_t len, const char *path, int k
  * ".new.PID" or ".tmp.PID" part whose every PID is no live process (a temp
  * table, summary, contexts or journal being replaced). A side file staged
  * by a publish that died after renaming its table (PATH.SIDE.new.PID with
- * PATH.new.PID gone) is renamed into place, completing that publish; every
- * other one is removed. Call only while holding PATH's lock (format/lock.h):
+ * PATH.new.PID gone) is renamed into place, completing that publish (a
+ * PATH.SIDE.new.PID.none marker, staged for a side file the generation
+ * lacks, removes PATH.SIDE instead); every other one is removed. Call only while holding PATH's lock (format/lock.h):
  * no live writer then. *removed counts the removed ones. Returns -1 when the
  * directory cannot be read. */
 int rt_table_sweep(const char *path, int *removed);

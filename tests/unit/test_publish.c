@@ -155,6 +155,9 @@ static void publish_with_sides(int g, int keep, int ctx) {
 Test(publish, side_files_rotate_and_roll_back_with_their_table) {
   publish_with_sides(1, 3, 1);
   publish_with_sides(2, 3, 0); /* generation 2 has no contexts (a base run) */
+  char marker[64];
+  snprintf(marker, sizeof marker, ".contexts.new.%ld.none", (long)getpid());
+  cr_assert_eq(access(ppath(marker), F_OK), -1, "the no-contexts marker is removed by the commit");
   publish_with_sides(3, 3, 1);
   cr_assert_str_eq(run_of(ppath("")), "run-3");
   cr_assert_str_eq(text_of(ppath(".summary.json")), "summary-3");
@@ -306,6 +309,13 @@ Test(publish, sweep_completes_a_publish_that_died_after_its_table) {
   cr_assert_eq(removed, 2);
   cr_assert_str_eq(text_of(ppath(".summary.json")), "new");
   cr_assert_str_eq(text_of(ppath(sfx)), "");
+  /* A generation without contexts died after its table: its marker removes
+   * the previous generation's contexts from beside the new table. */
+  snprintf(sfx, sizeof sfx, ".contexts.new.%ld.none", (long)dead);
+  put(ppath(sfx), "");
+  cr_assert_eq(rt_table_sweep(ppath(""), &removed), 0);
+  cr_assert_eq(access(ppath(".contexts"), F_OK), -1, "the old contexts stay beside the new table");
+  cr_assert_eq(access(ppath(sfx), F_OK), -1, "the marker stays");
   /* A live writer's files are left alone. */
   snprintf(sfx, sizeof sfx, ".summary.json.new.%ld", (long)getpid());
   put(ppath(sfx), "mine");
