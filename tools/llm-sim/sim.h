@@ -213,13 +213,13 @@ void sim_batches_free(sim_batches *b);
 int sim_batches_route(const char *url);
 /* Answer one request: returns the HTTP status, *out the malloc'ed body
  * (*jsonl = 1: JSON lines, else JSON). file/purpose: the multipart fields of
- * an upload (NULL otherwise). */
+ * an upload (NULL otherwise); g: the Gemini upload's headers (in and out). */
 unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url, const char *body, size_t len,
                             const char *file, size_t file_len, const char *purpose, sim_goog_upload *g, char **out,
                             size_t *out_len, int *jsonl);
 /* Counters as a JSON object (malloc'ed): created, cancelled, expired,
  * rejected, uploads, downloads, gets, get_failures, lines, lines_ok,
- * lines_failed. */
+ * lines_failed, gemini_inline, gemini_file (Gemini batches by input). */
 char *sim_batches_stats(sim_batches *b);
 
 /* --- http.c ---------------------------------------------------------------- */
