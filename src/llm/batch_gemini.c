@@ -101,7 +101,9 @@ static int gem_submit(rt_bhttp *h, const char *model, const char *label, rt_batc
   size_t lines = 0;
   for (size_t k = 0; k < n; k++) lines += gem_line_bytes(strlen(ids[k]), lens[k]);
   int file = input == RT_BATCH_INPUT_FILE || (input == RT_BATCH_INPUT_AUTO && lines > rt_batch_gemini.inline_bytes);
-  char *lab = json_dumps(json_string(label), JSON_ENCODE_ANY | JSON_COMPACT);
+  json_t *jl = json_string(label);
+  char *lab = json_dumps(jl, JSON_ENCODE_ANY | JSON_COMPACT);
+  json_decref(jl);
   char *data = rt_xmalloc(lines + 512 + 2 * strlen(lab)), *p = data;
   int rc = RT_OK;
   if (file) {
@@ -112,11 +114,16 @@ static int gem_submit(rt_bhttp *h, const char *model, const char *label, rt_batc
       *p++ = '}';
       *p++ = '\n';
     }
-    char fname[256];
+    char fname[256] = "";
     rc = gem_upload(h, label, data, (size_t)(p - data), fname, sizeof fname, err);
-    p = data;
-    if (rc == RT_OK)
-      p += sprintf(p, "{\"batch\":{\"displayName\":%s,\"inputConfig\":{\"fileName\":\"%s\"}}}", lab, fname);
+    free(data);
+    data = p = NULL;
+    if (rc == RT_OK) {
+      json_t *req = json_pack("{s:{s:s,s:{s:s}}}", "batch", "displayName", label, "inputConfig", "fileName", fname);
+      data = json_dumps(req, JSON_COMPACT);
+      json_decref(req);
+      p = data + strlen(data);
+    }
   } else {
     p += sprintf(p, "{\"batch\":{\"displayName\":%s,\"inputConfig\":{\"requests\":{\"requests\":[", lab);
     for (size_t k = 0; k < n; k++) {
