@@ -19,6 +19,7 @@ start_sim limit "$CAT" --batch-delay-ms 300 --batch-max-requests 50 --batch-max-
 start_sim flaky "$CAT" --batch-delay-ms 250 --batch-fail 0.2 --batch-get-fail 2; FLAKY=$SIM_URL
 start_sim expire "$CAT" --batch-delay-ms 1200 --batch-expire-ms 300; EXPIRE=$SIM_URL
 start_sim slow "$CAT" --batch-delay-ms 3000;                      SLOW=$SIM_URL
+start_sim slowfile "$CAT" --batch-delay-ms 3000;                  SLOWFILE=$SIM_URL
 start_sim glacial "$CAT" --batch-delay-ms 86400000;               GLACIAL=$SIM_URL # ends only by --cancel
 SIM_URL=$FAST write_config
 cat >>"$T/job.ini" <<INI
@@ -166,6 +167,14 @@ refresh late gemini-batch "$SLOW" 2>"$T/log" || { cat "$T/log"; fail "rerun afte
 same late sync-gemini
 [ "$(stat_of "$SLOW" 's["batches"]["created"]')" -eq "$c1" ] || fail "deadline: the rerun submitted batches again"
 pass "llm.batch_deadline: exit 9, ragtide batches listed $RANKS, the rerun collected them (0 resubmitted)"
+# the same with Gemini input files: the rerun neither uploads nor submits again
+expect_exit 9 refresh late-file gemini-batch "$SLOWFILE" --set llm.batch_input=file --set llm.batch_deadline=1
+refresh late-file gemini-batch "$SLOWFILE" --set llm.batch_input=file 2>"$T/log" || { cat "$T/log"; fail "file rerun after the deadline"; }
+same late-file sync-gemini
+for k in created gemini_file uploads downloads; do
+  [ "$(stat_of "$SLOWFILE" "s['batches']['$k']")" -eq $RANKS ] || { curl -s "$SLOWFILE/stats"; fail "deadline, file input: $k != $RANKS"; }
+done
+pass "llm.batch_deadline with input files: the rerun collected the $RANKS file batches (0 uploaded or submitted again)"
 
 # 8. ragtide batches --cancel (a sim whose batches never end on their own): the
 # rerun collects the cancelled batches and sends their lines synchronously.
