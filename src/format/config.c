@@ -171,7 +171,7 @@ static const keydef KEYS[] = {
       FOR(R), FLAGS(KF_NOHASH), DOC("batch mode: longest interval between polls")),
   KEY("llm.batch_max_requests", K_INT, batch_max_requests, "0", RANGE(0, 50000), NOTE("0 = the provider's limit"),
       FOR(R), FLAGS(KF_NOHASH), DOC("batch mode: requests per batch; 0 = the provider's limit (50000)")),
-  KEY("llm.batch_max_bytes", K_INT, batch_max_bytes, "0", RANGE(0, 2000000000), NOTE("0 = the provider's limit"),
+  KEY("llm.batch_max_bytes", K_INT, batch_max_bytes, "0", RANGE(0, 2000000000), NOTE("0 = the default"),
       FOR(R), FLAGS(KF_NOHASH),
       DOC("batch mode: bytes of one batch's input; 0 = the default (OpenAI input file 200 MB; Gemini 200 MB as a "
           "file, 20 MB inline), at most the provider's limit (Gemini input file 2 GB)")),
