@@ -171,10 +171,14 @@ static const keydef KEYS[] = {
       FOR(R), FLAGS(KF_NOHASH), DOC("batch mode: longest interval between polls")),
   KEY("llm.batch_max_requests", K_INT, batch_max_requests, "0", RANGE(0, 50000), NOTE("0 = the provider's limit"),
       FOR(R), FLAGS(KF_NOHASH), DOC("batch mode: requests per batch; 0 = the provider's limit (50000)")),
-  KEY("llm.batch_max_bytes", K_INT, batch_max_bytes, "0", RANGE(0, 200000000), NOTE("0 = the provider's limit"),
+  KEY("llm.batch_max_bytes", K_INT, batch_max_bytes, "0", RANGE(0, 2000000000), NOTE("0 = the default"),
       FOR(R), FLAGS(KF_NOHASH),
-      DOC("batch mode: bytes of one batch's input; 0 = the provider's limit (OpenAI input file 200 MB, Gemini "
-          "inline request 20 MB)")),
+      DOC("batch mode: bytes of one batch's input; 0 = the default (OpenAI input file 200 MB; Gemini 200 MB as a "
+          "file, 20 MB inline), at most the provider's limit (Gemini input file 2 GB)")),
+  KEY("llm.batch_input", K_ENUM, batch_input, "auto", ONEOF("auto|inline|file"), FOR(R), FLAGS(KF_NOHASH),
+      DOC("gemini-batch: requests inline in the batch-create request (20 MB at most), in a JSONL input file "
+          "uploaded through the Files API (2 GB), or auto: inline when the batch fits, else a file; openai-batch "
+          "always uploads a file")),
   KEY("match.fuzzy", K_BOOL, fuzzy, "false", FOR(R),
       DOC("match non-exact answers to the most similar description (counted separately)")),
   KEY("match.fuzzy_threshold", K_DBL, fuzzy_threshold, "0.5", RANGE(0, 1), FOR(R),

@@ -71,7 +71,8 @@ typedef struct rt_config {
   double batch_poll_s;       /* first poll interval; doubles up to batch_poll_max_s */
   double batch_poll_max_s;
   int64_t batch_max_requests; /* per batch; 0 = the provider's limit */
-  int64_t batch_max_bytes;    /* per batch input; 0 = the provider's limit */
+  int64_t batch_max_bytes;    /* per batch input; 0 = the provider's default (capped at its limit) */
+  char *batch_input;          /* "auto" | "inline" | "file": how a Gemini batch carries its requests */
   /* [match] */
   int fuzzy;
   double fuzzy_threshold;

@@ -35,6 +35,7 @@ struct rt_batch {
   int64_t max_attempts;
   double deadline, poll_s, poll_max_s;
   size_t max_requests, max_bytes;
+  rt_batch_input input;  /* llm.batch_input */
   json_t *report;   /* the last run's batches */
 };
 
@@ -65,8 +66,29 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
-int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len, curl_mime *mime,
-                long *status, char **resp, size_t *rlen, rt_err *err) {
+/* A response header named want (case-insensitive) into got. */
+typedef struct hdr {
+  const char *want;
+  char *got;
+  size_t cap;
+} hdr;
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
+  hdr *w = ud;
+  size_t n = size * nmemb, wl = strlen(w->want);
+  if (n > wl + 1 && !strncasecmp(p, w->want, wl) && p[wl] == ':') {
+    const char *v = p + wl + 1, *end = p + n;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
+    snprintf(w->got, w->cap, "%.*s", (int)(end - v), v);
+  }
+  return n;
+}
+
+/* rt_bhttp_do with, for a POST, extra headers in place of the JSON
+ * Content-Type (NULL: none) and a response header to read (w NULL: none). */
+static int http_do(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len, curl_mime *mime,
+                   const struct curl_slist *extra, hdr *w, long *status, char **resp, size_t *rlen, rt_err *err) {
   CURL *e = h->e;
   curl_easy_reset(e);
   buf b = {0};
@@ -81,6 +103,16 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
   curl_easy_setopt(e, CURLOPT_USERAGENT, "ragtide-llm-batch/0.1");
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  struct curl_slist *hs = NULL; /* the key headers + extra */
+  if (extra) {
+    for (const struct curl_slist *x = h->auth_h; x; x = x->next) hs = curl_slist_append(hs, x->data);
+    for (const struct curl_slist *x = extra; x; x = x->next) hs = curl_slist_append(hs, x->data);
+  }
+  if (w) {
+    *w->got = '\0';
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, w);
+  }
   if (h->insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -89,7 +121,7 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->auth_h);
     curl_easy_setopt(e, CURLOPT_MIMEPOST, mime);
   } else if (!strcmp(method, "POST")) {
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->json_h);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, extra ? hs : h->json_h);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? len : 0));
   } else {
@@ -97,6 +129,7 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   }
   CURLcode cr = curl_easy_perform(e);
+  curl_slist_free_all(hs);
   *status = 0;
   h->last_status = 0;
   if (cr != CURLE_OK) {
@@ -112,6 +145,27 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
   *resp = b.p;
   *rlen = b.len;
   return RT_OK;
+}
+
+int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len, curl_mime *mime,
+                long *status, char **resp, size_t *rlen, rt_err *err) {
+  return http_do(h, method, url, body, len, mime, NULL, NULL, status, resp, rlen, err);
+}
+
+int rt_bhttp_post_h(rt_bhttp *h, const char *url, const char *body, size_t len, const struct curl_slist *extra,
+                    const char *want, char *got, size_t cap, char **resp, size_t *rlen, rt_err *err) {
+  long status = 0;
+  hdr w = {want, got, cap};
+  *resp = NULL;
+  *rlen = 0;
+  int rc = http_do(h, "POST", url, body, len, NULL, extra, want ? &w : NULL, &status, resp, rlen, err);
+  if (rc == RT_OK && status / 100 != 2) rc = rt_bhttp_fail("POST", url, status, *resp, *rlen, err);
+  if (rc) {
+    free(*resp);
+    *resp = NULL;
+    *rlen = 0;
+  }
+  return rc;
 }
 
 int rt_bhttp_fail(const char *method, const char *url, long status, const char *resp, size_t rlen, rt_err *err) {
@@ -228,9 +282,15 @@ int rt_batch_new(const rt_config *cfg, int rank, rt_batch **out, rt_err *err) {
   b->poll_s = cfg->batch_poll_s;
   b->poll_max_s = cfg->batch_poll_max_s;
   b->max_requests = cfg->batch_max_requests > 0 ? (size_t)cfg->batch_max_requests : b->p->max_requests;
-  b->max_bytes = cfg->batch_max_bytes > 0 ? (size_t)cfg->batch_max_bytes : b->p->max_bytes;
+  const char *in = cfg->batch_input ? cfg->batch_input : "auto";
+  b->input = !strcmp(in, "inline") ? RT_BATCH_INPUT_INLINE : !strcmp(in, "file") ? RT_BATCH_INPUT_FILE
+                                                                                 : RT_BATCH_INPUT_AUTO;
+  /* Inline requests only: a batch must fit the inline limit; otherwise the
+   * input file's, and by default less (a batch is framed in memory). */
+  size_t cap = b->input == RT_BATCH_INPUT_INLINE && b->p->inline_bytes ? b->p->inline_bytes : b->p->max_bytes;
+  b->max_bytes = cfg->batch_max_bytes > 0 ? (size_t)cfg->batch_max_bytes : b->p->default_bytes;
   if (b->max_requests > b->p->max_requests) b->max_requests = b->p->max_requests;
-  if (b->max_bytes > b->p->max_bytes) b->max_bytes = b->p->max_bytes;
+  if (b->max_bytes > cap) b->max_bytes = cap;
   *out = b;
   return RT_OK;
 }
@@ -541,7 +601,7 @@ static int submit_one(brun *r, const uint32_t *sel, size_t k, int round, rt_err 
       rc = RT_OK;
       break;
     }
-    rc = b->p->submit(&b->h, b->model, label, ids, bodies, lens, k, id, sizeof id, err);
+    rc = b->p->submit(&b->h, b->model, label, b->input, ids, bodies, lens, k, id, sizeof id, err);
     if (rc == RT_OK || !transient(&b->h) || attempt >= b->max_attempts) break;
     double d = 2.0 * (double)(1 << (attempt < 6 ? attempt - 1 : 5));
     rt_warn("batch submission failed (attempt %lld of %lld), again in %.0f s: %s", (long long)attempt,

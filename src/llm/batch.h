@@ -19,8 +19,9 @@
  * are the same in both modes), keys and headers (keys.h), the synchronous
  * request loop (infer.c). The provider pieces are batch_openai.c (Files API
  * upload, /v1/batches, output and error files) and batch_gemini.c
- * (models/{model}:batchGenerateContent with inline requests, batches/{id}
- * operations); batch.c is the provider-neutral runner and the HTTP helper.
+ * (models/{model}:batchGenerateContent with inline requests or an input file
+ * uploaded through the Files API, llm.batch_input; batches/{id} operations);
+ * batch.c is the provider-neutral runner and the HTTP helper.
  *
  * Layer: beside infer.c; no MPI (the record files are per rank). docs/llm.md
  * "Batch mode" describes the behaviour for operators. */
@@ -99,6 +100,12 @@ typedef struct rt_bhttp {
  * is RT_OK (the caller decides). */
 int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len, curl_mime *mime,
                 long *status, char **resp, size_t *rlen, rt_err *err);
+/* rt_bhttp_ok for a POST of raw bytes with extra request headers (extra:
+ * added to the key headers, with their own Content-Type) and one response
+ * header read back: want (its name) into got (cap bytes; "" when absent).
+ * The Gemini Files API's resumable upload needs both. */
+int rt_bhttp_post_h(rt_bhttp *h, const char *url, const char *body, size_t len, const struct curl_slist *extra,
+                    const char *want, char *got, size_t cap, char **resp, size_t *rlen, rt_err *err);
 /* A non-2xx answer as an error naming method, URL, status and the
  * provider's message, with a hint for 401/403/404. */
 int rt_bhttp_fail(const char *method, const char *url, long status, const char *resp, size_t rlen, rt_err *err);
@@ -117,7 +124,7 @@ typedef struct rt_batch_state {
   int terminal;              /* 1: it ends here (completed, failed, expired, cancelled) */
   int64_t total, done, failed; /* request counts as the provider reports them (-1 unknown) */
   char out_file[160], err_file[160]; /* OpenAI output / error file ids ("" none) */
-  json_t *op;                /* Gemini: the operation, kept for its inlined responses (owned) */
+  json_t *op;                /* Gemini: the operation, kept for its inlined responses or responsesFile (owned) */
 } rt_batch_state;
 
 /* One collected line: custom_id / key (NULL: the provider gave none; then
@@ -126,16 +133,23 @@ typedef struct rt_batch_state {
 typedef void (*rt_batch_line_fn)(void *ud, const char *id, long index, const char *body, size_t len,
                                  const char *why);
 
+/* llm.batch_input: how a Gemini batch carries its requests. */
+typedef enum { RT_BATCH_INPUT_AUTO, RT_BATCH_INPUT_INLINE, RT_BATCH_INPUT_FILE } rt_batch_input;
+
 typedef struct rt_batch_provider {
   const char *name;          /* "openai" | "gemini" */
   size_t max_requests;       /* documented limits (docs/llm.md "Batch mode") */
-  size_t max_bytes;
+  size_t max_bytes;          /* one batch's input at most (an input file) */
+  size_t default_bytes;      /* per batch when llm.batch_max_bytes is 0: below max_bytes to bound memory */
+  size_t inline_bytes;       /* the inline request's limit (llm.batch_input = inline caps at it); 0: no inline */
   /* the bytes one request adds to a batch's input (line or inline item, with separator) */
   size_t (*line_bytes)(size_t id_len, size_t body_len);
   /* Submit lines ids[k] / bodies[k], k < n: *id gets the batch id. label
-   * names the batch (OpenAI metadata, Gemini displayName). */
-  int (*submit)(rt_bhttp *h, const char *model, const char *label, char *const *ids, char *const *bodies,
-                const size_t *lens, size_t n, char *id, size_t idcap, rt_err *err);
+   * names the batch (OpenAI metadata, Gemini displayName). input: inline
+   * requests or an uploaded file (auto: inline when they fit inline_bytes);
+   * a provider with files only ignores it. */
+  int (*submit)(rt_bhttp *h, const char *model, const char *label, rt_batch_input input, char *const *ids,
+                char *const *bodies, const size_t *lens, size_t n, char *id, size_t idcap, rt_err *err);
   int (*get)(rt_bhttp *h, const char *id, rt_batch_state *st, rt_err *err);
   /* Every line of an ended batch to fn. */
   int (*collect)(rt_bhttp *h, const char *id, const rt_batch_state *st, rt_batch_line_fn fn, void *ud, rt_err *err);

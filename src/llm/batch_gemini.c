@@ -1,18 +1,40 @@
 /* batch_gemini.c — the Gemini Batch API (llm.api = gemini-batch).
  *
  * Submit: POST {base}/v1beta/models/{model}:batchGenerateContent with
- * {"batch":{"displayName":LABEL,"inputConfig":{"requests":{"requests":[
- * {"request":BODY,"metadata":{"key":ID}}, ...]}}}} (inline requests: the
- * whole request under 20 MB); the answer is an operation whose name is the
- * batch, "batches/{id}". Poll GET {base}/v1beta/{name}: metadata.state
- * BATCH_STATE_PENDING, _RUNNING, _SUCCEEDED, _FAILED, _CANCELLED, _EXPIRED
- * (JOB_STATE_* as the SDKs spell them are read too), metadata.batchStats
- * {requestCount, successfulRequestCount, failedRequestCount} (int64 as
- * strings), done. Collect: response.inlinedResponses.inlinedResponses[], one
- * per request in input order, each {"response": GenerateContentResponse} or
- * {"error": Status}, with metadata.key when the service echoes it (matched
- * by position otherwise). Cancel POST {base}/v1beta/{name}:cancel.
- * Input files (the Files API's resumable upload) are not used. */
+ * {"batch":{"displayName":LABEL,"inputConfig":INPUT}}; the answer is an
+ * operation whose name is the batch, "batches/{id}". INPUT is either
+ *  - inline: {"requests":{"requests":[{"request":BODY,"metadata":{"key":ID}},
+ *    ...]}} (the whole create request under 20 MB), or
+ *  - an input file: {"fileName":"files/{id}"} (the REST reference's
+ *    InputConfig.fileName; the guide's curl example spells it input_config.
+ *    file_name, which proto JSON accepts too), a JSONL file of lines
+ *    {"key":ID,"request":BODY} (up to 2 GB) uploaded with the Files API's
+ *    resumable protocol: POST {base}/upload/v1beta/files with headers
+ *    X-Goog-Upload-Protocol: resumable, X-Goog-Upload-Command: start,
+ *    X-Goog-Upload-Header-Content-Length: N, X-Goog-Upload-Header-Content-Type
+ *    and the JSON {"file":{"display_name":LABEL}}; the answer's
+ *    x-goog-upload-url header is where the bytes go: POST there with
+ *    X-Goog-Upload-Offset: 0, X-Goog-Upload-Command: upload, finalize; the
+ *    answer is {"file":{"name":"files/{id}",...}}.
+ * llm.batch_input chooses (auto: inline when the batch fits, a file else).
+ * Poll GET {base}/v1beta/{name}: metadata.state BATCH_STATE_PENDING,
+ * _RUNNING, _SUCCEEDED, _FAILED, _CANCELLED, _EXPIRED (JOB_STATE_* as the
+ * SDKs spell them are read too), metadata.batchStats {requestCount,
+ * successfulRequestCount, failedRequestCount} (int64 as strings), done.
+ * Collect: inline input is answered in response.inlinedResponses.
+ * inlinedResponses[], one per request in input order, each {"response":
+ * GenerateContentResponse} or {"error": Status}, with metadata.key when the
+ * service echoes it (matched by position otherwise); file input in
+ * response.responsesFile ("files/{id}"), downloaded with GET
+ * {base}/download/v1beta/{file}:download?alt=media: JSONL lines {"key":ID,
+ * "response":GenerateContentResponse} or with a Status ("error" or
+ * "status") in place of the response, in any order. Cancel POST
+ * {base}/v1beta/{name}:cancel. Sources: https://ai.google.dev/gemini-api/docs/batch-mode
+ * ("Input file", "Retrieving results", REST examples),
+ * https://ai.google.dev/api/batch-mode (InputConfig, GenerateContentBatchOutput),
+ * https://ai.google.dev/gemini-api/docs/files (REST resumable upload).
+ * Uploaded files expire after 48 h at Google; ragtide does not delete them
+ * (the batch still needs its input while it runs). */
 #include "llm/batch.h"
 
 #include <stdio.h>
@@ -22,26 +44,101 @@
 #include "base/log.h"
 #include "base/util.h"
 
+/* The bytes one request adds to a batch: the inline item, which is longer
+ * than the input file's line {"key":"ID","request":BODY}\n, so one bound
+ * serves both. */
 static size_t gem_line_bytes(size_t id_len, size_t body_len) {
   /* {"request":BODY,"metadata":{"key":"ID"}}, */
   return 11 + body_len + 21 + id_len + 4;
 }
 
-static int gem_submit(rt_bhttp *h, const char *model, const char *label, char *const *ids, char *const *bodies,
-                      const size_t *lens, size_t n, char *id, size_t idcap, rt_err *err) {
-  char *lab = json_dumps(json_string(label), JSON_ENCODE_ANY | JSON_COMPACT);
-  size_t total = 128 + strlen(lab);
-  for (size_t k = 0; k < n; k++) total += gem_line_bytes(strlen(ids[k]), lens[k]);
-  char *data = rt_xmalloc(total), *p = data;
-  p += sprintf(p, "{\"batch\":{\"displayName\":%s,\"inputConfig\":{\"requests\":{\"requests\":[", lab);
-  free(lab);
-  for (size_t k = 0; k < n; k++) {
-    p += sprintf(p, "%s{\"request\":", k ? "," : "");
-    memcpy(p, bodies[k], lens[k]);
-    p += lens[k];
-    p += sprintf(p, ",\"metadata\":{\"key\":\"%s\"}}", ids[k]);
+/* The Files API's resumable upload of data (len bytes, JSONL) named label:
+ * the file's name ("files/...") into name. */
+static int gem_upload(rt_bhttp *h, const char *label, const char *data, size_t len, char *name, size_t cap,
+                      rt_err *err) {
+  char url[1024], up[2048], clen[80];
+  snprintf(url, sizeof url, "%s/upload/v1beta/files", h->base);
+  snprintf(clen, sizeof clen, "X-Goog-Upload-Header-Content-Length: %zu", len);
+  struct curl_slist *x = curl_slist_append(NULL, "X-Goog-Upload-Protocol: resumable");
+  x = curl_slist_append(x, "X-Goog-Upload-Command: start");
+  x = curl_slist_append(x, clen);
+  x = curl_slist_append(x, "X-Goog-Upload-Header-Content-Type: application/jsonl");
+  x = curl_slist_append(x, "Content-Type: application/json");
+  json_t *meta = json_pack("{s:{s:s}}", "file", "display_name", label);
+  char *mb = json_dumps(meta, JSON_COMPACT);
+  json_decref(meta);
+  char *resp;
+  size_t rl;
+  int rc = rt_bhttp_post_h(h, url, mb, strlen(mb), x, "x-goog-upload-url", up, sizeof up, &resp, &rl, err);
+  curl_slist_free_all(x);
+  free(mb);
+  free(resp);
+  if (rc) return rc;
+  if (strncmp(up, "http://", 7) != 0 && strncmp(up, "https://", 8) != 0)
+    return rt_err_set(err, RT_ERR_ENDPOINT,
+                      "POST %s: the answer has no x-goog-upload-url header to upload the batch input to (does "
+                      "llm.base_url serve the Gemini Files API?)",
+                      url);
+  x = curl_slist_append(NULL, "X-Goog-Upload-Offset: 0");
+  x = curl_slist_append(x, "X-Goog-Upload-Command: upload, finalize");
+  x = curl_slist_append(x, "Content-Type: application/jsonl");
+  rc = rt_bhttp_post_h(h, up, data, len, x, NULL, NULL, 0, &resp, &rl, err);
+  curl_slist_free_all(x);
+  if (rc) return rc;
+  json_error_t je;
+  json_t *f = json_loadb(resp, rl, 0, &je);
+  free(resp);
+  const char *fn = json_string_value(json_object_get(json_object_get(f, "file"), "name"));
+  if (fn && !strncmp(fn, "files/", 6)) snprintf(name, cap, "%s", fn);
+  else rc = rt_err_set(err, RT_ERR_ENDPOINT, "uploading the batch input of %s: the answer names no file (files/...)",
+                       label);
+  json_decref(f);
+  return rc;
+}
+
+static int gem_submit(rt_bhttp *h, const char *model, const char *label, rt_batch_input input, char *const *ids,
+                      char *const *bodies, const size_t *lens, size_t n, char *id, size_t idcap, rt_err *err) {
+  size_t lines = 0;
+  for (size_t k = 0; k < n; k++) lines += gem_line_bytes(strlen(ids[k]), lens[k]);
+  int file = input == RT_BATCH_INPUT_FILE || (input == RT_BATCH_INPUT_AUTO && lines > rt_batch_gemini.inline_bytes);
+  json_t *jl = json_string(label);
+  char *lab = json_dumps(jl, JSON_ENCODE_ANY | JSON_COMPACT);
+  json_decref(jl);
+  char *data = rt_xmalloc(lines + 512 + 2 * strlen(lab)), *p = data;
+  int rc = RT_OK;
+  if (file) {
+    for (size_t k = 0; k < n; k++) {
+      p += sprintf(p, "{\"key\":\"%s\",\"request\":", ids[k]);
+      memcpy(p, bodies[k], lens[k]);
+      p += lens[k];
+      *p++ = '}';
+      *p++ = '\n';
+    }
+    char fname[256] = "";
+    rc = gem_upload(h, label, data, (size_t)(p - data), fname, sizeof fname, err);
+    free(data);
+    data = p = NULL;
+    if (rc == RT_OK) {
+      json_t *req = json_pack("{s:{s:s,s:{s:s}}}", "batch", "displayName", label, "inputConfig", "fileName", fname);
+      data = json_dumps(req, JSON_COMPACT);
+      json_decref(req);
+      p = data + strlen(data);
+    }
+  } else {
+    p += sprintf(p, "{\"batch\":{\"displayName\":%s,\"inputConfig\":{\"requests\":{\"requests\":[", lab);
+    for (size_t k = 0; k < n; k++) {
+      p += sprintf(p, "%s{\"request\":", k ? "," : "");
+      memcpy(p, bodies[k], lens[k]);
+      p += lens[k];
+      p += sprintf(p, ",\"metadata\":{\"key\":\"%s\"}}", ids[k]);
+    }
+    p += sprintf(p, "]}}}}");
   }
-  p += sprintf(p, "]}}}}");
+  free(lab);
+  if (rc) {
+    free(data);
+    return rc;
+  }
   char url[1024];
   char *m = curl_easy_escape(h->e, model, 0);
   snprintf(url, sizeof url, "%s/v1beta/models/%s:batchGenerateContent", h->base, m ? m : model);
@@ -49,7 +146,6 @@ static int gem_submit(rt_bhttp *h, const char *model, const char *label, char *c
   json_t *op = rt_bhttp_json(h, "POST", url, data, (size_t)(p - data), NULL, err);
   free(data);
   if (!op) return err->code;
-  int rc = RT_OK;
   const char *name = json_string_value(json_object_get(op, "name"));
   if (!name) name = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
   if (name && !strncmp(name, "batches/", 8)) snprintf(id, idcap, "%s", name);
@@ -90,35 +186,65 @@ static int gem_get(rt_bhttp *h, const char *id, rt_batch_state *st, rt_err *err)
   return RT_OK;
 }
 
+/* One answer (item: an inline response or a line of the responses file) to fn. */
+static void gem_item(json_t *it, const char *key, long index, rt_batch_line_fn fn, void *ud) {
+  json_t *r = json_object_get(it, "response");
+  if (json_is_object(r)) {
+    char *b = json_dumps(r, JSON_COMPACT);
+    fn(ud, key, index, b, strlen(b), NULL);
+    free(b);
+    return;
+  }
+  json_t *e = json_object_get(it, "error");
+  if (!e) e = json_object_get(it, "status");
+  const char *m = json_string_value(json_object_get(e, "message"));
+  char why[400];
+  snprintf(why, sizeof why, "batch line error %lld: %s", (long long)json_integer_value(json_object_get(e, "code")),
+           m ? m : "no message");
+  fn(ud, key, index, NULL, 0, why);
+}
+
+/* The responses file of a file-input batch, line by line, to fn. */
+static int gem_file_lines(rt_bhttp *h, const char *file, rt_batch_line_fn fn, void *ud, rt_err *err) {
+  char url[1024];
+  snprintf(url, sizeof url, "%s/download/v1beta/%s:download?alt=media", h->base, file);
+  char *resp;
+  size_t rl;
+  int rc = rt_bhttp_ok(h, "GET", url, NULL, 0, NULL, &resp, &rl, err);
+  if (rc) return rc;
+  const char *p = resp, *end = resp + rl;
+  long index = 0;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (l) {
+      json_error_t je;
+      json_t *ln = json_loadb(p, l, 0, &je);
+      const char *key = json_string_value(json_object_get(ln, "key"));
+      if (!key) key = json_string_value(json_object_get(json_object_get(ln, "metadata"), "key"));
+      if (!key) rt_warn("batch responses %s: line %ld has no key; skipped (its request is retried)", file, index + 1);
+      else gem_item(ln, key, index, fn, ud);
+      json_decref(ln);
+      index++;
+    }
+    p += l + 1;
+  }
+  free(resp);
+  return RT_OK;
+}
+
 static int gem_collect(rt_bhttp *h, const char *id, const rt_batch_state *st, rt_batch_line_fn fn, void *ud,
                        rt_err *err) {
-  (void)h, (void)err;
+  (void)id;
   json_t *resp = json_object_get(st->op, "response");
+  const char *rf = json_string_value(json_object_get(resp, "responsesFile"));
+  if (rf) return gem_file_lines(h, rf, fn, ud, err);
   json_t *arr = json_object_get(json_object_get(resp, "inlinedResponses"), "inlinedResponses");
-  if (!arr) {
-    /* an output file instead of inline responses: not produced for inline input */
-    if (json_object_get(resp, "responsesFile"))
-      rt_warn("batch %s answered in a responses file; ragtide submits inline requests and reads inline responses",
-              id);
-    return RT_OK;
-  }
   size_t i;
   json_t *it;
   json_array_foreach(arr, i, it) {
     const char *key = json_string_value(json_object_get(json_object_get(it, "metadata"), "key"));
-    json_t *r = json_object_get(it, "response");
-    if (json_is_object(r)) {
-      char *b = json_dumps(r, JSON_COMPACT);
-      fn(ud, key, (long)i, b, strlen(b), NULL);
-      free(b);
-    } else {
-      json_t *e = json_object_get(it, "error");
-      char why[400];
-      snprintf(why, sizeof why, "batch line error %lld: %s", (long long)json_integer_value(json_object_get(e, "code")),
-               json_string_value(json_object_get(e, "message")) ? json_string_value(json_object_get(e, "message"))
-                                                                 : "no message");
-      fn(ud, key, (long)i, NULL, 0, why);
-    }
+    gem_item(it, key, (long)i, fn, ud);
   }
   return RT_OK;
 }
@@ -168,7 +294,9 @@ static int gem_find(rt_bhttp *h, const char *label, char *id, size_t idcap, rt_e
 const rt_batch_provider rt_batch_gemini = {
   .name = "gemini",
   .max_requests = 50000,
-  .max_bytes = 20u * 1000u * 1000u - 4096u, /* 20 MB inline, less the envelope */
+  .max_bytes = 2000u * 1000u * 1000u,        /* an input file: 2 GB */
+  .default_bytes = 200u * 1000u * 1000u,     /* a batch is framed in memory on its rank */
+  .inline_bytes = 20u * 1000u * 1000u - 4096u, /* 20 MB inline, less the envelope */
   .line_bytes = gem_line_bytes,
   .submit = gem_submit,
   .get = gem_get,

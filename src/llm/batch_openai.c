@@ -32,9 +32,9 @@ static void url_of(const rt_bhttp *h, char *buf, size_t cap, const char *path) {
   snprintf(buf, cap, "%s%s", h->base, path);
 }
 
-static int oai_submit(rt_bhttp *h, const char *model, const char *label, char *const *ids, char *const *bodies,
-                      const size_t *lens, size_t n, char *id, size_t idcap, rt_err *err) {
-  (void)model;
+static int oai_submit(rt_bhttp *h, const char *model, const char *label, rt_batch_input input, char *const *ids,
+                      char *const *bodies, const size_t *lens, size_t n, char *id, size_t idcap, rt_err *err) {
+  (void)model, (void)input; /* always an input file */
   size_t total = 0;
   for (size_t k = 0; k < n; k++) total += oai_line_bytes(strlen(ids[k]), lens[k]);
   char *data = rt_xmalloc(total + 1), *p = data;
@@ -205,6 +205,8 @@ const rt_batch_provider rt_batch_openai = {
   .name = "openai",
   .max_requests = 50000,
   .max_bytes = 200u * 1000u * 1000u,
+  .default_bytes = 200u * 1000u * 1000u,
+  .inline_bytes = 0,
   .line_bytes = oai_line_bytes,
   .submit = oai_submit,
   .get = oai_get,

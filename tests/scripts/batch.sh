@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Batch mode (llm.api = openai-batch | gemini-batch) against ragtide-llm-sim's
 # batch endpoints: both providers publish tables byte-identical to the
-# synchronous runs; batches split at the limits (the sim rejects larger
+# synchronous runs (Gemini with inline requests and with an input file
+# uploaded through the Files API); batches split at the limits (the sim rejects larger
 # ones); partial failures retried through the synchronous endpoint and in
 # follow-up batches; expiry; kill -9 of mpirun while polling, then a rerun
 # that submits 0 batches (the sim counts them); llm.batch_deadline -> exit 9
@@ -13,10 +14,12 @@ RANKS=2
 make_data 20 300 6 11
 CAT="$T/data/catalog.tsv"
 start_sim fast "$CAT" --batch-delay-ms 300;                       FAST=$SIM_URL
+start_sim files "$CAT" --batch-delay-ms 300;                      FILES=$SIM_URL
 start_sim limit "$CAT" --batch-delay-ms 300 --batch-max-requests 50 --batch-max-bytes 50000; LIMIT=$SIM_URL
 start_sim flaky "$CAT" --batch-delay-ms 250 --batch-fail 0.2 --batch-get-fail 2; FLAKY=$SIM_URL
 start_sim expire "$CAT" --batch-delay-ms 1200 --batch-expire-ms 300; EXPIRE=$SIM_URL
 start_sim slow "$CAT" --batch-delay-ms 3000;                      SLOW=$SIM_URL
+start_sim slowfile "$CAT" --batch-delay-ms 3000;                  SLOWFILE=$SIM_URL
 start_sim glacial "$CAT" --batch-delay-ms 86400000;               GLACIAL=$SIM_URL # ends only by --cancel
 SIM_URL=$FAST write_config
 cat >>"$T/job.ini" <<INI
@@ -58,6 +61,35 @@ same gem sync-gemini
 [ "$(summ gem 's["endpoint"]["batches"]["by_state"]["BATCH_STATE_SUCCEEDED"]')" -eq $RANKS ] || fail "gemini: states"
 [ "$(stat_of "$FAST" 's["by_endpoint"]["generate_content"]')" -eq "$PAIRS" ] || fail "gemini-batch made sync calls"
 pass "gemini-batch: table identical to the synchronous run's"
+
+# 2b. Gemini input file (llm.batch_input = file): resumable upload, batch from
+# inputConfig.fileName, responses file downloaded; the same table.
+refresh gem-file gemini-batch "$FILES" --set llm.batch_input=file 2>"$T/log" || { cat "$T/log"; fail "gemini-batch file run"; }
+same gem-file sync-gemini
+for k in uploads downloads gemini_file; do
+  [ "$(stat_of "$FILES" "s['batches']['$k']")" -eq $RANKS ] || { curl -s "$FILES/stats"; fail "gemini file: $k != $RANKS"; }
+done
+[ "$(stat_of "$FILES" 's["batches"]["gemini_inline"]')" -eq 0 ] || fail "gemini file: inline batches sent"
+[ "$(stat_of "$FILES" 's["by_endpoint"]["generate_content"]')" -eq 0 ] || fail "gemini file: sync calls"
+# auto: these batches fit inline, so no upload
+refresh gem-auto gemini-batch "$FILES" --set llm.batch_input=auto 2>"$T/log" || { cat "$T/log"; fail "gemini-batch auto run"; }
+same gem-auto sync-gemini
+[ "$(stat_of "$FILES" 's["batches"]["gemini_inline"]')" -eq $RANKS ] || fail "gemini auto: not inline"
+[ "$(stat_of "$FILES" 's["batches"]["uploads"]')" -eq $RANKS ] || fail "gemini auto: uploaded"
+# malformed upload sequences get Google-style errors
+code() { curl -s -o "$T/resp" -w '%{http_code}' "$@"; }
+[ "$(code -X POST "$FILES/upload/v1beta/files" -d '{}')" = 400 ] && grep -q '"status": *"INVALID_ARGUMENT"' "$T/resp" ||
+  { cat "$T/resp"; fail "upload without the resumable start accepted"; }
+[ "$(code -X POST "$FILES/upload/v1beta/files?upload_id=nosuch" -H 'X-Goog-Upload-Command: upload, finalize' \
+  -H 'X-Goog-Upload-Offset: 0' -d x)" = 404 ] || { cat "$T/resp"; fail "upload to an unknown session accepted"; }
+curl -s -D "$T/hdr" -o /dev/null -X POST "$FILES/upload/v1beta/files" -H 'X-Goog-Upload-Protocol: resumable' \
+  -H 'X-Goog-Upload-Command: start' -H 'X-Goog-Upload-Header-Content-Length: 5' -d '{"file":{"display_name":"t"}}'
+up=$(grep -i '^x-goog-upload-url:' "$T/hdr" | cut -d' ' -f2 | tr -d '\r')
+[ -n "$up" ] || { cat "$T/hdr"; fail "no x-goog-upload-url"; }
+[ "$(code -X POST "$up" -H 'X-Goog-Upload-Command: upload, finalize' -H 'X-Goog-Upload-Offset: 0' -d abc)" = 400 ] ||
+  { cat "$T/resp"; fail "an upload shorter than declared accepted"; }
+[ "$(code "$FILES/download/v1beta/files/nosuch:download?alt=media")" = 404 ] || fail "download of no file"
+pass "gemini-batch input file: identical table, $RANKS uploads + $RANKS downloads, 0 inline; auto stays inline; bad uploads refused"
 
 # 3. Splitting at the limits: the sim rejects (400) over 50 requests or 50,000 bytes.
 refresh split-oai openai-batch "$LIMIT" --set llm.batch_max_requests=50 --set llm.batch_max_bytes=50000 2>"$T/log" || { cat "$T/log"; fail "split"; }
@@ -135,6 +167,14 @@ refresh late gemini-batch "$SLOW" 2>"$T/log" || { cat "$T/log"; fail "rerun afte
 same late sync-gemini
 [ "$(stat_of "$SLOW" 's["batches"]["created"]')" -eq "$c1" ] || fail "deadline: the rerun submitted batches again"
 pass "llm.batch_deadline: exit 9, ragtide batches listed $RANKS, the rerun collected them (0 resubmitted)"
+# the same with Gemini input files: the rerun neither uploads nor submits again
+expect_exit 9 refresh late-file gemini-batch "$SLOWFILE" --set llm.batch_input=file --set llm.batch_deadline=1
+refresh late-file gemini-batch "$SLOWFILE" --set llm.batch_input=file 2>"$T/log" || { cat "$T/log"; fail "file rerun after the deadline"; }
+same late-file sync-gemini
+for k in created gemini_file uploads downloads; do
+  [ "$(stat_of "$SLOWFILE" "s['batches']['$k']")" -eq $RANKS ] || { curl -s "$SLOWFILE/stats"; fail "deadline, file input: $k != $RANKS"; }
+done
+pass "llm.batch_deadline with input files: the rerun collected the $RANKS file batches (0 uploaded or submitted again)"
 
 # 8. ragtide batches --cancel (a sim whose batches never end on their own): the
 # rerun collects the cancelled batches and sends their lines synchronously.

@@ -77,6 +77,24 @@ Test(config, bad_values_are_refused) {
   rt_config_free(&c);
 }
 
+Test(config, batch_input_chooses_inline_or_file) {
+  rt_config c;
+  rt_err err = {0};
+  rt_config_defaults(&c);
+  cr_assert_str_eq(c.batch_input, "auto");
+  uint64_t h = rt_config_hash(&c);
+  cr_assert_eq(rt_config_set(&c, "llm.batch_input=file", &err), RT_OK, "%s", err.msg);
+  cr_assert_str_eq(c.batch_input, "file");
+  cr_assert_eq(rt_config_hash(&c), h, "how requests travel does not change the answers, nor the config hash");
+  cr_assert_eq(rt_config_set(&c, "llm.batch_input=inline", &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_config_set(&c, "llm.batch_input=gcs", &err), RT_ERR_USAGE);
+  cr_assert(strstr(err.msg, "auto|inline|file") != NULL, "%s", err.msg);
+  /* a Gemini input file takes up to 2 GB */
+  cr_assert_eq(rt_config_set(&c, "llm.batch_max_bytes=2000000000", &err), RT_OK, "%s", err.msg);
+  cr_assert_eq(rt_config_set(&c, "llm.batch_max_bytes=2000000001", &err), RT_ERR_USAGE);
+  rt_config_free(&c);
+}
+
 Test(config, validate_checks_required_and_ranges) {
   rt_config c;
   rt_err err = {0};

@@ -1,5 +1,6 @@
 /* batch.c — the simulated providers' batch endpoints (OpenAI Batch + Files
- * API, Gemini batchGenerateContent with inline requests), in memory.
+ * API, Gemini batchGenerateContent with inline requests or an input file
+ * from the Files API's resumable upload), in memory.
  *
  * A batch moves through its states by time since its creation: OpenAI
  * validating (first fifth of --batch-delay-ms) -> in_progress -> completed;
@@ -10,6 +11,9 @@
  * answered by sim_respond(), the synchronous endpoint's function, so a
  * prompt gets the same answer in a batch as synchronously; --batch-fail X
  * fails a line (its own seeded draw per prompt sighting) with a 500 status.
+ * A Gemini batch from an input file ({"key","request"} lines) answers in a
+ * responses file ({"key","response"} or {"key","error"} lines) named by
+ * response.responsesFile, with the same states and answers as inline.
  * No HTTP here: http.c routes and authenticates, this file answers. */
 #include "sim.h"
 
@@ -30,16 +34,20 @@ typedef RT_VEC(char) charvec;
 
 typedef struct bfile {
   char id[32];
-  char purpose[32];
+  char purpose[32];      /* OpenAI's; Gemini files: gemini-input, gemini-output */
   char *data;
   size_t len;
   int64_t created;
+  int pending;           /* Gemini: a resumable upload started, its bytes not yet finalized */
+  size_t declared;       /* Gemini: X-Goog-Upload-Header-Content-Length of the start */
+  char display[128];
 } bfile;
 
 typedef struct bbatch {
   char id[40];           /* batch_N / batches/N */
   sim_api api;
   char input_file[64];
+  int from_file;         /* Gemini: inputConfig.fileName (answers in a responses file) */
   char model[128];
   char display[128];
   bline *lines;
@@ -65,6 +73,7 @@ struct sim_batches {
   size_t nb, capb;
   sim_counts counts;
   uint64_t created, cancelled, uploads, downloads, gets, get_failures, lines, lines_ok, lines_failed, expired, rejected;
+  uint64_t gemini_inline, gemini_file; /* Gemini batches created by input kind */
 };
 
 static double mono(void) {
@@ -96,7 +105,8 @@ void sim_batches_free(sim_batches *b) {
 }
 
 int sim_batches_route(const char *url) {
-  if (!strncmp(url, "/v1/files", 9) || !strncmp(url, "/v1/batches", 11) || !strncmp(url, "/v1beta/batches", 15))
+  if (!strncmp(url, "/v1/files", 9) || !strncmp(url, "/v1/batches", 11) || !strncmp(url, "/v1beta/batches", 15) ||
+      !strcmp(url, "/upload/v1beta/files") || !strncmp(url, "/download/v1beta/files/", 23))
     return 1;
   size_t l = strlen(url);
   static const char suf[] = ":batchGenerateContent";
@@ -196,7 +206,7 @@ static int answer_line(sim_batches *b, bbatch *x, size_t k, json_t **resp, int *
  * left). state: 1 completed, 2 expired, 3 cancelled. */
 static void finish(sim_batches *b, bbatch *x, size_t upto, int state, const char *code) {
   charvec out = {0}, errs = {0};
-  json_t *inl = x->api == SIM_API_GEMINI ? json_array() : NULL;
+  json_t *inl = x->api == SIM_API_GEMINI && !x->from_file ? json_array() : NULL;
   for (size_t k = 0; k < x->n; k++) {
     json_t *resp = NULL;
     int status = 0;
@@ -213,8 +223,16 @@ static void finish(sim_batches *b, bbatch *x, size_t upto, int state, const char
         json_object_set_new(item, "error", json_pack("{s:i,s:s,s:s}", "code", k < upto ? status : 499, "message",
                                                      k < upto ? msg : code, "status",
                                                      k < upto ? "INTERNAL" : "CANCELLED"));
-      json_object_set_new(item, "metadata", json_pack("{s:s}", "key", x->lines[k].id));
-      json_array_append_new(inl, item);
+      if (!x->from_file) {
+        json_object_set_new(item, "metadata", json_pack("{s:s}", "key", x->lines[k].id));
+        json_array_append_new(inl, item);
+        continue;
+      }
+      json_object_set_new(item, "key", json_string(x->lines[k].id)); /* a responses file line */
+      char *s = dumps(item);
+      for (size_t i = 0; s[i]; i++) rt_vec_push(&out, s[i]);
+      rt_vec_push(&out, '\n');
+      free(s);
       continue;
     }
     char rid[48];
@@ -240,8 +258,12 @@ static void finish(sim_batches *b, bbatch *x, size_t upto, int state, const char
     free(s);
   }
   x->terminal = state;
-  if (x->api == SIM_API_GEMINI) {
+  if (x->api == SIM_API_GEMINI && !x->from_file) {
     x->inlined = inl;
+  } else if (x->api == SIM_API_GEMINI) {
+    bfile *f = add_file(b, "gemini-output", out.data, out.len);
+    snprintf(f->display, sizeof f->display, "%s responses", x->id);
+    snprintf(x->out_file, sizeof x->out_file, "%s", f->id);
   } else {
     if (out.len) snprintf(x->out_file, sizeof x->out_file, "%s", add_file(b, "batch_output", out.data, out.len)->id);
     else free(out.data);
@@ -322,6 +344,14 @@ static json_t *gemini_op(const sim_batches *b, const bbatch *x) {
                         json_pack("{s:s,s:{s:O}}", "@type",
                                   "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
                                   "inlinedResponses", "inlinedResponses", x->inlined));
+  if (x->terminal == 1 && x->from_file) {
+    char rf[48];
+    snprintf(rf, sizeof rf, "files/%s", x->out_file);
+    json_object_set_new(op, "response",
+                        json_pack("{s:s,s:s}", "@type",
+                                  "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput",
+                                  "responsesFile", rf));
+  }
   return op;
 }
 
@@ -397,6 +427,150 @@ static unsigned openai_create(sim_batches *b, const char *body, size_t len, char
   return 200;
 }
 
+static void free_lines(bline *l, size_t n) {
+  for (size_t i = 0; i < n; i++) free(l[i].id), free(l[i].body);
+  free(l);
+}
+
+/* POST /v1beta/models/MODEL:batchGenerateContent with inputConfig.fileName:
+ * the uploaded file's {"key","request"} lines. */
+static unsigned gemini_create_file(sim_batches *b, const char *url, const char *fname, const char *dn, char **out) {
+  const sim_opts *o = &b->ctx->opt;
+  bfile *f = strncmp(fname, "files/", 6) ? NULL : find_file(b, fname + 6);
+  if (!f || strcmp(f->purpose, "gemini-input") != 0) {
+    b->rejected++;
+    return err_reply(SIM_API_GEMINI, 404, "inputConfig.fileName: no such uploaded file (files/...)", out);
+  }
+  if (f->pending) {
+    b->rejected++;
+    return err_reply(SIM_API_GEMINI, 400, "inputConfig.fileName: the file's upload was never finalized", out);
+  }
+  if (o->batch_max_bytes && f->len > o->batch_max_bytes) {
+    b->rejected++;
+    return err_reply(SIM_API_GEMINI, 400, "input file over the size limit (--batch-max-bytes)", out);
+  }
+  RT_VEC(bline) lines = {0};
+  char why[256] = "";
+  const char *p = f->data, *end = f->data + f->len;
+  while (p < end && !*why) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (l) {
+      json_error_t je;
+      json_t *ln = json_loadb(p, l, 0, &je);
+      const char *key = json_string_value(json_object_get(ln, "key"));
+      json_t *r = json_object_get(ln, "request");
+      if (!key || !json_is_object(r))
+        snprintf(why, sizeof why, "line %zu of %s is not {\"key\": string, \"request\": object}", lines.len + 1, fname);
+      else
+        for (size_t i = 0; i < lines.len && !*why; i++)
+          if (!strcmp(lines.data[i].id, key)) snprintf(why, sizeof why, "duplicate key %s in %s", key, fname);
+      if (!*why) rt_vec_push(&lines, ((bline){rt_xstrdup(key), json_dumps(r, JSON_COMPACT)}));
+      json_decref(ln);
+    }
+    p += l + 1;
+  }
+  if (!*why && o->batch_max_requests && lines.len > o->batch_max_requests)
+    snprintf(why, sizeof why, "%zu requests: too many in one batch (--batch-max-requests)", lines.len);
+  if (!*why && !lines.len) snprintf(why, sizeof why, "the input file %s holds no request", fname);
+  if (*why) {
+    free_lines(lines.data, lines.len);
+    b->rejected++;
+    return err_reply(SIM_API_GEMINI, 400, why, out);
+  }
+  char fid[64];
+  snprintf(fid, sizeof fid, "%s", fname);
+  bbatch *x = new_batch(b, SIM_API_GEMINI);
+  const char *m = url + 15; /* MODEL:batchGenerateContent */
+  snprintf(x->model, sizeof x->model, "models/%.*s", (int)(strchr(m, ':') - m), m);
+  snprintf(x->display, sizeof x->display, "%s", dn ? dn : "");
+  snprintf(x->input_file, sizeof x->input_file, "%s", fid);
+  x->from_file = 1;
+  x->lines = lines.data;
+  x->n = lines.len;
+  b->created++;
+  b->gemini_file++;
+  *out = dumps(gemini_op(b, x));
+  return 200;
+}
+
+static json_t *gemini_file_obj(const bfile *f, const char *origin) {
+  char name[48], size[32], uri[400];
+  snprintf(name, sizeof name, "files/%s", f->id);
+  snprintf(size, sizeof size, "%zu", f->len);
+  snprintf(uri, sizeof uri, "%s/v1beta/%s", origin, name);
+  return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "name", name, "displayName", f->display, "mimeType",
+                   "application/jsonl", "sizeBytes", size, "state", "ACTIVE", "uri", uri);
+}
+
+/* The X-Goog-Upload-Command words, spaces ignored: "upload, finalize" -> "upload,finalize". */
+static void squeeze(const char *in, char *out, size_t cap) {
+  size_t k = 0;
+  for (; in && *in && k + 1 < cap; in++)
+    if (*in != ' ') out[k++] = *in;
+  out[k] = '\0';
+}
+
+/* POST /upload/v1beta/files: a resumable upload's start (no upload_id) or
+ * its single upload, finalize (the URL the start returned). */
+static unsigned gemini_upload(sim_batches *b, const char *body, size_t len, sim_goog_upload *g, char **out) {
+  char cmd[64];
+  squeeze(g->command, cmd, sizeof cmd);
+  if (!g->upload_id) {
+    if (!g->protocol || strcmp(g->protocol, "resumable") != 0 || strcmp(cmd, "start") != 0)
+      return err_reply(SIM_API_GEMINI, 400,
+                       "the sim serves the resumable upload only: start with X-Goog-Upload-Protocol: resumable and "
+                       "X-Goog-Upload-Command: start",
+                       out);
+    char *e = NULL;
+    unsigned long long n = g->length ? strtoull(g->length, &e, 10) : 0;
+    if (!g->length || !*g->length || *e || !n)
+      return err_reply(SIM_API_GEMINI, 400, "X-Goog-Upload-Header-Content-Length must be the file's size in bytes",
+                       out);
+    json_error_t je;
+    json_t *j = len ? json_loadb(body, len, 0, &je) : NULL;
+    json_t *fo = json_object_get(j, "file");
+    const char *dn = json_string_value(json_object_get(fo, "display_name"));
+    if (!dn) dn = json_string_value(json_object_get(fo, "displayName"));
+    if (len && !j)
+      return err_reply(SIM_API_GEMINI, 400, "the start's body must be JSON {\"file\":{\"display_name\":...}}", out);
+    bfile *f = add_file(b, "gemini-input", NULL, 0);
+    f->pending = 1;
+    f->declared = (size_t)n;
+    snprintf(f->display, sizeof f->display, "%s", dn ? dn : "");
+    json_decref(j);
+    snprintf(g->url, sizeof g->url, "%s/upload/v1beta/files?upload_id=%s&upload_protocol=resumable", g->origin,
+             f->id);
+    snprintf(g->status, sizeof g->status, "active");
+    *out = rt_xstrdup("{}");
+    return 200;
+  }
+  bfile *f = find_file(b, g->upload_id);
+  if (!f || strcmp(f->purpose, "gemini-input") != 0)
+    return err_reply(SIM_API_GEMINI, 404, "no such upload session (upload_id)", out);
+  if (!f->pending) return err_reply(SIM_API_GEMINI, 400, "this upload was already finalized", out);
+  if (strcmp(cmd, "upload,finalize") != 0)
+    return err_reply(SIM_API_GEMINI, 400, "the sim takes the bytes in one X-Goog-Upload-Command: upload, finalize",
+                     out);
+  if (!g->offset || strcmp(g->offset, "0") != 0)
+    return err_reply(SIM_API_GEMINI, 400, "X-Goog-Upload-Offset must be 0 (one chunk)", out);
+  if (len != f->declared) {
+    char m[160];
+    snprintf(m, sizeof m, "%zu bytes uploaded, %zu declared by X-Goog-Upload-Header-Content-Length", len,
+             f->declared);
+    return err_reply(SIM_API_GEMINI, 400, m, out);
+  }
+  f->data = rt_xmalloc(len + 1);
+  memcpy(f->data, body, len);
+  f->data[len] = '\0';
+  f->len = len;
+  f->pending = 0;
+  b->uploads++;
+  snprintf(g->status, sizeof g->status, "final");
+  *out = dumps(json_pack("{s:o}", "file", gemini_file_obj(f, g->origin)));
+  return 200;
+}
+
 /* POST /v1beta/models/MODEL:batchGenerateContent (inline requests) */
 static unsigned gemini_create(sim_batches *b, const char *url, const char *body, size_t len, char **out) {
   const sim_opts *o = &b->ctx->opt;
@@ -411,6 +585,14 @@ static unsigned gemini_create(sim_batches *b, const char *url, const char *body,
   if (!ic && bt) ic = json_object_get(bt, "input_config");
   json_t *rq = ic ? json_object_get(json_object_get(ic, "requests"), "requests") : NULL;
   const char *dn = bt ? json_string_value(json_object_get(bt, "displayName")) : NULL;
+  if (!dn && bt) dn = json_string_value(json_object_get(bt, "display_name"));
+  const char *fname = ic ? json_string_value(json_object_get(ic, "fileName")) : NULL;
+  if (!fname && ic) fname = json_string_value(json_object_get(ic, "file_name"));
+  if (fname) {
+    unsigned st = gemini_create_file(b, url, fname, dn, out);
+    json_decref(j);
+    return st;
+  }
   if (!json_is_array(rq) || !json_array_size(rq)) {
     json_decref(j);
     b->rejected++;
@@ -448,14 +630,15 @@ static unsigned gemini_create(sim_batches *b, const char *url, const char *body,
   x->lines = lines.data;
   x->n = lines.len;
   b->created++;
+  b->gemini_inline++;
   json_decref(j);
   *out = dumps(gemini_op(b, x));
   return 200;
 }
 
 unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url, const char *body, size_t len,
-                            const char *file, size_t file_len, const char *purpose, char **out, size_t *out_len,
-                            int *jsonl) {
+                            const char *file, size_t file_len, const char *purpose, sim_goog_upload *g, char **out,
+                            size_t *out_len, int *jsonl) {
   int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
   unsigned st;
   *jsonl = 0;
@@ -524,6 +707,29 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
       *out = dumps(openai_obj(b, x));
       st = 200;
     } else st = err_reply(SIM_API_OPENAI, 405, "method not allowed", out);
+  } else if (!strcmp(url, "/upload/v1beta/files") && post) {
+    st = gemini_upload(b, body, len, g, out);
+  } else if (!strncmp(url, "/download/v1beta/files/", 23) && get) {
+    char id[64];
+    snprintf(id, sizeof id, "%s", url + 23);
+    char *colon = strchr(id, ':');
+    int dl = colon && !strcmp(colon, ":download");
+    if (colon) *colon = '\0';
+    bfile *f = find_file(b, id);
+    if (!dl) st = err_reply(SIM_API_GEMINI, 404, "the download endpoint is files/{id}:download", out);
+    else if (!g->alt || strcmp(g->alt, "media") != 0)
+      st = err_reply(SIM_API_GEMINI, 400, "add ?alt=media to download the file's bytes", out);
+    else if (!f || f->pending || strncmp(f->purpose, "gemini-", 7) != 0)
+      st = err_reply(SIM_API_GEMINI, 404, "no such file", out);
+    else {
+      *out = rt_xmalloc(f->len + 1);
+      memcpy(*out, f->data ? f->data : "", f->len);
+      *out_len = f->len;
+      *jsonl = 1;
+      b->downloads++;
+      pthread_mutex_unlock(&b->mu);
+      return 200;
+    }
   } else if (sim_batches_route(url) && !strncmp(url, "/v1beta/models/", 15) && post) {
     st = gemini_create(b, url, body, len, out);
   } else if (!strcmp(url, "/v1beta/batches") && get) {
@@ -556,7 +762,8 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
       st = 200;
     } else st = err_reply(SIM_API_GEMINI, 405, "method not allowed", out);
   } else {
-    st = err_reply(strncmp(url, "/v1beta", 7) ? SIM_API_OPENAI : SIM_API_GEMINI, 404, "no such batch endpoint", out);
+    st = err_reply(strncmp(url, "/v1", 3) ? SIM_API_GEMINI : strncmp(url, "/v1beta", 7) ? SIM_API_OPENAI : SIM_API_GEMINI,
+                   404, "no such batch endpoint", out);
   }
   pthread_mutex_unlock(&b->mu);
   *out_len = *out ? strlen(*out) : 0;
@@ -565,13 +772,14 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
 
 char *sim_batches_stats(sim_batches *b) {
   pthread_mutex_lock(&b->mu);
-  char *s = rt_xmalloc(512);
+  char *s = rt_xmalloc(640);
 #define U(x) (unsigned long long)(x)
-  snprintf(s, 512,
+  snprintf(s, 640,
            "{\"created\":%llu,\"cancelled\":%llu,\"expired\":%llu,\"rejected\":%llu,\"uploads\":%llu,"
-           "\"downloads\":%llu,\"gets\":%llu,\"get_failures\":%llu,\"lines\":%llu,\"lines_ok\":%llu,\"lines_failed\":%llu}",
+           "\"downloads\":%llu,\"gets\":%llu,\"get_failures\":%llu,\"lines\":%llu,\"lines_ok\":%llu,\"lines_failed\":%llu,"
+           "\"gemini_inline\":%llu,\"gemini_file\":%llu}",
            U(b->created), U(b->cancelled), U(b->expired), U(b->rejected), U(b->uploads), U(b->downloads), U(b->gets), U(b->get_failures),
-           U(b->lines), U(b->lines_ok), U(b->lines_failed));
+           U(b->lines), U(b->lines_ok), U(b->lines_failed), U(b->gemini_inline), U(b->gemini_file));
 #undef U
   pthread_mutex_unlock(&b->mu);
   return s;

@@ -207,7 +207,9 @@ static route route_of(const char *url, const char *method, sim_api *api) {
   *api = SIM_API_OPENAI;
   if (strcmp(url, "/v1/chat/completions") == 0) return post ? R_CHAT : R_405;
   if (sim_batches_route(url)) {
-    *api = strncmp(url, "/v1beta", 7) == 0 ? SIM_API_GEMINI : SIM_API_OPENAI;
+    *api = strncmp(url, "/v1beta", 7) == 0 || strncmp(url, "/upload/", 8) == 0 || strncmp(url, "/download/", 10) == 0
+               ? SIM_API_GEMINI
+               : SIM_API_OPENAI;
     return get || post ? R_BATCH : R_405;
   }
   static const char gpre[] = "/v1beta/models/", gsuf[] = ":generateContent";
@@ -400,10 +402,33 @@ static enum MHD_Result on_complete(sim_server *s, sim_req *r, const char *url, c
     char *out = NULL;
     size_t out_len = 0;
     int jsonl = 0;
+    sim_goog_upload g = {0};
+    g.protocol = MHD_lookup_connection_value(r->con, MHD_HEADER_KIND, "X-Goog-Upload-Protocol");
+    g.command = MHD_lookup_connection_value(r->con, MHD_HEADER_KIND, "X-Goog-Upload-Command");
+    g.length = MHD_lookup_connection_value(r->con, MHD_HEADER_KIND, "X-Goog-Upload-Header-Content-Length");
+    g.offset = MHD_lookup_connection_value(r->con, MHD_HEADER_KIND, "X-Goog-Upload-Offset");
+    g.upload_id = MHD_lookup_connection_value(r->con, MHD_GET_ARGUMENT_KIND, "upload_id");
+    g.alt = MHD_lookup_connection_value(r->con, MHD_GET_ARGUMENT_KIND, "alt");
+    const char *host = MHD_lookup_connection_value(r->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    char origin[256];
+    snprintf(origin, sizeof origin, "http://%s", host ? host : "127.0.0.1");
+    g.origin = origin;
     unsigned st = sim_batches_handle(s->batches, method, url, r->body, r->len, r->has_file ? r->file.data : NULL,
-                                     r->file.len, r->purpose, &out, &out_len, &jsonl);
+                                     r->file.len, r->purpose, &g, &out, &out_len, &jsonl);
     r->state = ST_DONE;
-    return reply(r->con, st, out, out_len, 0, NULL);
+    if (!*g.url && !*g.status) return reply(r->con, st, out, out_len, 0, NULL);
+    /* the resumable upload answers in headers too */
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(out_len, out, free);
+    if (!resp) {
+      free(out);
+      return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (*g.url) MHD_add_response_header(resp, "X-Goog-Upload-URL", g.url);
+    if (*g.status) MHD_add_response_header(resp, "X-Goog-Upload-Status", g.status);
+    enum MHD_Result rc = MHD_queue_response(r->con, st, resp);
+    MHD_destroy_response(resp);
+    return rc;
   }
   case R_404:
   case R_405:

@@ -192,22 +192,34 @@ void sim_bucket_state(const sim_bucket *b, long *limit, long *remaining, double 
 /* The providers' batch endpoints in memory (thread-safe): OpenAI POST
  * /v1/files (multipart: purpose, file), GET /v1/files/{id}[/content], POST
  * and GET /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel;
- * Gemini POST /v1beta/models/{m}:batchGenerateContent (inline requests), GET
- * /v1beta/batches[/{id}], POST /v1beta/batches/{id}:cancel. */
+ * Gemini POST /v1beta/models/{m}:batchGenerateContent (inline requests or
+ * inputConfig.fileName), GET /v1beta/batches[/{id}], POST
+ * /v1beta/batches/{id}:cancel, the Files API's resumable upload (POST
+ * /upload/v1beta/files: start, then upload, finalize at the returned URL)
+ * and GET /download/v1beta/files/{id}:download?alt=media. */
 typedef struct sim_batches sim_batches;
+/* The Gemini resumable upload's HTTP parts: request headers and query
+ * arguments in (NULL when absent), reply headers out ("" none). */
+typedef struct sim_goog_upload {
+  const char *protocol, *command, *length, *offset; /* X-Goog-Upload-Protocol, -Command, -Header-Content-Length, -Offset */
+  const char *upload_id, *alt;                      /* ?upload_id= (the upload URL), ?alt= (download) */
+  const char *origin;                               /* http://HOST: the upload URL points back here */
+  char url[320];                                    /* out: x-goog-upload-url */
+  char status[16];                                  /* out: x-goog-upload-status (active, final) */
+} sim_goog_upload;
 sim_batches *sim_batches_new(const sim_ctx *ctx);
 void sim_batches_free(sim_batches *b);
 /* 1 when url is one of the batch endpoints above. */
 int sim_batches_route(const char *url);
 /* Answer one request: returns the HTTP status, *out the malloc'ed body
  * (*jsonl = 1: JSON lines, else JSON). file/purpose: the multipart fields of
- * an upload (NULL otherwise). */
+ * an upload (NULL otherwise); g: the Gemini upload's headers (in and out). */
 unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url, const char *body, size_t len,
-                            const char *file, size_t file_len, const char *purpose, char **out, size_t *out_len,
-                            int *jsonl);
+                            const char *file, size_t file_len, const char *purpose, sim_goog_upload *g, char **out,
+                            size_t *out_len, int *jsonl);
 /* Counters as a JSON object (malloc'ed): created, cancelled, expired,
  * rejected, uploads, downloads, gets, get_failures, lines, lines_ok,
- * lines_failed. */
+ * lines_failed, gemini_inline, gemini_file (Gemini batches by input). */
 char *sim_batches_stats(sim_batches *b);
 
 /* --- http.c ---------------------------------------------------------------- */
