@@ -194,6 +194,29 @@ int rt_bhttp_ok(rt_bhttp *h, const char *method, const char *url, const char *bo
   return rc;
 }
 
+int rt_bhttp_jsonl(rt_bhttp *h, const char *url, rt_jsonl_fn fn, void *ud, rt_err *err) {
+  char *resp;
+  size_t rl;
+  int rc = rt_bhttp_ok(h, "GET", url, NULL, 0, NULL, &resp, &rl, err);
+  if (rc) return rc;
+  const char *p = resp, *end = resp + rl;
+  long lineno = 0;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    lineno++;
+    if (l) {
+      json_error_t je;
+      json_t *ln = json_loadb(p, l, 0, &je);
+      fn(ud, ln, lineno);
+      json_decref(ln);
+    }
+    p += l + 1;
+  }
+  free(resp);
+  return RT_OK;
+}
+
 json_t *rt_bhttp_json(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len,
                       curl_mime *mime, rt_err *err) {
   char *resp;

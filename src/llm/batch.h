@@ -106,6 +106,11 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
  * The Gemini Files API's resumable upload needs both. */
 int rt_bhttp_post_h(rt_bhttp *h, const char *url, const char *body, size_t len, const struct curl_slist *extra,
                     const char *want, char *got, size_t cap, char **resp, size_t *rlen, rt_err *err);
+/* GET url, a JSONL file (an output, error or responses file), and hand
+ * each non-empty line to fn: parsed (NULL when it is not JSON) with its
+ * 1-based number. The line's json_t is borrowed for the call. */
+typedef void (*rt_jsonl_fn)(void *ud, json_t *line, long lineno);
+int rt_bhttp_jsonl(rt_bhttp *h, const char *url, rt_jsonl_fn fn, void *ud, rt_err *err);
 /* A non-2xx answer as an error naming method, URL, status and the
  * provider's message, with a hint for 401/403/404. */
 int rt_bhttp_fail(const char *method, const char *url, long status, const char *resp, size_t rlen, rt_err *err);

@@ -204,33 +204,29 @@ static void gem_item(json_t *it, const char *key, long index, rt_batch_line_fn f
   fn(ud, key, index, NULL, 0, why);
 }
 
+/* A line of the responses file of a file-input batch, to the caller's fn. */
+typedef struct gem_file_ctx {
+  const char *file;
+  rt_batch_line_fn fn;
+  void *ud;
+  long index;
+} gem_file_ctx;
+
+static void gem_file_line(void *ud, json_t *ln, long lineno) {
+  gem_file_ctx *x = ud;
+  const char *key = json_string_value(json_object_get(ln, "key"));
+  if (!key) key = json_string_value(json_object_get(json_object_get(ln, "metadata"), "key"));
+  if (!key) rt_warn("batch responses %s: line %ld has no key; skipped (its request is retried)", x->file, lineno);
+  else gem_item(ln, key, x->index, x->fn, x->ud);
+  x->index++;
+}
+
 /* The responses file of a file-input batch, line by line, to fn. */
 static int gem_file_lines(rt_bhttp *h, const char *file, rt_batch_line_fn fn, void *ud, rt_err *err) {
   char url[1024];
   snprintf(url, sizeof url, "%s/download/v1beta/%s:download?alt=media", h->base, file);
-  char *resp;
-  size_t rl;
-  int rc = rt_bhttp_ok(h, "GET", url, NULL, 0, NULL, &resp, &rl, err);
-  if (rc) return rc;
-  const char *p = resp, *end = resp + rl;
-  long index = 0;
-  while (p < end) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    if (l) {
-      json_error_t je;
-      json_t *ln = json_loadb(p, l, 0, &je);
-      const char *key = json_string_value(json_object_get(ln, "key"));
-      if (!key) key = json_string_value(json_object_get(json_object_get(ln, "metadata"), "key"));
-      if (!key) rt_warn("batch responses %s: line %ld has no key; skipped (its request is retried)", file, index + 1);
-      else gem_item(ln, key, index, fn, ud);
-      json_decref(ln);
-      index++;
-    }
-    p += l + 1;
-  }
-  free(resp);
-  return RT_OK;
+  gem_file_ctx x = {file, fn, ud, 0};
+  return rt_bhttp_jsonl(h, url, gem_file_line, &x, err);
 }
 
 static int gem_collect(rt_bhttp *h, const char *id, const rt_batch_state *st, rt_batch_line_fn fn, void *ud,

@@ -111,47 +111,43 @@ static int oai_get(rt_bhttp *h, const char *id, rt_batch_state *st, rt_err *err)
   return RT_OK;
 }
 
+/* One line of an output or error file, to the caller's fn. */
+typedef struct oai_file_ctx {
+  const char *fid;
+  rt_batch_line_fn fn;
+  void *ud;
+} oai_file_ctx;
+
+static void oai_line(void *ud, json_t *ln, long lineno) {
+  oai_file_ctx *x = ud;
+  const char *cid = json_string_value(json_object_get(ln, "custom_id"));
+  json_t *r = json_object_get(ln, "response");
+  json_t *e = json_object_get(ln, "error");
+  json_int_t sc = json_integer_value(json_object_get(r, "status_code"));
+  json_t *body = json_object_get(r, "body");
+  if (!cid) {
+    rt_warn("batch output %s: line %ld has no custom_id; skipped (its request is retried)", x->fid, lineno);
+  } else if (sc / 100 == 2 && json_is_object(body)) {
+    char *b = json_dumps(body, JSON_COMPACT);
+    x->fn(x->ud, cid, -1, b, strlen(b), NULL);
+    free(b);
+  } else {
+    char why[400];
+    const char *m = json_string_value(json_object_get(e, "message"));
+    const char *code = json_string_value(json_object_get(e, "code"));
+    if (!m) m = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
+    if (code) snprintf(why, sizeof why, "batch line %s: %s", code, m ? m : "");
+    else snprintf(why, sizeof why, "batch line status %lld: %s", (long long)sc, m ? m : "no message");
+    x->fn(x->ud, cid, -1, NULL, 0, why);
+  }
+}
+
 /* One file's lines to fn. */
 static int oai_lines(rt_bhttp *h, const char *fid, rt_batch_line_fn fn, void *ud, rt_err *err) {
   char url[1024];
   snprintf(url, sizeof url, "%s/v1/files/%s/content", h->base, fid);
-  char *resp;
-  size_t rl;
-  int rc = rt_bhttp_ok(h, "GET", url, NULL, 0, NULL, &resp, &rl, err);
-  if (rc) return rc;
-  const char *p = resp, *end = resp + rl;
-  while (p < end) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    if (l) {
-      json_error_t je;
-      json_t *ln = json_loadb(p, l, 0, &je);
-      const char *cid = json_string_value(json_object_get(ln, "custom_id"));
-      json_t *r = json_object_get(ln, "response");
-      json_t *e = json_object_get(ln, "error");
-      json_int_t sc = json_integer_value(json_object_get(r, "status_code"));
-      json_t *body = json_object_get(r, "body");
-      if (!cid) {
-        rt_warn("batch output %s: a line without custom_id skipped", fid);
-      } else if (sc / 100 == 2 && json_is_object(body)) {
-        char *b = json_dumps(body, JSON_COMPACT);
-        fn(ud, cid, -1, b, strlen(b), NULL);
-        free(b);
-      } else {
-        char why[400];
-        const char *m = json_string_value(json_object_get(e, "message"));
-        const char *code = json_string_value(json_object_get(e, "code"));
-        if (!m) m = json_string_value(json_object_get(json_object_get(body, "error"), "message"));
-        if (code) snprintf(why, sizeof why, "batch line %s: %s", code, m ? m : "");
-        else snprintf(why, sizeof why, "batch line status %lld: %s", (long long)sc, m ? m : "no message");
-        fn(ud, cid, -1, NULL, 0, why);
-      }
-      json_decref(ln);
-    }
-    p += l + 1;
-  }
-  free(resp);
-  return RT_OK;
+  oai_file_ctx x = {fid, fn, ud};
+  return rt_bhttp_jsonl(h, url, oai_line, &x, err);
 }
 
 static int oai_collect(rt_bhttp *h, const char *id, const rt_batch_state *st, rt_batch_line_fn fn, void *ud,

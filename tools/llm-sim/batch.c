@@ -355,6 +355,55 @@ static json_t *gemini_op(const sim_batches *b, const bbatch *x) {
   return op;
 }
 
+/* One parsed line of an input file: its id and request body, or NULL with
+ * why set. arg: the provider's context for the message. */
+typedef const char *(*line_fn)(json_t *ln, const char *arg, json_t **body, size_t lineno, char *why, size_t cap);
+
+/* {"custom_id","method":"POST","url":arg,"body":{...}} (OpenAI) */
+static const char *openai_line(json_t *ln, const char *ep, json_t **body, size_t lineno, char *why, size_t cap) {
+  const char *cid = json_string_value(json_object_get(ln, "custom_id"));
+  const char *m = json_string_value(json_object_get(ln, "method"));
+  const char *u = json_string_value(json_object_get(ln, "url"));
+  *body = json_object_get(ln, "body");
+  if (cid && m && !strcmp(m, "POST") && u && !strcmp(u, ep) && json_is_object(*body)) return cid;
+  snprintf(why, cap, "line %zu is not {custom_id, method POST, url %s, body}", lineno, ep);
+  return NULL;
+}
+
+/* {"key","request":{...}} (Gemini; arg: the file's name) */
+static const char *gemini_line(json_t *ln, const char *fname, json_t **body, size_t lineno, char *why, size_t cap) {
+  const char *key = json_string_value(json_object_get(ln, "key"));
+  *body = json_object_get(ln, "request");
+  if (key && json_is_object(*body)) return key;
+  snprintf(why, cap, "line %zu of %s is not {\"key\": string, \"request\": object}", lineno, fname);
+  return NULL;
+}
+
+/* The request lines of an uploaded JSONL input file, each checked by take,
+ * ids unique. On the first bad line why is set (the lines read so far are
+ * still returned, for the caller to free). */
+static void input_lines(const bfile *f, line_fn take, const char *arg, bline **out, size_t *n, char *why,
+                        size_t cap) {
+  RT_VEC(bline) lines = {0};
+  const char *p = f->data, *end = f->data + f->len;
+  while (p < end && !*why) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (l) {
+      json_error_t je;
+      json_t *ln = json_loadb(p, l, 0, &je), *body = NULL;
+      const char *id = take(ln, arg, &body, lines.len + 1, why, cap);
+      for (size_t i = 0; id && i < lines.len && !*why; i++)
+        if (!strcmp(lines.data[i].id, id)) snprintf(why, cap, "duplicate id %s (custom_id / key)", id);
+      if (!*why) rt_vec_push(&lines, ((bline){rt_xstrdup(id), json_dumps(body, JSON_COMPACT)}));
+      json_decref(ln);
+    }
+    p += l + 1;
+  }
+  *out = lines.data;
+  *n = lines.len;
+}
+
 /* POST /v1/batches */
 static unsigned openai_create(sim_batches *b, const char *body, size_t len, char **out) {
   const sim_opts *o = &b->ctx->opt;
@@ -387,26 +436,7 @@ static unsigned openai_create(sim_batches *b, const char *body, size_t len, char
   /* Parse the lines: {"custom_id","method","url","body"} */
   RT_VEC(bline) lines = {0};
   char why[256] = "";
-  const char *p = f->data, *end = f->data + f->len;
-  while (p < end && !*why) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    if (l) {
-      json_t *ln = json_loadb(p, l, 0, &je);
-      const char *cid = ln ? json_string_value(json_object_get(ln, "custom_id")) : NULL;
-      const char *m = ln ? json_string_value(json_object_get(ln, "method")) : NULL;
-      const char *u = ln ? json_string_value(json_object_get(ln, "url")) : NULL;
-      json_t *bd = ln ? json_object_get(ln, "body") : NULL;
-      if (!cid || !m || strcmp(m, "POST") || !u || strcmp(u, ep) || !json_is_object(bd))
-        snprintf(why, sizeof why, "line %zu is not {custom_id, method POST, url %s, body}", lines.len + 1, ep);
-      else
-        for (size_t i = 0; i < lines.len && !*why; i++)
-          if (!strcmp(lines.data[i].id, cid)) snprintf(why, sizeof why, "duplicate custom_id %s", cid);
-      if (!*why) rt_vec_push(&lines, ((bline){rt_xstrdup(cid), json_dumps(bd, JSON_COMPACT)}));
-      json_decref(ln);
-    }
-    p += l + 1;
-  }
+  input_lines(f, openai_line, ep, &lines.data, &lines.len, why, sizeof why);
   if (!*why && o->batch_max_requests && lines.len > o->batch_max_requests)
     snprintf(why, sizeof why, "%zu requests: over the limit of %llu per batch (--batch-max-requests)", lines.len,
              (unsigned long long)o->batch_max_requests);
@@ -451,25 +481,7 @@ static unsigned gemini_create_file(sim_batches *b, const char *url, const char *
   }
   RT_VEC(bline) lines = {0};
   char why[256] = "";
-  const char *p = f->data, *end = f->data + f->len;
-  while (p < end && !*why) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    if (l) {
-      json_error_t je;
-      json_t *ln = json_loadb(p, l, 0, &je);
-      const char *key = json_string_value(json_object_get(ln, "key"));
-      json_t *r = json_object_get(ln, "request");
-      if (!key || !json_is_object(r))
-        snprintf(why, sizeof why, "line %zu of %s is not {\"key\": string, \"request\": object}", lines.len + 1, fname);
-      else
-        for (size_t i = 0; i < lines.len && !*why; i++)
-          if (!strcmp(lines.data[i].id, key)) snprintf(why, sizeof why, "duplicate key %s in %s", key, fname);
-      if (!*why) rt_vec_push(&lines, ((bline){rt_xstrdup(key), json_dumps(r, JSON_COMPACT)}));
-      json_decref(ln);
-    }
-    p += l + 1;
-  }
+  input_lines(f, gemini_line, fname, &lines.data, &lines.len, why, sizeof why);
   if (!*why && o->batch_max_requests && lines.len > o->batch_max_requests)
     snprintf(why, sizeof why, "%zu requests: too many in one batch (--batch-max-requests)", lines.len);
   if (!*why && !lines.len) snprintf(why, sizeof why, "the input file %s holds no request", fname);
@@ -636,6 +648,26 @@ static unsigned gemini_create(sim_batches *b, const char *url, const char *body,
   return 200;
 }
 
+/* The id at the start of rest (up to sep), prefixed, into id; returns what
+ * follows it from sep on ("" when nothing). */
+static const char *url_id(const char *rest, char sep, const char *prefix, char *id, size_t cap) {
+  const char *e = strchr(rest, sep);
+  size_t n = e ? (size_t)(e - rest) : strlen(rest);
+  snprintf(id, cap, "%s%.*s", prefix, (int)n, rest);
+  return e ? e : "";
+}
+
+/* A file's bytes as the answer (OpenAI /content, Gemini :download). */
+static unsigned download(sim_batches *b, const bfile *f, char **out, size_t *out_len, int *jsonl) {
+  *out = rt_xmalloc(f->len + 1);
+  if (f->len) memcpy(*out, f->data, f->len);
+  (*out)[f->len] = '\0';
+  *out_len = f->len;
+  *jsonl = 1;
+  b->downloads++;
+  return 200;
+}
+
 unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url, const char *body, size_t len,
                             const char *file, size_t file_len, const char *purpose, sim_goog_upload *g, char **out,
                             size_t *out_len, int *jsonl) {
@@ -658,21 +690,11 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
     }
   } else if (!strncmp(url, "/v1/files/", 10) && get) {
     char id[64];
-    snprintf(id, sizeof id, "%s", url + 10);
-    char *slash = strchr(id, '/');
-    int content = slash && !strcmp(slash, "/content");
-    if (slash) *slash = '\0';
+    int content = !strcmp(url_id(url + 10, '/', "", id, sizeof id), "/content");
     bfile *f = find_file(b, id);
     if (!f) st = err_reply(SIM_API_OPENAI, 404, "no such file", out);
-    else if (content) {
-      *out = rt_xmalloc(f->len + 1);
-      memcpy(*out, f->data, f->len);
-      *out_len = f->len;
-      *jsonl = 1;
-      b->downloads++;
-      pthread_mutex_unlock(&b->mu);
-      return 200;
-    } else {
+    else if (content) st = download(b, f, out, out_len, jsonl);
+    else {
       *out = dumps(json_pack("{s:s,s:s,s:I,s:s}", "id", f->id, "object", "file", "bytes", (json_int_t)f->len,
                              "purpose", f->purpose));
       st = 200;
@@ -687,10 +709,8 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
     st = 200;
   } else if (!strncmp(url, "/v1/batches/", 12)) {
     char id[64];
-    snprintf(id, sizeof id, "%s", url + 12);
-    char *slash = strchr(id, '/');
-    int cancel = slash && !strcmp(slash, "/cancel");
-    if (slash) *slash = '\0';
+    const char *rest = url_id(url + 12, '/', "", id, sizeof id);
+    int slash = *rest != '\0', cancel = !strcmp(rest, "/cancel");
     bbatch *x = find_batch(b, id);
     if (!x || x->api != SIM_API_OPENAI) st = err_reply(SIM_API_OPENAI, 404, "no such batch", out);
     else if (cancel && post) {
@@ -711,25 +731,14 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
     st = gemini_upload(b, body, len, g, out);
   } else if (!strncmp(url, "/download/v1beta/files/", 23) && get) {
     char id[64];
-    snprintf(id, sizeof id, "%s", url + 23);
-    char *colon = strchr(id, ':');
-    int dl = colon && !strcmp(colon, ":download");
-    if (colon) *colon = '\0';
+    int dl = !strcmp(url_id(url + 23, ':', "", id, sizeof id), ":download");
     bfile *f = find_file(b, id);
     if (!dl) st = err_reply(SIM_API_GEMINI, 404, "the download endpoint is files/{id}:download", out);
     else if (!g->alt || strcmp(g->alt, "media") != 0)
       st = err_reply(SIM_API_GEMINI, 400, "add ?alt=media to download the file's bytes", out);
     else if (!f || f->pending || strncmp(f->purpose, "gemini-", 7) != 0)
       st = err_reply(SIM_API_GEMINI, 404, "no such file", out);
-    else {
-      *out = rt_xmalloc(f->len + 1);
-      memcpy(*out, f->data ? f->data : "", f->len);
-      *out_len = f->len;
-      *jsonl = 1;
-      b->downloads++;
-      pthread_mutex_unlock(&b->mu);
-      return 200;
-    }
+    else st = download(b, f, out, out_len, jsonl);
   } else if (sim_batches_route(url) && !strncmp(url, "/v1beta/models/", 15) && post) {
     st = gemini_create(b, url, body, len, out);
   } else if (!strcmp(url, "/v1beta/batches") && get) {
@@ -740,10 +749,8 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
     st = 200;
   } else if (!strncmp(url, "/v1beta/batches/", 16)) {
     char id[80];
-    snprintf(id, sizeof id, "batches/%s", url + 16);
-    char *colon = strchr(id + 8, ':');
-    int cancel = colon && !strcmp(colon, ":cancel");
-    if (colon) *colon = '\0';
+    const char *rest = url_id(url + 16, ':', "batches/", id, sizeof id);
+    int colon = *rest != '\0', cancel = !strcmp(rest, ":cancel");
     bbatch *x = find_batch(b, id);
     if (!x || x->api != SIM_API_GEMINI) st = err_reply(SIM_API_GEMINI, 404, "no such batch", out);
     else if (cancel && post) {
@@ -766,7 +773,7 @@ unsigned sim_batches_handle(sim_batches *b, const char *method, const char *url,
                    404, "no such batch endpoint", out);
   }
   pthread_mutex_unlock(&b->mu);
-  *out_len = *out ? strlen(*out) : 0;
+  if (!*jsonl) *out_len = *out ? strlen(*out) : 0; /* a download set its own length */
   return st;
 }
 
