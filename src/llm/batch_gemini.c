@@ -52,6 +52,13 @@ static size_t gem_line_bytes(size_t id_len, size_t body_len) {
   return 11 + body_len + 21 + id_len + 4;
 }
 
+/* The length of url's origin: scheme://host[:port], up to the path. */
+static size_t origin_len(const char *url) {
+  const char *p = strstr(url, "://");
+  p = p ? p + 3 : url;
+  return (size_t)(p - url) + strcspn(p, "/?#");
+}
+
 /* The Files API's resumable upload of data (len bytes, JSONL) named label:
  * the file's name ("files/...") into name. */
 static int gem_upload(rt_bhttp *h, const char *label, const char *data, size_t len, char *name, size_t cap,
@@ -79,6 +86,14 @@ static int gem_upload(rt_bhttp *h, const char *label, const char *data, size_t l
                       "POST %s: the answer has no x-goog-upload-url header to upload the batch input to (does "
                       "llm.base_url serve the Gemini Files API?)",
                       url);
+  /* The bytes go out with the API key: only to llm.base_url's own origin,
+   * never to wherever a misbehaving proxy or server points. */
+  size_t ol = origin_len(h->base);
+  if (strncmp(up, h->base, ol) != 0 || (up[ol] != '/' && up[ol] != '?' && up[ol] != '\0'))
+    return rt_err_set(err, RT_ERR_ENDPOINT,
+                      "POST %s: the upload URL it answered (x-goog-upload-url) is on %.*s, not on llm.base_url's "
+                      "origin %.*s; the API key is not sent there (check llm.base_url and any proxy in between)",
+                      url, (int)origin_len(up), up, (int)ol, h->base);
   x = curl_slist_append(NULL, "X-Goog-Upload-Offset: 0");
   x = curl_slist_append(x, "X-Goog-Upload-Command: upload, finalize");
   x = curl_slist_append(x, "Content-Type: application/jsonl");

@@ -20,6 +20,7 @@ start_sim flaky "$CAT" --batch-delay-ms 250 --batch-fail 0.2 --batch-get-fail 2;
 start_sim expire "$CAT" --batch-delay-ms 1200 --batch-expire-ms 300; EXPIRE=$SIM_URL
 start_sim slow "$CAT" --batch-delay-ms 3000;                      SLOW=$SIM_URL
 start_sim slowfile "$CAT" --batch-delay-ms 3000;                  SLOWFILE=$SIM_URL
+start_sim foreign "$CAT" --upload-origin http://127.0.0.2:9;      FOREIGN=$SIM_URL # a proxy pointing elsewhere
 start_sim glacial "$CAT" --batch-delay-ms 86400000;               GLACIAL=$SIM_URL # ends only by --cancel
 SIM_URL=$FAST write_config
 cat >>"$T/job.ini" <<INI
@@ -90,6 +91,12 @@ up=$(grep -i '^x-goog-upload-url:' "$T/hdr" | cut -d' ' -f2 | tr -d '\r')
   { cat "$T/resp"; fail "an upload shorter than declared accepted"; }
 [ "$(code "$FILES/download/v1beta/files/nosuch:download?alt=media")" = 404 ] || fail "download of no file"
 pass "gemini-batch input file: identical table, $RANKS uploads + $RANKS downloads, 0 inline; auto stays inline; bad uploads refused"
+# An upload URL on another origin than llm.base_url: the key is not sent there, exit 4, nothing published.
+expect_exit 4 refresh foreign gemini-batch "$FOREIGN" --set llm.batch_input=file
+expect_err "is on http://127.0.0.2:9, not on llm.base_url's origin $FOREIGN; the API key is not sent there"
+[ -e "$T/out/foreign.rtt" ] && fail "foreign upload URL: a table was published"
+[ "$(stat_of "$FOREIGN" 's["batches"]["uploads"]')" -eq 0 ] || fail "foreign upload URL: an upload finished"
+pass "an upload URL on another origin is refused (exit 4), the key never sent to it"
 
 # 3. Splitting at the limits: the sim rejects (400) over 50 requests or 50,000 bytes.
 refresh split-oai openai-batch "$LIMIT" --set llm.batch_max_requests=50 --set llm.batch_max_bytes=50000 2>"$T/log" || { cat "$T/log"; fail "split"; }

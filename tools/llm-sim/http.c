@@ -412,6 +412,7 @@ static enum MHD_Result on_complete(sim_server *s, sim_req *r, const char *url, c
     const char *host = MHD_lookup_connection_value(r->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     char origin[256];
     snprintf(origin, sizeof origin, "http://%s", host ? host : "127.0.0.1");
+    if (s->ctx->opt.upload_origin) snprintf(origin, sizeof origin, "%s", s->ctx->opt.upload_origin);
     g.origin = origin;
     unsigned st = sim_batches_handle(s->batches, method, url, r->body, r->len, r->has_file ? r->file.data : NULL,
                                      r->file.len, r->purpose, &g, &out, &out_len, &jsonl);

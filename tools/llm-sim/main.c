@@ -38,6 +38,8 @@ static const char usage[] =
     "                        (Gemini: no Retry-After; RetryInfo in the error's details)\n"
     "  --tpm T               token-bucket limit in tokens/min (prompt bytes/4 + max_tokens, charged\n"
     "                        as OpenAI does), burst T/60; over it 429 as for --rps (default 0)\n"
+    "  --upload-origin URL   Gemini resumable uploads: the x-goog-upload-url names this origin\n"
+    "                        (scheme://host:port) instead of the sim's own (a misbehaving proxy)\n"
     "  --ratelimit-headers   OpenAI's x-ratelimit-limit/remaining/reset-requests (with --rps)\n"
     "                        and -tokens (with --tpm) headers on every inference response\n"
     "  --fail-429 X          fraction answered 429 at once, independent of the rate (a busy\n"
@@ -105,7 +107,7 @@ static int parse_uint(const char *flag, const char *s, unsigned long long lo, un
 
 enum {
   O_CATALOG = 256, O_PORT, O_PORT_FILE, O_SEED, O_LATENCY, O_LATENCY_DIST, O_LATENCY_P99, O_CAPACITY,
-  O_RPS, O_TPM, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_FAULT_ATTEMPTS, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
+  O_RPS, O_TPM, O_UPLOAD_ORIGIN, O_F500, O_F503, O_F429, O_F502, O_F504, O_RETRY_AFTER, O_FAULT_ATTEMPTS, O_RL_HEADERS, O_HANG, O_RESET, O_MALFORMED, O_OFF, O_NOISE, O_FOLLOW, O_THREADS, O_KEY,
   O_HELP, O_BDELAY, O_BFAIL, O_BEXPIRE, O_BMAXREQ, O_BMAXBYTES, O_BGETFAIL,
 };
 
@@ -117,7 +119,7 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
     {"latency-dist", required_argument, 0, O_LATENCY_DIST},
     {"latency-p99-ms", required_argument, 0, O_LATENCY_P99},
     {"capacity", required_argument, 0, O_CAPACITY}, {"rps", required_argument, 0, O_RPS},
-    {"tpm", required_argument, 0, O_TPM},
+    {"tpm", required_argument, 0, O_TPM}, {"upload-origin", required_argument, 0, O_UPLOAD_ORIGIN},
     {"fail-500", required_argument, 0, O_F500}, {"fail-503", required_argument, 0, O_F503},
     {"fail-429", required_argument, 0, O_F429}, {"fail-502", required_argument, 0, O_F502},
     {"fail-504", required_argument, 0, O_F504}, {"retry-after", required_argument, 0, O_RETRY_AFTER},
@@ -161,6 +163,7 @@ static int parse_args(int argc, char **argv, sim_opts *o) {
       break;
     case O_RPS: rc = parse_double("--rps", optarg, 0, 1e300, &o->rps); break;
     case O_TPM: rc = parse_double("--tpm", optarg, 0, 1e300, &o->tpm); break;
+    case O_UPLOAD_ORIGIN: o->upload_origin = optarg; break;
     case O_F500: rc = parse_double("--fail-500", optarg, 0, 1, &o->fail500); break;
     case O_F503: rc = parse_double("--fail-503", optarg, 0, 1, &o->fail503); break;
     case O_F429: rc = parse_double("--fail-429", optarg, 0, 1, &o->fail429); break;

@@ -42,6 +42,7 @@ typedef struct sim_opts {
   int retry_after;          /* seconds in the Retry-After of --fail-429 (default 1) */
   int fault_attempts;       /* --fault-attempts K: resets, hangs, 429s and 5xx only on a prompt's first K attempts (0: any) */
   int ratelimit_headers;    /* OpenAI x-ratelimit-*-requests/-tokens headers from the --rps/--tpm buckets */
+  const char *upload_origin; /* --upload-origin: the Gemini upload URL names this origin (NULL: the sim's own) */
   double follow;
   unsigned threads;
   const char *require_key;  /* NULL: no auth */
