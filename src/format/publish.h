@@ -52,9 +52,9 @@ int rt_table_publish_bytes(const void *data, size_t len, const char *path, int k
  * by a publish that died after renaming its table (PATH.SIDE.new.PID with
  * PATH.new.PID gone) is renamed into place, completing that publish (a
  * PATH.SIDE.new.PID.none marker, staged for a side file the generation
- * lacks, removes PATH.SIDE instead); every other one is removed. Call only while holding PATH's lock (format/lock.h):
- * no live writer then. *removed counts the removed ones. Returns -1 when the
- * directory cannot be read. */
+ * lacks, removes PATH.SIDE instead); every other one is removed. Call only
+ * while holding PATH's lock (format/lock.h): no live writer then. *removed
+ * counts the removed ones. Returns -1 when the directory cannot be read. */
 int rt_table_sweep(const char *path, int *removed);
 
 /* Serve generation n again: PATH.n becomes PATH and PATH..PATH.n-1 move

@@ -152,20 +152,27 @@ int rt_bhttp_do(rt_bhttp *h, const char *method, const char *url, const char *bo
   return http_do(h, method, url, body, len, mime, NULL, NULL, status, resp, rlen, err);
 }
 
-int rt_bhttp_post_h(rt_bhttp *h, const char *url, const char *body, size_t len, const struct curl_slist *extra,
-                    const char *want, char *got, size_t cap, char **resp, size_t *rlen, rt_err *err) {
+/* http_do, then a non-2xx answer as the error (rt_bhttp_fail); *resp is
+ * the caller's only on success. */
+static int http_ok(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len, curl_mime *mime,
+                   const struct curl_slist *extra, hdr *w, char **resp, size_t *rlen, rt_err *err) {
   long status = 0;
-  hdr w = {want, got, cap};
   *resp = NULL;
   *rlen = 0;
-  int rc = http_do(h, "POST", url, body, len, NULL, extra, want ? &w : NULL, &status, resp, rlen, err);
-  if (rc == RT_OK && status / 100 != 2) rc = rt_bhttp_fail("POST", url, status, *resp, *rlen, err);
+  int rc = http_do(h, method, url, body, len, mime, extra, w, &status, resp, rlen, err);
+  if (rc == RT_OK && status / 100 != 2) rc = rt_bhttp_fail(method, url, status, *resp, *rlen, err);
   if (rc) {
     free(*resp);
     *resp = NULL;
     *rlen = 0;
   }
   return rc;
+}
+
+int rt_bhttp_post_h(rt_bhttp *h, const char *url, const char *body, size_t len, const struct curl_slist *extra,
+                    const char *want, char *got, size_t cap, char **resp, size_t *rlen, rt_err *err) {
+  hdr w = {want, got, cap};
+  return http_ok(h, "POST", url, body, len, NULL, extra, want ? &w : NULL, resp, rlen, err);
 }
 
 int rt_bhttp_fail(const char *method, const char *url, long status, const char *resp, size_t rlen, rt_err *err) {
@@ -181,17 +188,7 @@ int rt_bhttp_fail(const char *method, const char *url, long status, const char *
 
 int rt_bhttp_ok(rt_bhttp *h, const char *method, const char *url, const char *body, size_t len, curl_mime *mime,
                 char **resp, size_t *rlen, rt_err *err) {
-  long status = 0;
-  *resp = NULL;
-  *rlen = 0;
-  int rc = rt_bhttp_do(h, method, url, body, len, mime, &status, resp, rlen, err);
-  if (rc == RT_OK && status / 100 != 2) rc = rt_bhttp_fail(method, url, status, *resp, *rlen, err);
-  if (rc) {
-    free(*resp);
-    *resp = NULL;
-    *rlen = 0;
-  }
-  return rc;
+  return http_ok(h, method, url, body, len, mime, NULL, NULL, resp, rlen, err);
 }
 
 int rt_bhttp_jsonl(rt_bhttp *h, const char *url, rt_jsonl_fn fn, void *ud, rt_err *err) {

@@ -111,56 +111,65 @@ static int gem_upload(rt_bhttp *h, const char *label, const char *data, size_t l
   return rc;
 }
 
-static int gem_submit(rt_bhttp *h, const char *model, const char *label, rt_batch_input input, char *const *ids,
-                      char *const *bodies, const size_t *lens, size_t n, char *id, size_t idcap, rt_err *err) {
-  size_t lines = 0;
-  for (size_t k = 0; k < n; k++) lines += gem_line_bytes(strlen(ids[k]), lens[k]);
-  int file = input == RT_BATCH_INPUT_FILE || (input == RT_BATCH_INPUT_AUTO && lines > rt_batch_gemini.inline_bytes);
+/* The create request's body with the requests inline (lines: their bytes). */
+static char *gem_inline_body(const char *label, char *const *ids, char *const *bodies, const size_t *lens, size_t n,
+                             size_t lines, size_t *len) {
   json_t *jl = json_string(label);
   char *lab = json_dumps(jl, JSON_ENCODE_ANY | JSON_COMPACT);
   json_decref(jl);
-  char *data = rt_xmalloc(lines + 512 + 2 * strlen(lab)), *p = data;
-  int rc = RT_OK;
-  if (file) {
-    for (size_t k = 0; k < n; k++) {
-      p += sprintf(p, "{\"key\":\"%s\",\"request\":", ids[k]);
-      memcpy(p, bodies[k], lens[k]);
-      p += lens[k];
-      *p++ = '}';
-      *p++ = '\n';
-    }
-    char fname[256] = "";
-    rc = gem_upload(h, label, data, (size_t)(p - data), fname, sizeof fname, err);
-    free(data);
-    data = p = NULL;
-    if (rc == RT_OK) {
-      json_t *req = json_pack("{s:{s:s,s:{s:s}}}", "batch", "displayName", label, "inputConfig", "fileName", fname);
-      data = json_dumps(req, JSON_COMPACT);
-      json_decref(req);
-      p = data + strlen(data);
-    }
-  } else {
-    p += sprintf(p, "{\"batch\":{\"displayName\":%s,\"inputConfig\":{\"requests\":{\"requests\":[", lab);
-    for (size_t k = 0; k < n; k++) {
-      p += sprintf(p, "%s{\"request\":", k ? "," : "");
-      memcpy(p, bodies[k], lens[k]);
-      p += lens[k];
-      p += sprintf(p, ",\"metadata\":{\"key\":\"%s\"}}", ids[k]);
-    }
-    p += sprintf(p, "]}}}}");
-  }
+  char *data = rt_xmalloc(lines + 128 + strlen(lab)), *p = data;
+  p += sprintf(p, "{\"batch\":{\"displayName\":%s,\"inputConfig\":{\"requests\":{\"requests\":[", lab);
   free(lab);
-  if (rc) {
-    free(data);
-    return rc;
+  for (size_t k = 0; k < n; k++) {
+    p += sprintf(p, "%s{\"request\":", k ? "," : "");
+    memcpy(p, bodies[k], lens[k]);
+    p += lens[k];
+    p += sprintf(p, ",\"metadata\":{\"key\":\"%s\"}}", ids[k]);
   }
+  p += sprintf(p, "]}}}}");
+  *len = (size_t)(p - data);
+  return data;
+}
+
+/* Upload the requests as an input file; the create request's body naming
+ * it, or NULL (err set). */
+static char *gem_file_body(rt_bhttp *h, const char *label, char *const *ids, char *const *bodies, const size_t *lens,
+                           size_t n, size_t lines, size_t *len, rt_err *err) {
+  char *data = rt_xmalloc(lines + 1), *p = data; /* a file line is shorter than an inline item */
+  for (size_t k = 0; k < n; k++) {
+    p += sprintf(p, "{\"key\":\"%s\",\"request\":", ids[k]);
+    memcpy(p, bodies[k], lens[k]);
+    p += lens[k];
+    *p++ = '}';
+    *p++ = '\n';
+  }
+  char fname[256] = "";
+  int rc = gem_upload(h, label, data, (size_t)(p - data), fname, sizeof fname, err);
+  free(data);
+  if (rc) return NULL;
+  json_t *req = json_pack("{s:{s:s,s:{s:s}}}", "batch", "displayName", label, "inputConfig", "fileName", fname);
+  char *body = json_dumps(req, JSON_COMPACT);
+  json_decref(req);
+  *len = strlen(body);
+  return body;
+}
+
+static int gem_submit(rt_bhttp *h, const char *model, const char *label, rt_batch_input input, char *const *ids,
+                      char *const *bodies, const size_t *lens, size_t n, char *id, size_t idcap, rt_err *err) {
+  size_t lines = 0, blen = 0;
+  for (size_t k = 0; k < n; k++) lines += gem_line_bytes(strlen(ids[k]), lens[k]);
+  int file = input == RT_BATCH_INPUT_FILE || (input == RT_BATCH_INPUT_AUTO && lines > rt_batch_gemini.inline_bytes);
+  char *data = file ? gem_file_body(h, label, ids, bodies, lens, n, lines, &blen, err)
+                    : gem_inline_body(label, ids, bodies, lens, n, lines, &blen);
+  if (!data) return err->code;
   char url[1024];
   char *m = curl_easy_escape(h->e, model, 0);
   snprintf(url, sizeof url, "%s/v1beta/models/%s:batchGenerateContent", h->base, m ? m : model);
   curl_free(m);
-  json_t *op = rt_bhttp_json(h, "POST", url, data, (size_t)(p - data), NULL, err);
+  json_t *op = rt_bhttp_json(h, "POST", url, data, blen, NULL, err);
   free(data);
   if (!op) return err->code;
+  int rc = RT_OK;
   const char *name = json_string_value(json_object_get(op, "name"));
   if (!name) name = json_string_value(json_object_get(json_object_get(op, "metadata"), "name"));
   if (name && !strncmp(name, "batches/", 8)) snprintf(id, idcap, "%s", name);

@@ -119,6 +119,14 @@ static char *dumps(json_t *j) {
   return s;
 }
 
+/* j (consumed) as one JSONL line appended to v. */
+static void push_line(charvec *v, json_t *j) {
+  char *s = dumps(j);
+  for (size_t i = 0; s[i]; i++) rt_vec_push(v, s[i]);
+  rt_vec_push(v, '\n');
+  free(s);
+}
+
 static unsigned err_reply(sim_api api, unsigned status, const char *msg, char **out) {
   *out = sim_error_body(api, (int)status, msg);
   return status;
@@ -229,10 +237,7 @@ static void finish(sim_batches *b, bbatch *x, size_t upto, int state, const char
         continue;
       }
       json_object_set_new(item, "key", json_string(x->lines[k].id)); /* a responses file line */
-      char *s = dumps(item);
-      for (size_t i = 0; s[i]; i++) rt_vec_push(&out, s[i]);
-      rt_vec_push(&out, '\n');
-      free(s);
+      push_line(&out, item);
       continue;
     }
     char rid[48];
@@ -250,12 +255,7 @@ static void finish(sim_batches *b, bbatch *x, size_t upto, int state, const char
                        "code", code, "message",
                        state == 2 ? "This request could not be executed before the completion window expired."
                                   : "This request was not executed: the batch was cancelled.");
-    char *s = dumps(line);
-    size_t sl = strlen(s);
-    charvec *v = ok == 0 ? &out : &errs;
-    for (size_t i = 0; i < sl; i++) rt_vec_push(v, s[i]);
-    rt_vec_push(v, '\n');
-    free(s);
+    push_line(ok == 0 ? &out : &errs, line);
   }
   x->terminal = state;
   if (x->api == SIM_API_GEMINI && !x->from_file) {
